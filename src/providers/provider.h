@@ -1,0 +1,79 @@
+/*
+ * A provider is a table of operations that turn a client's OpenAI-format
+ * request into the provider's wire format and the provider's answer back
+ * into OpenAI's format. An OpenAI-compatible provider passes bodies through
+ * (only the model name and deployment defaults are edited); a translating
+ * provider (Anthropic, Gemini, ...) fills every operation.
+ *
+ * All operations run on a loop thread, allocate from the call's arena or
+ * into the buffers they are given, and never block.
+ */
+#ifndef LX_PROVIDERS_PROVIDER_H
+#define LX_PROVIDERS_PROVIDER_H
+
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/str.h"
+#include "upstream/upstream.h"
+
+enum lx_endpoint {
+    LX_EP_CHAT,        /* /chat/completions */
+    LX_EP_COMPLETIONS, /* /completions (legacy text) */
+    LX_EP_EMBEDDINGS,  /* /embeddings */
+};
+
+#define LX_PROVIDER_MAX_HEADERS 24
+
+/* What a provider needs to build the upstream request. */
+struct lx_provider_call {
+    enum lx_endpoint endpoint;
+    const struct lx_deployment *dep;
+    struct lx_str body; /* the client's JSON body, as received */
+    const cJSON *json;  /* the same, parsed */
+    bool stream;
+    const char *api_key; /* resolved provider key, or NULL */
+    struct lx_arena *arena;
+};
+
+/* The upstream request a provider built. */
+struct lx_provider_request {
+    const char *url;
+    struct lx_upstream_header headers[LX_PROVIDER_MAX_HEADERS];
+    size_t n_headers;
+    struct lx_buf *body; /* to fill; owned by the caller */
+};
+
+/*
+ * Per-stream translation state a provider may keep; allocated from the call
+ * arena by the provider on first use.
+ */
+struct lx_stream_out {
+    struct lx_buf *out; /* OpenAI SSE bytes to send to the client */
+};
+
+struct lx_provider_ops {
+    const char *name;
+    /* Build URL, headers and body. Returns 0 or an LX_E* code with err set (client-facing text). */
+    int (*build_request)(const struct lx_provider_call *call, struct lx_provider_request *out,
+                         struct lx_error *err);
+};
+
+/* The operations for a provider kind, or NULL when llmux cannot serve it yet. */
+const struct lx_provider_ops *lx_provider_ops_for(enum lx_provider_kind kind);
+
+/*
+ * The api_base a deployment uses: its own, else its preset's default
+ * (without a trailing slash). NULL when neither exists.
+ */
+struct lx_str lx_provider_api_base(const struct lx_deployment *dep);
+
+/* The provider key: litellm_params.api_key, else the preset's key variable, else NULL. */
+const char *lx_provider_api_key(const struct lx_deployment *dep);
+
+#endif

@@ -1,0 +1,721 @@
+/*
+ * The LLM endpoints: /chat/completions, /completions, /embeddings.
+ *
+ * A call is checked (JSON, model, required fields), mapped to a model group
+ * and a deployment, and then either answered locally (mock_response) or sent
+ * upstream through the deployment's provider. Non-streamed answers are
+ * buffered (capped by max_response_size_mb) so the status and headers can
+ * reflect the whole answer; streamed answers are parsed event by event and
+ * relayed as they come, and the client's response starts only with the
+ * first event, so nothing reaches the client before the upstream has
+ * actually answered.
+ *
+ * Ownership: a struct call is heap-allocated and ends in exactly one of two
+ * places: call_finish() after the upstream transfer completed (it answers the
+ * client), or on_client_abort() when the client went away first (it cancels
+ * the transfer). The request must not be touched after the call that
+ * completes its response, so the call frees its own state before that.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/alloc.h"
+#include "core/rand.h"
+#include "core/time.h"
+#include "http/sse.h"
+#include "json/json.h"
+#include "log/log.h"
+#include "proxy/proxy_int.h"
+#include "router/router.h"
+
+#define SSE_MAX_EVENT_BYTES (8u << 20)
+
+struct call {
+    struct lx_proxy *px;
+    struct lx_http_request *req;
+    struct lx_config *cfg; /* reference held for the whole call */
+    enum lx_endpoint ep;
+    cJSON *json;
+    bool stream;
+    const struct lx_deployment *dep;
+    const char *api_key;
+    struct lx_buf up_body;
+    struct lx_upstream_xfer *xfer;
+    int up_status;
+    struct lx_buf resp; /* buffered upstream body */
+    struct lx_buf out;  /* SSE bytes for the client, per upstream read */
+    struct lx_sse_parser sse;
+    bool sse_init;
+    bool started; /* the client's streamed response has begun */
+    bool saw_event;
+    struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
+};
+
+static void call_free(struct call *c)
+{
+    if (c->json) {
+        cJSON_Delete(c->json);
+    }
+    lx_buf_fini(&c->up_body);
+    lx_buf_fini(&c->resp);
+    lx_buf_fini(&c->out);
+    if (c->sse_init) {
+        lx_sse_fini(&c->sse);
+    }
+    lx_config_unref(c->cfg);
+    lx_free(c);
+}
+
+/* Common response headers naming the deployment that answered. */
+static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
+{
+    size_t n = 0;
+    if (sse) {
+        h[n++] = (struct lx_http_header){LX_STR("content-type"), LX_STR("text/event-stream")};
+        h[n++] = (struct lx_http_header){LX_STR("cache-control"), LX_STR("no-cache")};
+        h[n++] = (struct lx_http_header){LX_STR("x-accel-buffering"), LX_STR("no")};
+    } else {
+        h[n++] = (struct lx_http_header){LX_STR("content-type"), LX_STR("application/json")};
+    }
+    if (c->dep) {
+        h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-id"), lx_str_c(c->dep->id)};
+        h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-group"),
+                                         lx_str_c(c->dep->model_name)};
+        if (c->api_base.n) {
+            h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-api-base"), c->api_base};
+        }
+    }
+    return n;
+}
+
+/* Answer with a whole body and end the call. */
+static void call_respond(struct call *c, int status, struct lx_str body)
+{
+    struct lx_http_header h[8];
+    size_t n = call_headers(c, h, false);
+    struct lx_http_request *req = c->req;
+    /* The body may live in the call: respond first (it copies what it cannot write), then free. */
+    lx_http_on_abort(req, NULL, NULL);
+    lx_http_respond(req, status, h, n, body);
+    call_free(c);
+}
+
+static void call_error(struct call *c, int status, const char *type, const char *param,
+                       const char *fmt, ...) LX_PRINTF(5, 6);
+
+static void call_error(struct call *c, int status, const char *type, const char *param,
+                       const char *fmt, ...)
+{
+    char msg[1024];
+    char code[16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(code, sizeof(code), "%d", status);
+    struct lx_buf b;
+    lx_buf_init(&b, 8192);
+    if (lx_json_error_body(&b, lx_str_c(msg), type ? type : lx_error_type_for_status(status),
+                           param, code)) {
+        lx_buf_reset(&b);
+    }
+    call_respond(c, status, lx_buf_str(&b));
+    lx_buf_fini(&b);
+}
+
+/* ---- local answers (mock_response) ---- */
+
+/* Rough token count of every string under node: 4 bytes a token, at least 1. */
+static long estimate_tokens(const cJSON *node)
+{
+    size_t bytes = 0;
+    const cJSON *stack[64];
+    int sp = 0;
+    if (node) {
+        stack[sp++] = node;
+    }
+    while (sp > 0) {
+        const cJSON *n = stack[--sp];
+        if (cJSON_IsString(n) && n->valuestring) {
+            bytes += strlen(n->valuestring);
+        }
+        for (const cJSON *ch = n->child; ch; ch = ch->next) {
+            if (sp < (int)LX_ARRAY_LEN(stack)) {
+                stack[sp++] = ch;
+            }
+        }
+    }
+    long t = (long)((bytes + 3) / 4);
+    return t > 0 ? t : 1;
+}
+
+static long count_words(const char *s)
+{
+    long n = 0;
+    bool in = false;
+    for (; *s; s++) {
+        bool sp = *s == ' ' || *s == '\n' || *s == '\t';
+        if (!sp && !in) {
+            n++;
+        }
+        in = !sp;
+    }
+    return n;
+}
+
+static int mock_chunk(struct lx_buf *b, const char *id, long created, const char *model,
+                      const char *object, struct lx_str delta_json, const char *finish)
+{
+    struct lx_buf ev;
+    lx_buf_init(&ev, 1u << 20);
+    int rc = lx_buf_printf(&ev, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", id,
+                           object, created);
+    rc = rc ? rc : lx_json_append_string(&ev, lx_str_c(model));
+    rc = rc ? rc : lx_buf_append_c(&ev, ",\"choices\":[{\"index\":0,");
+    rc = rc ? rc : lx_buf_append_str(&ev, delta_json);
+    rc = rc ? rc : lx_buf_append_c(&ev, ",\"finish_reason\":");
+    rc = rc ? rc : lx_buf_append_c(&ev, finish ? finish : "null");
+    rc = rc ? rc : lx_buf_append_c(&ev, "}]}");
+    rc = rc ? rc : lx_sse_append_event(b, LX_STR(""), lx_buf_str(&ev));
+    lx_buf_fini(&ev);
+    return rc;
+}
+
+static void mock_stream(struct call *c, const char *content, long prompt_tokens,
+                        long completion_tokens, bool include_usage)
+{
+    char id[64];
+    char uuid[37];
+    lx_uuid4(uuid);
+    bool chat = c->ep == LX_EP_CHAT;
+    snprintf(id, sizeof(id), "%s%s", chat ? "chatcmpl-" : "cmpl-", uuid);
+    const char *object = chat ? "chat.completion.chunk" : "text_completion";
+    const char *model = c->dep->upstream_model;
+    long created = (long)lx_wall_s();
+    struct lx_buf b, delta;
+    lx_buf_init(&b, 64u << 20);
+    lx_buf_init(&delta, 16u << 20);
+    int rc = 0;
+    if (chat) {
+        rc = mock_chunk(&b, id, created, model, object,
+                        LX_STR("\"delta\":{\"role\":\"assistant\",\"content\":\"\"}"), NULL);
+    }
+    /* One chunk per word, each keeping its leading space, as a model streams tokens. */
+    const char *p = content;
+    while (*p && !rc) {
+        const char *q = p;
+        while (*q == ' ') {
+            q++;
+        }
+        while (*q && *q != ' ') {
+            q++;
+        }
+        lx_buf_reset(&delta);
+        rc = lx_buf_append_c(&delta, chat ? "\"delta\":{\"content\":" : "\"text\":");
+        rc = rc ? rc : lx_json_append_string(&delta, (struct lx_str){p, (size_t)(q - p)});
+        rc = rc ? rc : lx_buf_append_c(&delta, chat ? "}" : "");
+        rc = rc ? rc : mock_chunk(&b, id, created, model, object, lx_buf_str(&delta), NULL);
+        p = q;
+    }
+    if (!rc) {
+        rc = mock_chunk(&b, id, created, model, object,
+                        chat ? LX_STR("\"delta\":{}") : LX_STR("\"text\":\"\""), "\"stop\"");
+    }
+    if (!rc && include_usage) {
+        rc = lx_buf_printf(&b,
+                           "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", id,
+                           object, created);
+        rc = rc ? rc : lx_json_append_string(&b, lx_str_c(model));
+        rc = rc ? rc
+                : lx_buf_printf(&b,
+                                ",\"choices\":[],\"usage\":{\"prompt_tokens\":%ld,"
+                                "\"completion_tokens\":%ld,\"total_tokens\":%ld}}\n\n",
+                                prompt_tokens, completion_tokens, prompt_tokens + completion_tokens);
+    }
+    rc = rc ? rc : lx_buf_append_c(&b, "data: [DONE]\n\n");
+    lx_buf_fini(&delta);
+    if (rc) {
+        lx_buf_fini(&b);
+        call_error(c, 500, NULL, NULL, "Could not build the mock response");
+        return;
+    }
+    struct lx_http_header h[8];
+    size_t n = call_headers(c, h, true);
+    struct lx_http_request *req = c->req;
+    lx_http_on_abort(req, NULL, NULL);
+    if (lx_http_stream_start(req, 200, h, n) == 0) {
+        lx_http_stream_write(req, lx_buf_str(&b));
+    }
+    lx_buf_fini(&b);
+    call_free(c);
+    lx_http_stream_end(req);
+}
+
+static void mock_embeddings(struct call *c)
+{
+    const cJSON *input = cJSON_GetObjectItemCaseSensitive(c->json, "input");
+    const cJSON *dims = cJSON_GetObjectItemCaseSensitive(c->json, "dimensions");
+    int d = cJSON_IsNumber(dims) && dims->valuedouble >= 1 && dims->valuedouble <= 4096
+                ? (int)dims->valuedouble
+                : 8;
+    int count = cJSON_IsArray(input) && !cJSON_IsNumber(cJSON_GetArrayItem(input, 0))
+                    ? cJSON_GetArraySize(input)
+                    : 1;
+    struct lx_buf b;
+    lx_buf_init(&b, 64u << 20);
+    int rc = lx_buf_append_c(&b, "{\"object\":\"list\",\"data\":[");
+    for (int i = 0; i < count && !rc; i++) {
+        rc = lx_buf_printf(&b, "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":[",
+                           i ? "," : "", i);
+        for (int k = 0; k < d && !rc; k++) {
+            rc = lx_buf_printf(&b, "%s%.6f", k ? "," : "", sin((double)(i * 31 + k + 1)));
+        }
+        rc = rc ? rc : lx_buf_append_c(&b, "]}");
+    }
+    long pt = estimate_tokens(input);
+    rc = rc ? rc : lx_buf_append_c(&b, "],\"model\":");
+    rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->dep->upstream_model));
+    rc = rc ? rc
+            : lx_buf_printf(&b, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", pt,
+                            pt);
+    if (rc) {
+        lx_buf_fini(&b);
+        call_error(c, 500, NULL, NULL, "Could not build the mock response");
+        return;
+    }
+    call_respond(c, 200, lx_buf_str(&b));
+    lx_buf_fini(&b);
+}
+
+static void answer_mock(struct call *c)
+{
+    if (c->ep == LX_EP_EMBEDDINGS) {
+        mock_embeddings(c);
+        return;
+    }
+    const char *content = c->dep->mock_response ? c->dep->mock_response : "";
+    const cJSON *src = cJSON_GetObjectItemCaseSensitive(
+        c->json, c->ep == LX_EP_CHAT ? "messages" : "prompt");
+    long pt = estimate_tokens(src);
+    long ct = count_words(content);
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(c->json, "stream_options");
+    bool include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    if (c->stream) {
+        mock_stream(c, content, pt, ct, include_usage);
+        return;
+    }
+    char uuid[37];
+    lx_uuid4(uuid);
+    bool chat = c->ep == LX_EP_CHAT;
+    struct lx_buf b;
+    lx_buf_init(&b, 64u << 20);
+    int rc = lx_buf_printf(&b,
+                           "{\"id\":\"%s%s\",\"object\":\"%s\",\"created\":%lld,\"model\":",
+                           chat ? "chatcmpl-" : "cmpl-", uuid,
+                           chat ? "chat.completion" : "text_completion", (long long)lx_wall_s());
+    rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->dep->upstream_model));
+    if (chat) {
+        rc = rc ? rc
+                : lx_buf_append_c(&b, ",\"system_fingerprint\":null,\"choices\":[{\"index\":0,"
+                                      "\"message\":{\"role\":\"assistant\",\"content\":");
+        rc = rc ? rc : lx_json_append_string(&b, lx_str_c(content));
+        rc = rc ? rc : lx_buf_append_c(&b, "},\"logprobs\":null,\"finish_reason\":\"stop\"}]");
+    } else {
+        rc = rc ? rc : lx_buf_append_c(&b, ",\"choices\":[{\"index\":0,\"text\":");
+        rc = rc ? rc : lx_json_append_string(&b, lx_str_c(content));
+        rc = rc ? rc : lx_buf_append_c(&b, ",\"logprobs\":null,\"finish_reason\":\"stop\"}]");
+    }
+    rc = rc ? rc
+            : lx_buf_printf(&b,
+                            ",\"usage\":{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,"
+                            "\"total_tokens\":%ld}}",
+                            pt, ct, pt + ct);
+    if (rc) {
+        lx_buf_fini(&b);
+        call_error(c, 500, NULL, NULL, "Could not build the mock response");
+        return;
+    }
+    call_respond(c, 200, lx_buf_str(&b));
+    lx_buf_fini(&b);
+}
+
+/* ---- upstream relay ---- */
+
+static void on_client_abort(struct lx_http_request *req, void *ud)
+{
+    (void)req;
+    struct call *c = ud;
+    if (c->xfer) {
+        lx_upstream_cancel(c->xfer);
+        c->xfer = NULL;
+    }
+    LX_DEBUG("client left; upstream call for '%s' cancelled (id=%s)", c->dep->model_name, req->id);
+    call_free(c);
+}
+
+static void on_client_drain(struct lx_http_request *req, void *ud)
+{
+    (void)req;
+    struct call *c = ud;
+    if (c->xfer) {
+        lx_upstream_resume(c->xfer);
+    }
+}
+
+static bool status_ok(int s)
+{
+    return s >= 200 && s < 300;
+}
+
+static int on_up_headers(void *ud, int status)
+{
+    struct call *c = ud;
+    c->up_status = status;
+    return 0;
+}
+
+static int on_sse_event(void *ud, const struct lx_sse_event *ev)
+{
+    struct call *c = ud;
+    c->saw_event = true;
+    return lx_sse_append_event(&c->out, ev->name, ev->data);
+}
+
+static int start_client_stream(struct call *c)
+{
+    struct lx_http_header h[8];
+    size_t n = call_headers(c, h, true);
+    c->started = true;
+    return lx_http_stream_start(c->req, 200, h, n);
+}
+
+static int on_up_data(void *ud, const char *data, size_t n)
+{
+    struct call *c = ud;
+    if (!c->stream || !status_ok(c->up_status)) {
+        int rc = lx_buf_append(&c->resp, data, n);
+        return rc == LX_ETOOBIG ? LX_ETOOBIG : rc ? LX_ENOMEM : 0;
+    }
+    if (c->started && lx_http_should_pause(c->req)) {
+        return LX_EAGAIN; /* the same bytes come again after the client drains */
+    }
+    int rc = lx_sse_feed(&c->sse, data, n, on_sse_event, c);
+    if (rc) {
+        return rc == LX_ETOOBIG ? LX_ETOOBIG : LX_EUPSTREAM;
+    }
+    if (c->out.len == 0) {
+        return 0;
+    }
+    if (!c->started && start_client_stream(c)) {
+        return LX_ECANCELED;
+    }
+    rc = lx_http_stream_write(c->req, lx_buf_str(&c->out));
+    lx_buf_reset(&c->out);
+    return rc ? LX_ECANCELED : 0;
+}
+
+/* Replace every occurrence of the provider key in an upstream body by "***". */
+static void scrub_key(struct lx_buf *b, const char *key)
+{
+    size_t kn = key ? strlen(key) : 0;
+    if (kn < 8 || b->len < kn) {
+        return;
+    }
+    char *p = b->data;
+    char *end = b->data + b->len;
+    while ((p = memmem(p, (size_t)(end - p), key, kn))) {
+        memset(p, '*', kn);
+        p += kn;
+    }
+}
+
+static const char *timeout_desc(struct call *c, char *buf, size_t n)
+{
+    (void)c;
+    snprintf(buf, n, "%s", "the configured timeout");
+    return buf;
+}
+
+/* End a started stream with an error event the OpenAI SDKs raise on. */
+static void stream_fail(struct call *c, int status, const char *msg)
+{
+    struct lx_buf b;
+    char code[16];
+    snprintf(code, sizeof(code), "%d", status);
+    lx_buf_init(&b, 8192);
+    struct lx_buf ev;
+    lx_buf_init(&ev, 8192);
+    if (lx_json_error_body(&ev, lx_str_c(msg), lx_error_type_for_status(status), NULL, code) ==
+        0) {
+        if (lx_sse_append_event(&b, LX_STR(""), lx_buf_str(&ev)) == 0) {
+            lx_http_stream_write(c->req, lx_buf_str(&b));
+        }
+    }
+    lx_buf_fini(&ev);
+    lx_buf_fini(&b);
+    struct lx_http_request *req = c->req;
+    lx_http_on_abort(req, NULL, NULL);
+    call_free(c);
+    lx_http_stream_end(req);
+}
+
+static void fail(struct call *c, int status, const char *fmt, ...) LX_PRINTF(3, 4);
+
+static void fail(struct call *c, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    LX_WARN("upstream call failed: model_group=%s deployment=%s api_base=%.*s status=%d: %s id=%s",
+            c->dep->model_name, c->dep->id, LX_STR_FMT(c->api_base), status, msg, c->req->id);
+    if (c->started) {
+        stream_fail(c, status, msg);
+        return;
+    }
+    call_error(c, status, NULL, NULL, "%s", msg);
+}
+
+static void finish_stream(struct call *c)
+{
+    bool truncated = false;
+    lx_sse_finish(&c->sse, &truncated);
+    if (!c->started) {
+        fail(c, 502, "Upstream returned no events for a stream request (model group '%s')",
+             c->dep->model_name);
+        return;
+    }
+    if (truncated) {
+        fail(c, 502, "Upstream stream ended in the middle of an event");
+        return;
+    }
+    struct lx_http_request *req = c->req;
+    lx_http_on_abort(req, NULL, NULL);
+    call_free(c);
+    lx_http_stream_end(req);
+}
+
+static void relay_error(struct call *c)
+{
+    scrub_key(&c->resp, c->api_key);
+    int status = c->up_status >= 400 && c->up_status <= 599 ? c->up_status : 502;
+    cJSON *j = cJSON_ParseWithLength(c->resp.data ? c->resp.data : "", c->resp.len);
+    bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "error"));
+    cJSON_Delete(j);
+    LX_WARN("upstream error: model_group=%s deployment=%s api_base=%.*s status=%d id=%s",
+            c->dep->model_name, c->dep->id, LX_STR_FMT(c->api_base), c->up_status, c->req->id);
+    if (shaped) {
+        call_respond(c, status, lx_buf_str(&c->resp));
+        return;
+    }
+    call_error(c, status, NULL, NULL, "Upstream returned HTTP %d for model group '%s'",
+               c->up_status, c->dep->model_name);
+}
+
+static void on_up_done(void *ud, int result, const struct lx_error *err)
+{
+    struct call *c = ud;
+    c->xfer = NULL;
+    char buf[128];
+    if (result == LX_ECANCELED) {
+        /* The client's connection broke while we wrote to it. */
+        struct lx_http_request *req = c->req;
+        lx_http_on_abort(req, NULL, NULL);
+        call_free(c);
+        lx_http_stream_abort(req);
+        return;
+    }
+    if (result == LX_ETIMEDOUT) {
+        fail(c, 504, "Upstream request timed out after %s (model group '%s')",
+             timeout_desc(c, buf, sizeof(buf)), c->dep->model_name);
+        return;
+    }
+    if (result == LX_ETOOBIG) {
+        fail(c, 502, "Upstream response exceeds max_response_size_mb (model group '%s')",
+             c->dep->model_name);
+        return;
+    }
+    if (result) {
+        fail(c, 502, "Upstream request failed for model group '%s': %s", c->dep->model_name,
+             err ? err->msg : lx_strerror(result));
+        return;
+    }
+    if (!status_ok(c->up_status)) {
+        relay_error(c);
+        return;
+    }
+    if (c->stream) {
+        finish_stream(c);
+        return;
+    }
+    cJSON *j = cJSON_ParseWithLength(c->resp.data ? c->resp.data : "", c->resp.len);
+    bool ok = cJSON_IsObject(j);
+    cJSON_Delete(j);
+    if (!ok) {
+        fail(c, 502, "Upstream returned a malformed response (not a JSON object) for model group "
+                     "'%s'",
+             c->dep->model_name);
+        return;
+    }
+    call_respond(c, c->up_status, lx_buf_str(&c->resp));
+}
+
+static uint64_t ms_of(double s)
+{
+    return s > 0 ? (uint64_t)(s * 1000.0 + 0.5) : 0;
+}
+
+static void start_upstream(struct call *c)
+{
+    const struct lx_deployment *dep = c->dep;
+    const struct lx_provider_ops *ops = lx_provider_ops_for(dep->provider.kind);
+    if (!ops) {
+        call_error(c, 501, "server_error", NULL,
+                   "Provider '%s' (model group '%s') is not supported by this llmux build",
+                   dep->provider.name, dep->model_name);
+        return;
+    }
+    struct lx_provider_call pc = {
+        .endpoint = c->ep,
+        .dep = dep,
+        .body = lx_buf_str(&c->req->body),
+        .json = c->json,
+        .stream = c->stream,
+        .api_key = c->api_key,
+        .arena = &c->req->arena,
+    };
+    struct lx_provider_request pr = {.body = &c->up_body};
+    struct lx_error err = {0};
+    int rc = ops->build_request(&pc, &pr, &err);
+    if (rc) {
+        int status = rc == LX_ETOOBIG ? 413 : rc == LX_EINVAL ? 400 : 500;
+        call_error(c, status, NULL, NULL, "%s", err.msg);
+        return;
+    }
+    const struct lx_config *cfg = c->cfg;
+    double timeout = dep->timeout > 0                  ? dep->timeout
+                     : cfg->router.timeout > 0         ? cfg->router.timeout
+                                                       : cfg->litellm.request_timeout;
+    double stream_timeout = dep->stream_timeout > 0          ? dep->stream_timeout
+                            : cfg->router.stream_timeout > 0 ? cfg->router.stream_timeout
+                                                             : timeout;
+    struct lx_upstream_req ur = {
+        .url = pr.url,
+        .headers = pr.headers,
+        .n_headers = pr.n_headers,
+        .body = lx_buf_str(&c->up_body),
+        .timeout_ms = c->stream ? 0 : ms_of(timeout),
+        .idle_timeout_ms = c->stream ? ms_of(stream_timeout) : 0,
+        .stream = c->stream,
+    };
+    if (c->stream) {
+        lx_sse_init(&c->sse, SSE_MAX_EVENT_BYTES);
+        c->sse_init = true;
+    }
+    static const struct lx_upstream_cbs cbs = {on_up_headers, on_up_data, on_up_done};
+    c->xfer = lx_upstream_start(c->px->up, &ur, &cbs, c, &err);
+    if (!c->xfer) {
+        call_error(c, 502, NULL, NULL, "%s", err.msg);
+        return;
+    }
+    lx_http_on_abort(c->req, on_client_abort, c);
+    lx_http_on_drain(c->req, on_client_drain, c);
+}
+
+/* ---- entry ---- */
+
+static const char *required_field(enum lx_endpoint ep)
+{
+    switch (ep) {
+    case LX_EP_COMPLETIONS:
+        return "prompt";
+    case LX_EP_EMBEDDINGS:
+        return "input";
+    default:
+        return "messages";
+    }
+}
+
+void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
+                   struct lx_str path_model)
+{
+    struct call *c = lx_calloc(1, sizeof(*c));
+    c->px = px;
+    c->req = req;
+    c->cfg = lx_config_ref(px->cfg);
+    c->ep = ep;
+    lx_buf_init(&c->up_body, req->body.limit + 4096);
+    lx_buf_init(&c->resp, (size_t)(c->cfg->general.max_response_size_mb * 1024.0 * 1024.0));
+    lx_buf_init(&c->out, SSE_MAX_EVENT_BYTES * 2);
+
+    if (req->body.len == 0) {
+        call_error(c, 400, NULL, NULL, "Request body is empty: expected a JSON object");
+        return;
+    }
+    c->json = cJSON_ParseWithLength(req->body.data, req->body.len);
+    if (!c->json) {
+        call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
+        return;
+    }
+    if (!cJSON_IsObject(c->json)) {
+        call_error(c, 400, NULL, NULL, "Request body must be a JSON object");
+        return;
+    }
+    struct lx_str model = path_model;
+    if (!model.n) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(c->json, "model");
+        if (!cJSON_IsString(m) || !m->valuestring[0]) {
+            call_error(c, 400, NULL, "model",
+                       m ? "Invalid type for 'model': expected a non-empty string"
+                         : "Missing required parameter: 'model'.");
+            return;
+        }
+        model = lx_str_c(m->valuestring);
+    }
+    const char *field = required_field(ep);
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(c->json, field);
+    if (!f || cJSON_IsNull(f)) {
+        call_error(c, 400, NULL, field, "Missing required parameter: '%s'.", field);
+        return;
+    }
+    if (ep == LX_EP_CHAT && !cJSON_IsArray(f)) {
+        call_error(c, 400, NULL, field, "Invalid type for 'messages': expected an array");
+        return;
+    }
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(c->json, "stream");
+    if (s && !cJSON_IsBool(s) && !cJSON_IsNull(s)) {
+        call_error(c, 400, NULL, "stream", "Invalid type for 'stream': expected a boolean");
+        return;
+    }
+    c->stream = ep != LX_EP_EMBEDDINGS && cJSON_IsTrue(s);
+
+    const struct lx_model_group *g = lx_config_find_group(c->cfg, model);
+    if (!g || g->n == 0) {
+        call_error(c, 400, NULL, "model",
+                   "Invalid model name passed in model=%.*s. Call `/v1/models` to view available "
+                   "models for your key.",
+                   (int)LX_MIN(model.n, 256), model.p);
+        return;
+    }
+    c->dep = lx_router_pick(g);
+    struct lx_str base = lx_provider_api_base(c->dep);
+    const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
+    c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
+    if (c->dep->missing_env) {
+        call_error(c, 500, NULL, NULL,
+                   "Model group '%s' is not usable: environment variable %s is not set on the "
+                   "gateway",
+                   c->dep->model_name, c->dep->missing_env);
+        return;
+    }
+    if (c->dep->has_mock_response) {
+        answer_mock(c);
+        return;
+    }
+    c->api_key = lx_provider_api_key(c->dep);
+    start_upstream(c);
+}

@@ -1,0 +1,377 @@
+/*
+ * Workers and signals. A worker is driven by commands posted from the main
+ * thread through a uv_async_t (a new config, drain); everything a worker owns
+ * is touched only on its own thread. The config hand-over goes through a
+ * small mutex-protected slot that the worker empties when woken.
+ *
+ * Worker shutdown order matters: the HTTP server closes first (unfinished
+ * requests get their abort callbacks, which cancel their upstream
+ * transfers), then the upstream multi handle, then the pipeline; the loop
+ * returns once every handle is closed.
+ */
+#include "server/server.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "core/alloc.h"
+#include "http/http.h"
+#include "log/log.h"
+#include "proxy/proxy.h"
+#include "upstream/upstream.h"
+
+struct worker {
+    int index;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    int listen_fd;
+    struct lx_http_server *http;
+    struct lx_upstream *up;
+    struct lx_proxy *px;
+    uv_async_t async;
+    uv_check_t log_check;
+    uv_timer_t drain_timer;
+    uv_mutex_t lock;
+    struct lx_config *next_cfg; /* under lock */
+    atomic_bool drain_requested;
+    atomic_bool stop_now;
+    bool draining;
+    bool stopping;
+    double drain_timeout;
+    struct lx_config *start_cfg;
+    struct lx_proxy_env env;
+    struct main_state *main;
+};
+
+struct main_state {
+    uv_loop_t *loop;
+    struct worker *workers;
+    int n;
+    uv_async_t worker_exited;
+    atomic_int exited;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    const char *config_path;
+    struct lx_config *cfg;
+    int signals_seen;
+};
+
+/* ---- worker ---- */
+
+static void worker_close_handles(struct worker *w)
+{
+    uv_close((uv_handle_t *)&w->async, NULL);
+    uv_close((uv_handle_t *)&w->log_check, NULL);
+    uv_close((uv_handle_t *)&w->drain_timer, NULL);
+}
+
+static void on_http_closed(struct lx_http_server *srv, void *ud)
+{
+    (void)srv;
+    struct worker *w = ud;
+    w->http = NULL;
+    lx_upstream_close(w->up);
+    w->up = NULL;
+    lx_proxy_free(w->px);
+    w->px = NULL;
+    worker_close_handles(w);
+}
+
+static void worker_stop(struct worker *w)
+{
+    if (w->stopping) {
+        return;
+    }
+    w->stopping = true;
+    uv_timer_stop(&w->drain_timer);
+    if (w->http) {
+        struct lx_http_server *http = w->http;
+        lx_http_server_close(http, on_http_closed, w);
+    }
+}
+
+static void on_drained(struct lx_http_server *srv, void *ud)
+{
+    (void)srv;
+    struct worker *w = ud;
+    LX_DEBUG("worker %d drained", w->index);
+    worker_stop(w);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    LX_WARN("worker %d: drain timeout (%.0fs) reached with %zu request(s) in flight; closing them",
+            w->index, w->drain_timeout, w->http ? lx_http_server_in_flight(w->http) : 0);
+    worker_stop(w);
+}
+
+static void worker_drain(struct worker *w)
+{
+    if (w->draining || w->stopping) {
+        return;
+    }
+    w->draining = true;
+    lx_proxy_set_draining(w->px, true);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, (uint64_t)(w->drain_timeout * 1000.0), 0);
+    lx_http_server_shutdown(w->http, on_drained, w);
+}
+
+static void on_async(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    uv_mutex_lock(&w->lock);
+    struct lx_config *cfg = w->next_cfg;
+    w->next_cfg = NULL;
+    uv_mutex_unlock(&w->lock);
+    if (cfg) {
+        if (!w->stopping) {
+            struct lx_http_limits limits;
+            lx_proxy_set_config(w->px, cfg);
+            lx_proxy_http_limits(cfg, &limits);
+            lx_http_server_set_limits(w->http, &limits);
+            w->drain_timeout = cfg->general.drain_timeout;
+        }
+        lx_config_unref(cfg);
+    }
+    if (atomic_load(&w->stop_now)) {
+        worker_stop(w);
+    } else if (atomic_load(&w->drain_requested)) {
+        worker_drain(w);
+    }
+}
+
+static void on_log_check(uv_check_t *h)
+{
+    (void)h;
+    lx_log_flush();
+}
+
+static void worker_main(void *arg)
+{
+    struct worker *w = arg;
+    lx_log_thread_buffer(true);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    lx_log_thread_buffer(false);
+    atomic_fetch_add(&w->main->exited, 1);
+    uv_async_send(&w->main->worker_exited);
+}
+
+/* Create the worker's loop and handles on the main thread, so start errors are reported there. */
+static int worker_init(struct worker *w, struct lx_config *cfg, struct lx_error *err)
+{
+    uv_loop_init(&w->loop);
+    uv_mutex_init(&w->lock);
+    uv_async_init(&w->loop, &w->async, on_async);
+    w->async.data = w;
+    uv_check_init(&w->loop, &w->log_check);
+    uv_check_start(&w->log_check, on_log_check);
+    uv_unref((uv_handle_t *)&w->log_check);
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    w->drain_timeout = cfg->general.drain_timeout;
+    struct lx_http_limits limits;
+    lx_proxy_http_limits(cfg, &limits);
+    w->up = lx_upstream_new(&w->loop);
+    w->px = lx_proxy_new(&w->loop, w->up, cfg, &w->env);
+    w->http = lx_http_server_new(&w->loop, w->listen_fd, &limits, lx_proxy_handle, w->px, err);
+    w->listen_fd = -1;
+    if (!w->http) {
+        return LX_EIO;
+    }
+    return 0;
+}
+
+/* ---- main thread ---- */
+
+void lx_server_apply_logging(const struct lx_config *cfg)
+{
+    if (cfg->general.log_level) {
+        lx_log_set_level((enum lx_log_level)cfg->general.log_level);
+    } else if (cfg->litellm.set_verbose) {
+        lx_log_set_level(LX_LOG_DEBUG);
+    }
+    lx_log_set_json(cfg->litellm.json_logs);
+}
+
+static void broadcast(struct main_state *m, struct lx_config *cfg, bool drain, bool stop)
+{
+    for (int i = 0; i < m->n; i++) {
+        struct worker *w = &m->workers[i];
+        if (cfg) {
+            uv_mutex_lock(&w->lock);
+            if (w->next_cfg) {
+                lx_config_unref(w->next_cfg);
+            }
+            w->next_cfg = lx_config_ref(cfg);
+            uv_mutex_unlock(&w->lock);
+        }
+        if (drain) {
+            atomic_store(&w->drain_requested, true);
+        }
+        if (stop) {
+            atomic_store(&w->stop_now, true);
+        }
+        uv_async_send(&w->async);
+    }
+}
+
+static void reload(struct main_state *m)
+{
+    if (!m->config_path) {
+        LX_WARN("SIGHUP: no --config file to reload");
+        return;
+    }
+    struct lx_error err = {0};
+    struct lx_config *cfg = lx_config_load(m->config_path, &err);
+    if (!cfg) {
+        LX_ERROR("config reload refused, keeping the running config: %s", err.msg);
+        return;
+    }
+    lx_server_apply_logging(cfg);
+    broadcast(m, cfg, false, false);
+    lx_config_unref(m->cfg);
+    m->cfg = cfg;
+    LX_INFO("config reloaded from %s: %zu model group(s), %zu deployment(s)", m->config_path,
+            cfg->n_groups, cfg->n_deployments);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct main_state *m = h->data;
+    if (signum == SIGHUP) {
+        reload(m);
+        return;
+    }
+    m->signals_seen++;
+    if (m->signals_seen == 1) {
+        LX_INFO("%s: draining (up to %.0fs for in-flight requests)", strsignal(signum),
+                m->cfg->general.drain_timeout);
+        broadcast(m, NULL, true, false);
+    } else {
+        LX_WARN("%s again: stopping now", strsignal(signum));
+        broadcast(m, NULL, false, true);
+    }
+}
+
+static void on_worker_exited(uv_async_t *a)
+{
+    struct main_state *m = a->data;
+    if (atomic_load(&m->exited) == m->n) {
+        uv_stop(m->loop);
+    }
+}
+
+int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, struct lx_error *err)
+{
+    struct main_state m;
+    memset(&m, 0, sizeof(m));
+    m.n = opts->num_workers;
+    m.config_path = opts->config_path;
+    m.cfg = lx_config_ref(cfg);
+    m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
+    int rc = 0;
+
+    /* All sockets first: with port 0 the first one picks the port the others share. */
+    int port = opts->port;
+    for (int i = 0; i < m.n; i++) {
+        int fd = lx_http_listen_socket(opts->host, port, 4096, &port, err);
+        if (fd < 0) {
+            for (int k = 0; k < i; k++) {
+                close(m.workers[k].listen_fd);
+            }
+            lx_free(m.workers);
+            lx_config_unref(m.cfg);
+            return fd;
+        }
+        m.workers[i].listen_fd = fd;
+    }
+
+    uv_loop_t *loop = uv_default_loop();
+    m.loop = loop;
+    uv_async_init(loop, &m.worker_exited, on_worker_exited);
+    m.worker_exited.data = &m;
+    uv_signal_t *sigs[] = {&m.sig_term, &m.sig_int, &m.sig_hup};
+    int signums[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(loop, sigs[i]);
+        sigs[i]->data = &m;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+
+    int started = 0;
+    for (int i = 0; i < m.n; i++) {
+        struct worker *w = &m.workers[i];
+        w->index = i;
+        w->main = &m;
+        w->env.num_workers = m.n;
+        if (worker_init(w, cfg, err)) {
+            rc = LX_EIO;
+            break;
+        }
+        if (uv_thread_create(&w->thread, worker_main, w)) {
+            rc = lx_error_set(err, LX_EIO, "cannot start worker thread");
+            break;
+        }
+        started++;
+    }
+    if (rc == 0) {
+        printf("llmux: listening on http://%s:%d (%d worker%s)\n", opts->host, port, m.n,
+               m.n == 1 ? "" : "s");
+        fflush(stdout);
+        LX_INFO("llmux %s listening on http://%s:%d with %d worker(s), %zu model group(s)",
+                LX_VERSION, opts->host, port, m.n, cfg->n_groups);
+        if (!cfg->general.master_key) {
+            LX_WARN("no general_settings.master_key: the gateway accepts requests without "
+                    "authentication");
+        }
+        uv_run(loop, UV_RUN_DEFAULT);
+    } else {
+        broadcast(&m, NULL, false, true);
+        for (int i = m.n - 1; i >= started; i--) {
+            if (m.workers[i].listen_fd >= 0) {
+                close(m.workers[i].listen_fd);
+            }
+        }
+    }
+    for (int i = 0; i < started; i++) {
+        uv_thread_join(&m.workers[i].thread);
+    }
+    for (int i = 0; i < m.n; i++) {
+        struct worker *w = &m.workers[i];
+        if (i < started || w->up) {
+            if (i >= started) {
+                /* Initialised but never ran: close what worker_init opened. */
+                worker_stop(w);
+                if (!w->http && w->up) {
+                    lx_upstream_close(w->up);
+                    lx_proxy_free(w->px);
+                    worker_close_handles(w);
+                }
+                uv_run(&w->loop, UV_RUN_DEFAULT);
+            }
+            if (w->next_cfg) {
+                lx_config_unref(w->next_cfg);
+            }
+            uv_loop_close(&w->loop);
+            uv_mutex_destroy(&w->lock);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        uv_close((uv_handle_t *)sigs[i], NULL);
+    }
+    uv_close((uv_handle_t *)&m.worker_exited, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    lx_free(m.workers);
+    lx_config_unref(m.cfg);
+    if (rc == 0) {
+        LX_INFO("llmux stopped");
+        lx_log_flush();
+    }
+    return rc;
+}

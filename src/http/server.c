@@ -918,8 +918,15 @@ static void respond_parse_error(struct lx_http_conn *c, int status, const char *
 {
     if (!c->req) {
         c->req = request_new(c);
+    }
+    if (!c->req->id[0]) {
         lx_uuid4(c->req->id);
+    }
+    if (!c->req->method_name.n) {
         c->req->method_name = LX_STR("-");
+    }
+    if (!c->req->path.p) {
+        c->req->path = LX_STR("-");
     }
     c->req->keep_alive = false;
     c->close_after = true;

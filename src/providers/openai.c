@@ -32,7 +32,7 @@ static int rewrite_body(const struct lx_provider_call *call, struct lx_buf *out,
     size_t n = 0;
     struct lx_buf model_json;
     lx_buf_init(&model_json, 4096);
-    int rc = lx_json_append_string(&model_json, lx_str_c(dep->upstream_model));
+    int rc = lx_json_append_string(&model_json, lx_str_c(call->upstream_model));
     if (rc) {
         lx_buf_fini(&model_json);
         return lx_error_set(err, rc, "model name too long");
@@ -126,7 +126,7 @@ static int azure_build(const struct lx_provider_call *call, struct lx_provider_r
     /* https://learn.microsoft.com/azure/ai-services/openai/reference: the deployment is in the path. */
     const char *version = dep->api_version ? dep->api_version : "2024-10-21";
     out->url = lx_arena_printf(call->arena, "%.*s/openai/deployments/%s%s?api-version=%s",
-                               LX_STR_FMT(base), dep->upstream_model,
+                               LX_STR_FMT(base), call->upstream_model,
                                endpoint_suffix(call->endpoint), version);
     add_common_headers(call, out);
     if (call->api_key) {

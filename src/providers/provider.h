@@ -38,6 +38,7 @@ struct lx_provider_call {
     const cJSON *json;  /* the same, parsed */
     bool stream;
     const char *api_key; /* resolved provider key, or NULL */
+    const char *upstream_model; /* the model name to send upstream (wildcards resolved) */
     struct lx_arena *arena;
 };
 

@@ -41,6 +41,7 @@ struct call {
     cJSON *json;
     bool stream;
     const struct lx_deployment *dep;
+    const char *upstream_model; /* dep->upstream_model, wildcard resolved */
     const char *api_key;
     struct lx_buf up_body;
     struct lx_upstream_xfer *xfer;
@@ -193,7 +194,7 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
     bool chat = c->ep == LX_EP_CHAT;
     snprintf(id, sizeof(id), "%s%s", chat ? "chatcmpl-" : "cmpl-", uuid);
     const char *object = chat ? "chat.completion.chunk" : "text_completion";
-    const char *model = c->dep->upstream_model;
+    const char *model = c->upstream_model;
     long created = (long)lx_wall_s();
     struct lx_buf b, delta;
     lx_buf_init(&b, 64u << 20);
@@ -277,7 +278,7 @@ static void mock_embeddings(struct call *c)
     }
     long pt = estimate_tokens(input);
     rc = rc ? rc : lx_buf_append_c(&b, "],\"model\":");
-    rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->dep->upstream_model));
+    rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->upstream_model));
     rc = rc ? rc
             : lx_buf_printf(&b, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", pt,
                             pt);
@@ -316,7 +317,7 @@ static void answer_mock(struct call *c)
                            "{\"id\":\"%s%s\",\"object\":\"%s\",\"created\":%lld,\"model\":",
                            chat ? "chatcmpl-" : "cmpl-", uuid,
                            chat ? "chat.completion" : "text_completion", (long long)lx_wall_s());
-    rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->dep->upstream_model));
+    rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->upstream_model));
     if (chat) {
         rc = rc ? rc
                 : lx_buf_append_c(&b, ",\"system_fingerprint\":null,\"choices\":[{\"index\":0,"
@@ -586,6 +587,7 @@ static void start_upstream(struct call *c)
         .json = c->json,
         .stream = c->stream,
         .api_key = c->api_key,
+        .upstream_model = c->upstream_model,
         .arena = &c->req->arena,
     };
     struct lx_provider_request pr = {.body = &c->up_body};
@@ -627,6 +629,29 @@ static void start_upstream(struct call *c)
 }
 
 /* ---- entry ---- */
+
+/*
+ * A wildcard group (a model_name with one star) forwards the part of the
+ * requested model the star matched: model_name "openai/<star>" with model
+ * "openai/<star>" sends "gpt-4o" for a request of "openai/gpt-4o".
+ */
+static const char *resolve_wildcard(struct lx_http_request *req, const struct lx_model_group *g,
+                                    const struct lx_deployment *dep, struct lx_str requested)
+{
+    const char *up_star = strchr(dep->upstream_model, '*');
+    const char *g_star = strchr(g->name, '*');
+    if (!g->is_wildcard || !up_star || !g_star) {
+        return dep->upstream_model;
+    }
+    size_t pre = (size_t)(g_star - g->name);
+    size_t post = strlen(g_star + 1);
+    if (requested.n < pre + post) {
+        return dep->upstream_model;
+    }
+    struct lx_str cap = {requested.p + pre, requested.n - pre - post};
+    return lx_arena_printf(&req->arena, "%.*s%.*s%s", (int)(up_star - dep->upstream_model),
+                           dep->upstream_model, LX_STR_FMT(cap), up_star + 1);
+}
 
 static const char *required_field(enum lx_endpoint ep)
 {
@@ -702,6 +727,7 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
         return;
     }
     c->dep = lx_router_pick(g);
+    c->upstream_model = resolve_wildcard(req, g, c->dep, model);
     struct lx_str base = lx_provider_api_base(c->dep);
     const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
     c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;

@@ -135,8 +135,8 @@ static int azure_build(const struct lx_provider_call *call, struct lx_provider_r
     return rewrite_body(call, out->body, err);
 }
 
-static const struct lx_provider_ops openai_ops = {"openai", openai_build};
-static const struct lx_provider_ops azure_ops = {"azure", azure_build};
+static const struct lx_provider_ops openai_ops = {.name = "openai", .build_request = openai_build};
+static const struct lx_provider_ops azure_ops = {.name = "azure", .build_request = azure_build};
 
 const struct lx_provider_ops *lx_provider_ops_for(enum lx_provider_kind kind)
 {

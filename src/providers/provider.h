@@ -50,19 +50,38 @@ struct lx_provider_request {
     struct lx_buf *body; /* to fill; owned by the caller */
 };
 
-/*
- * Per-stream translation state a provider may keep; allocated from the call
- * arena by the provider on first use.
- */
-struct lx_stream_out {
-    struct lx_buf *out; /* OpenAI SSE bytes to send to the client */
-};
+struct lx_sse_event;
 
+/*
+ * Operations of a provider. build_request is required; the others may be
+ * NULL, which means the provider already speaks OpenAI's format and bodies
+ * and events pass through unchanged.
+ */
 struct lx_provider_ops {
     const char *name;
     /* Build URL, headers and body. Returns 0 or an LX_E* code with err set (client-facing text). */
     int (*build_request)(const struct lx_provider_call *call, struct lx_provider_request *out,
                          struct lx_error *err);
+    /* A 2xx non-streamed body into an OpenAI response body appended to out. */
+    int (*translate_response)(const struct lx_provider_call *call, struct lx_str body,
+                              struct lx_buf *out, struct lx_error *err);
+    /*
+     * An error body (status >= 400) into an OpenAI error body appended to out;
+     * *io_status may be changed (e.g. Anthropic's 529 overloaded becomes 503).
+     */
+    int (*translate_error)(const struct lx_provider_call *call, struct lx_str body,
+                           int *io_status, struct lx_buf *out);
+    /* Per-stream translation state, allocated from call->arena (NULL on error). */
+    void *(*stream_new)(const struct lx_provider_call *call);
+    /*
+     * One upstream SSE event into zero or more OpenAI SSE events appended to
+     * out ("data: [DONE]" included when the upstream stream ends). Returns 0,
+     * or LX_EUPSTREAM with err set when the event is malformed.
+     */
+    int (*translate_event)(void *state, const struct lx_sse_event *ev, struct lx_buf *out,
+                           struct lx_error *err);
+    /* Release what stream_new took besides arena memory (may be NULL). */
+    void (*stream_free)(void *state);
 };
 
 /* The operations for a provider kind, or NULL when llmux cannot serve it yet. */

@@ -50,6 +50,10 @@ struct call {
     struct lx_buf out;  /* SSE bytes for the client, per upstream read */
     struct lx_sse_parser sse;
     bool sse_init;
+    const struct lx_provider_ops *ops;
+    struct lx_provider_call pc; /* what the provider was asked; kept for translation */
+    void *stream_state;         /* the provider's stream translation state */
+    struct lx_error xlate_err;  /* why a translation failed */
     bool started; /* the client's streamed response has begun */
     bool saw_event;
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
@@ -65,6 +69,9 @@ static void call_free(struct call *c)
     lx_buf_fini(&c->out);
     if (c->sse_init) {
         lx_sse_fini(&c->sse);
+    }
+    if (c->stream_state && c->ops->stream_free) {
+        c->ops->stream_free(c->stream_state);
     }
     lx_config_unref(c->cfg);
     lx_free(c);
@@ -382,6 +389,9 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
 {
     struct call *c = ud;
     c->saw_event = true;
+    if (c->stream_state) {
+        return c->ops->translate_event(c->stream_state, ev, &c->out, &c->xlate_err);
+    }
     return lx_sse_append_event(&c->out, ev->name, ev->data);
 }
 
@@ -405,6 +415,9 @@ static int on_up_data(void *ud, const char *data, size_t n)
     }
     int rc = lx_sse_feed(&c->sse, data, n, on_sse_event, c);
     if (rc) {
+        if (rc != LX_ETOOBIG && !c->xlate_err.code) {
+            lx_error_set(&c->xlate_err, LX_EUPSTREAM, "malformed event stream from upstream");
+        }
         return rc == LX_ETOOBIG ? LX_ETOOBIG : LX_EUPSTREAM;
     }
     if (c->out.len == 0) {
@@ -504,6 +517,19 @@ static void relay_error(struct call *c)
 {
     scrub_key(&c->resp, c->api_key);
     int status = c->up_status >= 400 && c->up_status <= 599 ? c->up_status : 502;
+    if (c->ops->translate_error) {
+        struct lx_buf out;
+        lx_buf_init(&out, 1u << 20);
+        if (c->ops->translate_error(&c->pc, lx_buf_str(&c->resp), &status, &out) == 0) {
+            LX_WARN("upstream error: model_group=%s deployment=%s api_base=%.*s status=%d id=%s",
+                    c->dep->model_name, c->dep->id, LX_STR_FMT(c->api_base), c->up_status,
+                    c->req->id);
+            call_respond(c, status, lx_buf_str(&out));
+            lx_buf_fini(&out);
+            return;
+        }
+        lx_buf_fini(&out);
+    }
     cJSON *j = cJSON_ParseWithLength(c->resp.data ? c->resp.data : "", c->resp.len);
     bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "error"));
     cJSON_Delete(j);
@@ -540,6 +566,11 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
              c->dep->model_name);
         return;
     }
+    if (result == LX_EUPSTREAM && c->xlate_err.code) {
+        fail(c, 502, "Upstream sent a malformed stream for model group '%s': %s",
+             c->dep->model_name, c->xlate_err.msg);
+        return;
+    }
     if (result) {
         fail(c, 502, "Upstream request failed for model group '%s': %s", c->dep->model_name,
              err ? err->msg : lx_strerror(result));
@@ -551,6 +582,20 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
     }
     if (c->stream) {
         finish_stream(c);
+        return;
+    }
+    if (c->ops->translate_response) {
+        struct lx_buf out;
+        struct lx_error xerr = {0};
+        lx_buf_init(&out, c->resp.limit);
+        if (c->ops->translate_response(&c->pc, lx_buf_str(&c->resp), &out, &xerr)) {
+            lx_buf_fini(&out);
+            fail(c, 502, "Upstream returned a malformed response for model group '%s': %s",
+                 c->dep->model_name, xerr.msg);
+            return;
+        }
+        call_respond(c, 200, lx_buf_str(&out));
+        lx_buf_fini(&out);
         return;
     }
     cJSON *j = cJSON_ParseWithLength(c->resp.data ? c->resp.data : "", c->resp.len);
@@ -580,7 +625,8 @@ static void start_upstream(struct call *c)
                    dep->provider.name, dep->model_name);
         return;
     }
-    struct lx_provider_call pc = {
+    c->ops = ops;
+    c->pc = (struct lx_provider_call){
         .endpoint = c->ep,
         .dep = dep,
         .body = lx_buf_str(&c->req->body),
@@ -592,7 +638,7 @@ static void start_upstream(struct call *c)
     };
     struct lx_provider_request pr = {.body = &c->up_body};
     struct lx_error err = {0};
-    int rc = ops->build_request(&pc, &pr, &err);
+    int rc = ops->build_request(&c->pc, &pr, &err);
     if (rc) {
         int status = rc == LX_ETOOBIG ? 413 : rc == LX_EINVAL ? 400 : 500;
         call_error(c, status, NULL, NULL, "%s", err.msg);
@@ -617,6 +663,13 @@ static void start_upstream(struct call *c)
     if (c->stream) {
         lx_sse_init(&c->sse, SSE_MAX_EVENT_BYTES);
         c->sse_init = true;
+        if (ops->translate_event) {
+            c->stream_state = ops->stream_new(&c->pc);
+            if (!c->stream_state) {
+                call_error(c, 500, NULL, NULL, "Could not set up stream translation");
+                return;
+            }
+        }
     }
     static const struct lx_upstream_cbs cbs = {on_up_headers, on_up_data, on_up_done};
     c->xfer = lx_upstream_start(c->px->up, &ur, &cbs, c, &err);

@@ -144,8 +144,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (a.generate_key) {
-        fprintf(stderr, "llmux: --generate_key needs the key store (general_settings.database_url), "
-                        "which this build does not include yet\n");
+        fprintf(stderr,
+                "llmux: --generate_key needs the key store (general_settings.database_url), "
+                "which this build does not include yet\n");
         lx_config_unref(cfg);
         return 1;
     }

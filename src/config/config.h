@@ -58,12 +58,12 @@ struct lx_deployment {
     const char *id;         /* model_info.id, or a stable hash of the entry */
 
     /* litellm_params */
-    const char *model;          /* as written: "openai/gpt-4o", "claude-3-opus-20240229" */
+    const char *model;                 /* as written: "openai/gpt-4o", "claude-3-opus-20240229" */
     struct lx_provider_match provider; /* resolved from model / custom_llm_provider */
-    const char *upstream_model; /* model without the provider prefix (NUL-terminated copy) */
+    const char *upstream_model;        /* model without the provider prefix (NUL-terminated copy) */
     const char *custom_llm_provider;
-    const char *api_key;        /* resolved; NULL when none (a preset's key env var is tried) */
-    const char *api_base;       /* resolved; NULL = the preset's default */
+    const char *api_key;  /* resolved; NULL when none (a preset's key env var is tried) */
+    const char *api_base; /* resolved; NULL = the preset's default */
     const char *api_version;
     const char *organization;
     const char *region_name;
@@ -71,16 +71,16 @@ struct lx_deployment {
     const char *aws_secret_access_key;
     const char *aws_session_token;
     const char *aws_region_name;
-    const char *missing_env;    /* first os.environ/ variable that was not set, or NULL */
-    double timeout;             /* seconds; -1 = unset */
-    double stream_timeout;      /* seconds; -1 = unset */
-    int max_retries;            /* -1 = unset */
-    long long rpm;              /* -1 = unset */
-    long long tpm;              /* -1 = unset */
-    double weight;              /* simple-shuffle weight; default 1 */
-    int order;                  /* deployment priority; -1 = unset */
+    const char *missing_env; /* first os.environ/ variable that was not set, or NULL */
+    double timeout;          /* seconds; -1 = unset */
+    double stream_timeout;   /* seconds; -1 = unset */
+    int max_retries;         /* -1 = unset */
+    long long rpm;           /* -1 = unset */
+    long long tpm;           /* -1 = unset */
+    double weight;           /* simple-shuffle weight; default 1 */
+    int order;               /* deployment priority; -1 = unset */
     bool has_mock_response;
-    const char *mock_response;  /* string (may be ""), valid when has_mock_response */
+    const char *mock_response;    /* string (may be ""), valid when has_mock_response */
     double input_cost_per_token;  /* -1 = unset */
     double output_cost_per_token; /* -1 = unset */
     struct lx_kv *extra_headers;  /* litellm_params.extra_headers / headers */
@@ -93,9 +93,9 @@ struct lx_deployment {
     cJSON *extra_params;
 
     /* model_info */
-    const char *mode;        /* "loadbalance", "fallback", "chat", "embedding", ...; NULL = unset */
+    const char *mode; /* "loadbalance", "fallback", "chat", "embedding", ...; NULL = unset */
     const char *base_model;
-    cJSON *model_info;       /* the whole model_info mapping as JSON (owned), or NULL */
+    cJSON *model_info; /* the whole model_info mapping as JSON (owned), or NULL */
 };
 
 /* Deployments sharing a model_name, in config order. */
@@ -123,8 +123,8 @@ struct lx_user_cfg {
     enum lx_user_role user_role;
     double max_budget; /* USD; -1 = unset */
     struct lx_strlist models;
-    long long rpm_limit; /* -1 = unset */
-    long long tpm_limit; /* -1 = unset */
+    long long rpm_limit;         /* -1 = unset */
+    long long tpm_limit;         /* -1 = unset */
     const char *budget_duration; /* as written ("30d") */
     long long budget_duration_s; /* parsed; -1 = unset */
 };
@@ -148,19 +148,19 @@ struct lx_cache_cfg {
 /* One entry of `logging:` (the tutorial's exporters). */
 struct lx_logger_cfg {
     int line;
-    const char *type;   /* "datadog", "sentry", "langsmith", ... */
+    const char *type;     /* "datadog", "sentry", "langsmith", ... */
     struct lx_kv *params; /* every other key, values resolved (may be secrets) */
     size_t n_params;
 };
 
 struct lx_general_settings {
-    const char *master_key;    /* NULL = no auth */
+    const char *master_key; /* NULL = no auth */
     const char *database_url;
-    int log_level;             /* enum lx_log_level; 0 = unset */
+    int log_level;               /* enum lx_log_level; 0 = unset */
     double max_request_size_mb;  /* default 10 */
     double max_response_size_mb; /* cap on buffered upstream responses; default 128 */
-    long long global_max_rpm;  /* -1 = unset */
-    long long global_max_tpm;  /* -1 = unset */
+    long long global_max_rpm;    /* -1 = unset */
+    long long global_max_tpm;    /* -1 = unset */
     bool store_model_in_db;
     bool background_health_checks;
     double health_check_interval; /* seconds; default 300 */
@@ -170,9 +170,9 @@ struct lx_general_settings {
     double request_header_timeout; /* default 30: whole header block must arrive in this time */
     double request_body_timeout;   /* default 60: whole body must arrive in this time */
     double keepalive_timeout;      /* default 65: idle keep-alive connections close after this */
-    double send_timeout;           /* default 120: a client that reads nothing for this long is dropped */
-    double drain_timeout;          /* default 30: SIGTERM waits this long for in-flight requests */
-    double max_header_size_kb;     /* default 32 */
+    double send_timeout;  /* default 120: a client that reads nothing for this long is dropped */
+    double drain_timeout; /* default 30: SIGTERM waits this long for in-flight requests */
+    double max_header_size_kb; /* default 32 */
 };
 
 struct lx_litellm_settings {
@@ -235,10 +235,10 @@ struct lx_config {
 
     struct lx_user_cfg *users; /* user_config */
     size_t n_users;
-    struct lx_redis_cfg rate_limit_redis;      /* rate_limit_config */
-    struct lx_fallback_list fallback_mapping;  /* the tutorial's fallback_mapping */
-    struct lx_cache_cfg cache;                 /* cache_settings / litellm_settings.cache_params */
-    struct lx_logger_cfg *loggers;             /* logging */
+    struct lx_redis_cfg rate_limit_redis;     /* rate_limit_config */
+    struct lx_fallback_list fallback_mapping; /* the tutorial's fallback_mapping */
+    struct lx_cache_cfg cache;                /* cache_settings / litellm_settings.cache_params */
+    struct lx_logger_cfg *loggers;            /* logging */
     size_t n_loggers;
     struct lx_kv *environment_variables;
     size_t n_environment_variables;
@@ -269,8 +269,7 @@ void lx_config_unref(struct lx_config *cfg);
  * router_settings.model_group_alias, then wildcard groups (a name with a "*",
  * the longest matching pattern wins). NULL when nothing matches.
  */
-const struct lx_model_group *lx_config_find_group(const struct lx_config *cfg,
-                                                  struct lx_str model);
+const struct lx_model_group *lx_config_find_group(const struct lx_config *cfg, struct lx_str model);
 
 /* The deployment whose id is `id`, or NULL. */
 const struct lx_deployment *lx_config_find_deployment(const struct lx_config *cfg,

@@ -66,7 +66,7 @@ struct lx_http_request {
     bool keep_alive;
     bool expect_continue;
     uint8_t http_minor;
-    uint64_t start_ns;  /* monotonic time the first byte arrived */
+    uint64_t start_ns; /* monotonic time the first byte arrived */
     /* x-request-id from the client when sane, else a fresh UUID; NUL-terminated. */
     char id[LX_HTTP_REQUEST_ID_MAX + 1];
     struct lx_http_conn *conn;

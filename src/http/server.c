@@ -72,7 +72,7 @@ struct lx_http_conn {
     bool response_started;
     bool response_done;
     bool chunked;
-    bool close_after;   /* close once the current response is written */
+    bool close_after; /* close once the current response is written */
     bool head_request;
     bool reading;
     bool driving;
@@ -623,8 +623,7 @@ static int finish_response(struct lx_http_conn *c)
         c->close_after = true;
     }
     access_log(c);
-    if (c->state != ST_CLOSING &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+    if (c->state != ST_CLOSING && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
         conn_after_response(c);
     }
     return 0;
@@ -655,14 +654,13 @@ int lx_http_respond_error(struct lx_http_request *req, int status, const char *t
     char code[16];
     snprintf(code, sizeof(code), "%d", status);
     lx_buf_init(&b, 64 * 1024);
-    int rc = lx_json_error_body(&b, lx_str_c(message), type ? type : lx_error_type_for_status(status),
-                                param, code);
+    int rc = lx_json_error_body(&b, lx_str_c(message),
+                                type ? type : lx_error_type_for_status(status), param, code);
     if (rc) {
         lx_buf_fini(&b);
         return lx_http_respond(req, 500, NULL, 0, LX_STR(""));
     }
-    static const struct lx_http_header h[] = {
-        {LX_STR("content-type"), LX_STR("application/json")}};
+    static const struct lx_http_header h[] = {{LX_STR("content-type"), LX_STR("application/json")}};
     rc = lx_http_respond(req, status, h, 1, lx_buf_str(&b));
     lx_buf_fini(&b);
     return rc;
@@ -1006,7 +1004,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        /* EOF or error. A client that half-closes while waiting is treated as gone, as nginx does. */
+        /* EOF or error. A client that half-closes while waiting is treated as gone, as nginx does.
+         */
         conn_close(c);
         return;
     }

@@ -40,8 +40,8 @@ int lx_log_parse_level(const char *s, enum lx_log_level *out)
     static const struct {
         const char *name;
         enum lx_log_level level;
-    } names[] = {{"DEBUG", LX_LOG_DEBUG},     {"INFO", LX_LOG_INFO},   {"WARNING", LX_LOG_WARNING},
-                 {"WARN", LX_LOG_WARNING},    {"ERROR", LX_LOG_ERROR}, {"CRITICAL", LX_LOG_CRITICAL},
+    } names[] = {{"DEBUG", LX_LOG_DEBUG},   {"INFO", LX_LOG_INFO},   {"WARNING", LX_LOG_WARNING},
+                 {"WARN", LX_LOG_WARNING},  {"ERROR", LX_LOG_ERROR}, {"CRITICAL", LX_LOG_CRITICAL},
                  {"FATAL", LX_LOG_CRITICAL}};
     for (size_t i = 0; i < LX_ARRAY_LEN(names); i++) {
         if (strcasecmp(s, names[i].name) == 0) {
@@ -145,8 +145,9 @@ void lx_log_msg(enum lx_log_level level, const char *fmt, ...)
     lx_wall_iso8601(ts, sizeof(ts));
     size_t n;
     if (json_mode) {
-        n = (size_t)snprintf(line, sizeof(line), "{\"timestamp\":\"%s\",\"level\":\"%s\",\"message\":\"",
-                             ts, level_name(level));
+        n = (size_t)snprintf(line, sizeof(line),
+                             "{\"timestamp\":\"%s\",\"level\":\"%s\",\"message\":\"", ts,
+                             level_name(level));
         n += json_escape(line + n, sizeof(line) - n - 4, msg, msg_len);
         memcpy(line + n, "\"}\n", 3);
         n += 3;

@@ -42,11 +42,21 @@ static const struct {
     const char *prefix;
     const char *preset;
 } families[] = {
-    {"gpt-", "openai"},          {"chatgpt-", "openai"},        {"o1", "openai"},
-    {"o3", "openai"},            {"o4", "openai"},              {"text-embedding-", "openai"},
-    {"davinci", "openai"},       {"babbage", "openai"},         {"omni-moderation", "openai"},
-    {"text-moderation", "openai"}, {"dall-e", "openai"},        {"whisper", "openai"},
-    {"tts-", "openai"},          {"ft:gpt-", "openai"},         {"claude-", "anthropic"},
+    {"gpt-", "openai"},
+    {"chatgpt-", "openai"},
+    {"o1", "openai"},
+    {"o3", "openai"},
+    {"o4", "openai"},
+    {"text-embedding-", "openai"},
+    {"davinci", "openai"},
+    {"babbage", "openai"},
+    {"omni-moderation", "openai"},
+    {"text-moderation", "openai"},
+    {"dall-e", "openai"},
+    {"whisper", "openai"},
+    {"tts-", "openai"},
+    {"ft:gpt-", "openai"},
+    {"claude-", "anthropic"},
     {"claude", "anthropic"},
 };
 

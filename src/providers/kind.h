@@ -13,12 +13,12 @@
 
 enum lx_provider_kind {
     LX_PROVIDER_UNKNOWN = 0,
-    LX_PROVIDER_OPENAI,        /* OpenAI and every OpenAI-compatible server */
-    LX_PROVIDER_AZURE,         /* Azure OpenAI */
-    LX_PROVIDER_ANTHROPIC,     /* Anthropic Messages API */
-    LX_PROVIDER_GEMINI,        /* Google AI Studio generateContent */
-    LX_PROVIDER_BEDROCK,       /* AWS Bedrock Converse */
-    LX_PROVIDER_OLLAMA,        /* Ollama /api/chat */
+    LX_PROVIDER_OPENAI,    /* OpenAI and every OpenAI-compatible server */
+    LX_PROVIDER_AZURE,     /* Azure OpenAI */
+    LX_PROVIDER_ANTHROPIC, /* Anthropic Messages API */
+    LX_PROVIDER_GEMINI,    /* Google AI Studio generateContent */
+    LX_PROVIDER_BEDROCK,   /* AWS Bedrock Converse */
+    LX_PROVIDER_OLLAMA,    /* Ollama /api/chat */
 };
 
 struct lx_provider_match {

@@ -100,8 +100,8 @@ static int openai_build(const struct lx_provider_call *call, struct lx_provider_
                             "litellm_params.api_base",
                             dep->model_name);
     }
-    out->url = lx_arena_printf(call->arena, "%.*s%s", LX_STR_FMT(base),
-                               endpoint_suffix(call->endpoint));
+    out->url =
+        lx_arena_printf(call->arena, "%.*s%s", LX_STR_FMT(base), endpoint_suffix(call->endpoint));
     add_common_headers(call, out);
     if (call->api_key) {
         add_header(out, "Authorization",
@@ -119,11 +119,11 @@ static int azure_build(const struct lx_provider_call *call, struct lx_provider_r
     const struct lx_deployment *dep = call->dep;
     struct lx_str base = lx_provider_api_base(dep);
     if (!base.p) {
-        return lx_error_set(err, LX_ECONFIG,
-                            "Azure deployment of model group '%s' has no api_base",
+        return lx_error_set(err, LX_ECONFIG, "Azure deployment of model group '%s' has no api_base",
                             dep->model_name);
     }
-    /* https://learn.microsoft.com/azure/ai-services/openai/reference: the deployment is in the path. */
+    /* https://learn.microsoft.com/azure/ai-services/openai/reference: the deployment is in the
+     * path. */
     const char *version = dep->api_version ? dep->api_version : "2024-10-21";
     out->url = lx_arena_printf(call->arena, "%.*s/openai/deployments/%s%s?api-version=%s",
                                LX_STR_FMT(base), call->upstream_model,

@@ -37,7 +37,7 @@ struct lx_provider_call {
     struct lx_str body; /* the client's JSON body, as received */
     const cJSON *json;  /* the same, parsed */
     bool stream;
-    const char *api_key; /* resolved provider key, or NULL */
+    const char *api_key;        /* resolved provider key, or NULL */
     const char *upstream_model; /* the model name to send upstream (wildcards resolved) */
     struct lx_arena *arena;
 };
@@ -69,8 +69,8 @@ struct lx_provider_ops {
      * An error body (status >= 400) into an OpenAI error body appended to out;
      * *io_status may be changed (e.g. Anthropic's 529 overloaded becomes 503).
      */
-    int (*translate_error)(const struct lx_provider_call *call, struct lx_str body,
-                           int *io_status, struct lx_buf *out);
+    int (*translate_error)(const struct lx_provider_call *call, struct lx_str body, int *io_status,
+                           struct lx_buf *out);
     /* Per-stream translation state, allocated from call->arena (NULL on error). */
     void *(*stream_new)(const struct lx_provider_call *call);
     /*

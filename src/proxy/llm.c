@@ -54,7 +54,7 @@ struct call {
     struct lx_provider_call pc; /* what the provider was asked; kept for translation */
     void *stream_state;         /* the provider's stream translation state */
     struct lx_error xlate_err;  /* why a translation failed */
-    bool started; /* the client's streamed response has begun */
+    bool started;               /* the client's streamed response has begun */
     bool saw_event;
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
 };
@@ -90,8 +90,8 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
     }
     if (c->dep) {
         h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-id"), lx_str_c(c->dep->id)};
-        h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-group"),
-                                         lx_str_c(c->dep->model_name)};
+        h[n++] =
+            (struct lx_http_header){LX_STR("x-litellm-model-group"), lx_str_c(c->dep->model_name)};
         if (c->api_base.n) {
             h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-api-base"), c->api_base};
         }
@@ -126,8 +126,8 @@ static void call_error(struct call *c, int status, const char *type, const char 
     snprintf(code, sizeof(code), "%d", status);
     struct lx_buf b;
     lx_buf_init(&b, 8192);
-    if (lx_json_error_body(&b, lx_str_c(msg), type ? type : lx_error_type_for_status(status),
-                           param, code)) {
+    if (lx_json_error_body(&b, lx_str_c(msg), type ? type : lx_error_type_for_status(status), param,
+                           code)) {
         lx_buf_reset(&b);
     }
     call_respond(c, status, lx_buf_str(&b));
@@ -237,11 +237,12 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
                            "data: {\"id\":\"%s\",\"object\":\"%s\",\"created\":%ld,\"model\":", id,
                            object, created);
         rc = rc ? rc : lx_json_append_string(&b, lx_str_c(model));
-        rc = rc ? rc
-                : lx_buf_printf(&b,
-                                ",\"choices\":[],\"usage\":{\"prompt_tokens\":%ld,"
-                                "\"completion_tokens\":%ld,\"total_tokens\":%ld}}\n\n",
-                                prompt_tokens, completion_tokens, prompt_tokens + completion_tokens);
+        rc =
+            rc ? rc
+               : lx_buf_printf(&b,
+                               ",\"choices\":[],\"usage\":{\"prompt_tokens\":%ld,"
+                               "\"completion_tokens\":%ld,\"total_tokens\":%ld}}\n\n",
+                               prompt_tokens, completion_tokens, prompt_tokens + completion_tokens);
     }
     rc = rc ? rc : lx_buf_append_c(&b, "data: [DONE]\n\n");
     lx_buf_fini(&delta);
@@ -287,8 +288,7 @@ static void mock_embeddings(struct call *c)
     rc = rc ? rc : lx_buf_append_c(&b, "],\"model\":");
     rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->upstream_model));
     rc = rc ? rc
-            : lx_buf_printf(&b, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", pt,
-                            pt);
+            : lx_buf_printf(&b, ",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}", pt, pt);
     if (rc) {
         lx_buf_fini(&b);
         call_error(c, 500, NULL, NULL, "Could not build the mock response");
@@ -305,8 +305,8 @@ static void answer_mock(struct call *c)
         return;
     }
     const char *content = c->dep->mock_response ? c->dep->mock_response : "";
-    const cJSON *src = cJSON_GetObjectItemCaseSensitive(
-        c->json, c->ep == LX_EP_CHAT ? "messages" : "prompt");
+    const cJSON *src =
+        cJSON_GetObjectItemCaseSensitive(c->json, c->ep == LX_EP_CHAT ? "messages" : "prompt");
     long pt = estimate_tokens(src);
     long ct = count_words(content);
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(c->json, "stream_options");
@@ -320,8 +320,7 @@ static void answer_mock(struct call *c)
     bool chat = c->ep == LX_EP_CHAT;
     struct lx_buf b;
     lx_buf_init(&b, 64u << 20);
-    int rc = lx_buf_printf(&b,
-                           "{\"id\":\"%s%s\",\"object\":\"%s\",\"created\":%lld,\"model\":",
+    int rc = lx_buf_printf(&b, "{\"id\":\"%s%s\",\"object\":\"%s\",\"created\":%lld,\"model\":",
                            chat ? "chatcmpl-" : "cmpl-", uuid,
                            chat ? "chat.completion" : "text_completion", (long long)lx_wall_s());
     rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->upstream_model));
@@ -462,8 +461,7 @@ static void stream_fail(struct call *c, int status, const char *msg)
     lx_buf_init(&b, 8192);
     struct lx_buf ev;
     lx_buf_init(&ev, 8192);
-    if (lx_json_error_body(&ev, lx_str_c(msg), lx_error_type_for_status(status), NULL, code) ==
-        0) {
+    if (lx_json_error_body(&ev, lx_str_c(msg), lx_error_type_for_status(status), NULL, code) == 0) {
         if (lx_sse_append_event(&b, LX_STR(""), lx_buf_str(&ev)) == 0) {
             lx_http_stream_write(c->req, lx_buf_str(&b));
         }
@@ -602,8 +600,9 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
     bool ok = cJSON_IsObject(j);
     cJSON_Delete(j);
     if (!ok) {
-        fail(c, 502, "Upstream returned a malformed response (not a JSON object) for model group "
-                     "'%s'",
+        fail(c, 502,
+             "Upstream returned a malformed response (not a JSON object) for model group "
+             "'%s'",
              c->dep->model_name);
         return;
     }
@@ -645,9 +644,9 @@ static void start_upstream(struct call *c)
         return;
     }
     const struct lx_config *cfg = c->cfg;
-    double timeout = dep->timeout > 0                  ? dep->timeout
-                     : cfg->router.timeout > 0         ? cfg->router.timeout
-                                                       : cfg->litellm.request_timeout;
+    double timeout = dep->timeout > 0          ? dep->timeout
+                     : cfg->router.timeout > 0 ? cfg->router.timeout
+                                               : cfg->litellm.request_timeout;
     double stream_timeout = dep->stream_timeout > 0          ? dep->stream_timeout
                             : cfg->router.stream_timeout > 0 ? cfg->router.stream_timeout
                                                              : timeout;

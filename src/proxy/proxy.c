@@ -30,8 +30,7 @@ void lx_proxy__error(struct lx_http_request *req, int status, const char *type, 
 
 static void respond_json(struct lx_http_request *req, int status, struct lx_str body)
 {
-    static const struct lx_http_header h[] = {
-        {LX_STR("content-type"), LX_STR("application/json")}};
+    static const struct lx_http_header h[] = {{LX_STR("content-type"), LX_STR("application/json")}};
     lx_http_respond(req, status, h, 1, body);
 }
 

@@ -463,8 +463,8 @@ struct lx_str lx_upstream_header_get(const struct lx_upstream_xfer *x, struct lx
         }
         const char *colon = memchr(p, ':', (size_t)(eol - p));
         if (colon && (size_t)(colon - p) == name.n && strncasecmp(p, name.p, name.n) == 0) {
-            return lx_str_trim((struct lx_str){colon + 1, (size_t)(eol - colon - 1) -
-                                                              (eol > colon + 1 && eol[-1] == '\r')});
+            return lx_str_trim((struct lx_str){
+                colon + 1, (size_t)(eol - colon - 1) - (eol > colon + 1 && eol[-1] == '\r')});
         }
         p = eol + 1;
     }

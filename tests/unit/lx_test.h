@@ -31,7 +31,7 @@ static int lx_test_current_failed_;
     do {                                                                                           \
         long long lx_a_ = (long long)(a), lx_b_ = (long long)(b);                                  \
         if (lx_a_ != lx_b_) {                                                                      \
-            fprintf(stderr, "  FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b,  \
+            fprintf(stderr, "  FAIL %s:%d: %s == %s (%lld != %lld)\n", __FILE__, __LINE__, #a, #b, \
                     lx_a_, lx_b_);                                                                 \
             lx_test_current_failed_ = 1;                                                           \
         }                                                                                          \
@@ -41,7 +41,7 @@ static int lx_test_current_failed_;
     do {                                                                                           \
         double lx_a_ = (a), lx_b_ = (b);                                                           \
         if (fabs(lx_a_ - lx_b_) > 1e-9 * (fabs(lx_b_) + 1)) {                                      \
-            fprintf(stderr, "  FAIL %s:%d: %s == %s (%g != %g)\n", __FILE__, __LINE__, #a, #b,      \
+            fprintf(stderr, "  FAIL %s:%d: %s == %s (%g != %g)\n", __FILE__, __LINE__, #a, #b,     \
                     lx_a_, lx_b_);                                                                 \
             lx_test_current_failed_ = 1;                                                           \
         }                                                                                          \
@@ -51,7 +51,7 @@ static int lx_test_current_failed_;
     do {                                                                                           \
         const char *lx_a_ = (a), *lx_b_ = (b);                                                     \
         if (!lx_a_ || !lx_b_ || strcmp(lx_a_, lx_b_) != 0) {                                       \
-            fprintf(stderr, "  FAIL %s:%d: %s == %s (\"%s\" != \"%s\")\n", __FILE__, __LINE__, #a,  \
+            fprintf(stderr, "  FAIL %s:%d: %s == %s (\"%s\" != \"%s\")\n", __FILE__, __LINE__, #a, \
                     #b, lx_a_ ? lx_a_ : "(null)", lx_b_ ? lx_b_ : "(null)");                       \
             lx_test_current_failed_ = 1;                                                           \
         }                                                                                          \
@@ -63,7 +63,7 @@ static int lx_test_current_failed_;
         const char *lx_p_ = (const char *)(p), *lx_b_ = (b);                                       \
         size_t lx_n_ = (n);                                                                        \
         if (!lx_p_ || lx_n_ != strlen(lx_b_) || memcmp(lx_p_, lx_b_, lx_n_) != 0) {                \
-            fprintf(stderr, "  FAIL %s:%d: %s == \"%s\" (got \"%.*s\")\n", __FILE__, __LINE__, #p,  \
+            fprintf(stderr, "  FAIL %s:%d: %s == \"%s\" (got \"%.*s\")\n", __FILE__, __LINE__, #p, \
                     lx_b_, lx_p_ ? (int)lx_n_ : 6, lx_p_ ? lx_p_ : "(null)");                      \
             lx_test_current_failed_ = 1;                                                           \
         }                                                                                          \

@@ -58,10 +58,10 @@ typedef int (*lx_sse_event_cb)(void *ud, const struct lx_sse_event *ev);
 
 /* Internal state; treat the fields as private. */
 struct lx_sse_parser {
-    struct lx_buf line; /* a partial line carried over to the next feed */
-    struct lx_buf data; /* joined data when it cannot be borrowed */
-    struct lx_buf name; /* event type when it cannot be borrowed */
-    struct lx_buf id;   /* last event id */
+    struct lx_buf line;     /* a partial line carried over to the next feed */
+    struct lx_buf data;     /* joined data when it cannot be borrowed */
+    struct lx_buf name;     /* event type when it cannot be borrowed */
+    struct lx_buf id;       /* last event id */
     struct lx_str data_ref; /* data borrowed from the current feed */
     struct lx_str name_ref; /* event type borrowed from the current feed */
     size_t max_event_bytes;

@@ -21,13 +21,16 @@
 
 /* Bytes that end a run of plain string content: controls, '"' and '\\'. */
 static const unsigned char str_stop[256] = {
-    X16(1), X16(1), ['"'] = 1, ['\\'] = 1,
+    X16(1),
+    X16(1),
+    ['"'] = 1,
+    ['\\'] = 1,
 };
 
 /* For output escaping: 1 = must be escaped, 2 = non-ASCII (check UTF-8). */
 static const unsigned char esc_class[256] = {
-    X16(1), X16(1), ['"'] = 1, ['\\'] = 1,
-    [0x80] = X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), X16(2), X16(2),
+    X16(1), X16(1), ['"'] = 1, ['\\'] = 1, [0x80] = X16(2), X16(2),
+    X16(2), X16(2), X16(2),    X16(2),     X16(2),          X16(2),
 };
 
 static const char hex_digits[] = "0123456789abcdef";
@@ -224,8 +227,8 @@ static int append_c_or_null(struct lx_buf *b, const char *s)
     return lx_json_append_string(b, lx_str_c(s));
 }
 
-int lx_json_error_body(struct lx_buf *b, struct lx_str message, const char *type,
-                       const char *param, const char *code)
+int lx_json_error_body(struct lx_buf *b, struct lx_str message, const char *type, const char *param,
+                       const char *code)
 {
     size_t mark = b->len;
     int rc = lx_buf_append_c(b, "{\"error\":{\"message\":");
@@ -508,9 +511,9 @@ static int scan_value(struct scanner *s, int depth)
 /* ---- top-level member iteration ---- */
 
 struct member {
-    const char *lead;  /* end of the previous value, or just after '{' */
-    const char *comma; /* the separator before this member; NULL for the first */
-    const char *key;   /* the key's opening quote */
+    const char *lead;      /* end of the previous value, or just after '{' */
+    const char *comma;     /* the separator before this member; NULL for the first */
+    const char *key;       /* the key's opening quote */
     struct lx_str key_raw; /* between the quotes, still escaped */
     bool key_has_esc;
     const char *value;

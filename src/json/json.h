@@ -91,7 +91,6 @@ LX_MUST_CHECK int lx_json_rewrite(struct lx_str body, const struct lx_json_edit 
  * a string, quotes and escapes included). The whole body is validated as by
  * lx_json_rewrite. Returns 0, LX_ENOTFOUND or LX_EINVAL.
  */
-LX_MUST_CHECK int lx_json_find_top(struct lx_str body, struct lx_str key,
-                                   struct lx_str *out_value);
+LX_MUST_CHECK int lx_json_find_top(struct lx_str body, struct lx_str key, struct lx_str *out_value);
 
 #endif

@@ -62,7 +62,7 @@ struct lx_deployment {
     struct lx_provider_match provider; /* resolved from model / custom_llm_provider */
     const char *upstream_model;        /* model without the provider prefix (NUL-terminated copy) */
     const char *custom_llm_provider;
-    const char *api_key;  /* resolved; NULL when none (a preset's key env var is tried) */
+    const char *api_key;  /* resolved, else the preset's key variable read at load, else NULL */
     const char *api_base; /* resolved; NULL = the preset's default */
     const char *api_version;
     const char *organization;

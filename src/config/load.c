@@ -1955,6 +1955,19 @@ static int parse_deployment(struct ld *ld, yaml_node_t *e, struct lx_deployment 
         return rc;
     }
     d->provider.upstream_model = lx_str_c(d->upstream_model);
+    /*
+     * No api_key: the preset's variable (OPENAI_API_KEY, ...) is read here, once
+     * per load, so requests never call getenv (which a reload's setenv could race).
+     */
+    if (!d->api_key && !d->missing_env && d->provider.default_key_env) {
+        const char *v = getenv(d->provider.default_key_env);
+        if (v && *v) {
+            rc = adup(ld, lx_str_c(v), &d->api_key);
+            if (rc) {
+                return rc;
+            }
+        }
+    }
     if (mi) {
         rc = parse_model_info(ld, d, mi);
     }

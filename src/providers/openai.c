@@ -158,17 +158,3 @@ struct lx_str lx_provider_api_base(const struct lx_deployment *dep)
     }
     return b.p && b.n ? b : LX_STR_NULL;
 }
-
-const char *lx_provider_api_key(const struct lx_deployment *dep)
-{
-    if (dep->api_key) {
-        return dep->api_key;
-    }
-    if (dep->provider.default_key_env) {
-        const char *v = getenv(dep->provider.default_key_env);
-        if (v && *v) {
-            return v;
-        }
-    }
-    return NULL;
-}

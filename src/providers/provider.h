@@ -93,7 +93,4 @@ const struct lx_provider_ops *lx_provider_ops_for(enum lx_provider_kind kind);
  */
 struct lx_str lx_provider_api_base(const struct lx_deployment *dep);
 
-/* The provider key: litellm_params.api_key, else the preset's key variable, else NULL. */
-const char *lx_provider_api_key(const struct lx_deployment *dep);
-
 #endif

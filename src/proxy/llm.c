@@ -794,6 +794,6 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
         answer_mock(c);
         return;
     }
-    c->api_key = lx_provider_api_key(c->dep);
+    c->api_key = c->dep->api_key;
     start_upstream(c);
 }

@@ -475,6 +475,7 @@ LX_TEST(env_resolution)
 {
     setenv("LX_T_MASTER", "sk-master-from-env", 1);
     setenv("LX_T_BASE", "http://localhost:1234", 1);
+    unsetenv("OPENAI_API_KEY");
     struct lx_error err;
     struct lx_config *cfg = load_str("model_list:\n"
                                      "  - model_name: m\n"
@@ -488,10 +489,23 @@ LX_TEST(env_resolution)
     if (cfg) {
         LX_CHECK_STR(cfg->general.master_key, "sk-master-from-env");
         LX_CHECK_STR(cfg->deployments[0].api_base, "http://localhost:1234");
-        LX_CHECK(cfg->deployments[0].api_key == NULL); /* no default resolved here */
+        LX_CHECK(cfg->deployments[0].api_key == NULL); /* no key and no OPENAI_API_KEY */
         LX_CHECK_INT(cfg->n_warnings, 0);
         lx_config_unref(cfg);
     }
+    /* Without api_key, the preset's variable is read at load time. */
+    setenv("OPENAI_API_KEY", "sk-from-default-env", 1);
+    cfg = load_str("model_list:\n"
+                   "  - model_name: m\n"
+                   "    litellm_params:\n"
+                   "      model: openai/m\n",
+                   &err);
+    LX_CHECK(cfg != NULL);
+    if (cfg) {
+        LX_CHECK_STR(cfg->deployments[0].api_key, "sk-from-default-env");
+        lx_config_unref(cfg);
+    }
+    unsetenv("OPENAI_API_KEY");
 }
 
 LX_TEST(env_missing_in_litellm_params_is_a_warning)

@@ -29,6 +29,8 @@ static char *align_up(char *p)
 void lx_arena_init(struct lx_arena *a, void *initial, size_t initial_size, size_t block_size)
 {
     a->head = NULL;
+    a->first = initial;
+    a->first_size = initial ? initial_size : 0;
     a->cur = initial;
     a->end = initial ? (char *)initial + initial_size : NULL;
     a->block_size = block_size ? block_size : 4096;
@@ -45,8 +47,8 @@ void lx_arena_fini(struct lx_arena *a)
         b = next;
     }
     a->head = NULL;
-    a->cur = NULL;
-    a->end = NULL;
+    a->cur = a->first;
+    a->end = a->first ? a->first + a->first_size : NULL;
     a->total = 0;
 }
 

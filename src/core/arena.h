@@ -17,6 +17,8 @@ struct lx_arena {
     struct lx_arena_block *head; /* heap blocks, newest first */
     char *cur;
     char *end;
+    char *first; /* the caller's initial block, reused after lx_arena_fini */
+    size_t first_size;
     size_t block_size;
     size_t total; /* bytes handed out, for caps */
     size_t limit; /* 0 = none */

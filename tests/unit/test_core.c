@@ -65,6 +65,11 @@ LX_TEST(arena_alignment_and_blocks)
     void *no = lx_arena_try_alloc(&a, 100);
     LX_CHECK(no == NULL);
     lx_arena_fini(&a);
+    /* After fini the arena starts again from the caller's first block. */
+    a.limit = 0;
+    char *again = lx_arena_alloc(&a, 16);
+    LX_CHECK(again >= first && again < first + sizeof(first));
+    lx_arena_fini(&a);
 }
 
 LX_TEST(str_helpers)

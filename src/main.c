@@ -150,8 +150,9 @@ int main(int argc, char **argv)
         lx_config_unref(cfg);
         return 1;
     }
-    if (!a.debug) {
-        lx_server_apply_logging(cfg);
+    lx_server_apply_logging(cfg);
+    if (a.debug) {
+        lx_log_set_level(LX_LOG_DEBUG);
     }
     if (!a.config) {
         LX_WARN("no --config given: no models are configured");
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
         .host = a.host,
         .port = (int)a.port,
         .num_workers = (int)workers,
+        .debug = a.debug,
     };
     int rc = lx_server_run(&opts, cfg, &err);
     lx_config_unref(cfg);

@@ -145,6 +145,8 @@ const struct lx_provider_ops *lx_provider_ops_for(enum lx_provider_kind kind)
         return &openai_ops;
     case LX_PROVIDER_AZURE:
         return &azure_ops;
+    case LX_PROVIDER_ANTHROPIC:
+        return &lx_provider_anthropic;
     default:
         return NULL;
     }

@@ -84,6 +84,9 @@ struct lx_provider_ops {
     void (*stream_free)(void *state);
 };
 
+/* Anthropic Messages API (anthropic.c). */
+extern const struct lx_provider_ops lx_provider_anthropic;
+
 /* The operations for a provider kind, or NULL when llmux cannot serve it yet. */
 const struct lx_provider_ops *lx_provider_ops_for(enum lx_provider_kind kind);
 

@@ -55,6 +55,7 @@ struct call {
     void *stream_state;         /* the provider's stream translation state */
     struct lx_error xlate_err;  /* why a translation failed */
     bool started;               /* the client's streamed response has begun */
+    char retry_after[32];       /* the upstream's retry-after header, relayed with errors */
     bool saw_event;
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
 };
@@ -95,6 +96,9 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
         if (c->api_base.n) {
             h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-api-base"), c->api_base};
         }
+    }
+    if (c->retry_after[0]) {
+        h[n++] = (struct lx_http_header){LX_STR("retry-after"), lx_str_c(c->retry_after)};
     }
     return n;
 }
@@ -381,6 +385,20 @@ static int on_up_headers(void *ud, int status)
 {
     struct call *c = ud;
     c->up_status = status;
+    if (!status_ok(status) && c->xfer) {
+        /* Keep a sane retry-after (seconds or an HTTP date) to relay with the error. */
+        struct lx_str ra = lx_upstream_header_get(c->xfer, LX_STR("retry-after"));
+        if (ra.n && ra.n < sizeof(c->retry_after)) {
+            bool ok = true;
+            for (size_t i = 0; i < ra.n; i++) {
+                ok = ok && ra.p[i] >= 0x20 && ra.p[i] < 0x7f;
+            }
+            if (ok) {
+                memcpy(c->retry_after, ra.p, ra.n);
+                c->retry_after[ra.n] = '\0';
+            }
+        }
+    }
     return 0;
 }
 
@@ -390,6 +408,16 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
     c->saw_event = true;
     if (c->stream_state) {
         return c->ops->translate_event(c->stream_state, ev, &c->out, &c->xlate_err);
+    }
+    /*
+     * Pass-through: every event but [DONE] must be a JSON object, or the
+     * client's SDK would fail on it with a parse error instead of an API error.
+     */
+    if (!lx_str_eq_c(ev->data, "[DONE]")) {
+        struct lx_str usage;
+        if (lx_json_find_top(ev->data, LX_STR("usage"), &usage) == LX_EINVAL) {
+            return lx_error_set(&c->xlate_err, LX_EUPSTREAM, "an event is not valid JSON");
+        }
     }
     return lx_sse_append_event(&c->out, ev->name, ev->data);
 }
@@ -529,14 +557,37 @@ static void relay_error(struct call *c)
         lx_buf_fini(&out);
     }
     cJSON *j = cJSON_ParseWithLength(c->resp.data ? c->resp.data : "", c->resp.len);
-    bool shaped = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "error"));
-    cJSON_Delete(j);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
     LX_WARN("upstream error: model_group=%s deployment=%s api_base=%.*s status=%d id=%s",
             c->dep->model_name, c->dep->id, LX_STR_FMT(c->api_base), c->up_status, c->req->id);
-    if (shaped) {
-        call_respond(c, status, lx_buf_str(&c->resp));
+    if (cJSON_IsObject(e)) {
+        /*
+         * OpenAI-shaped: keep message, type and param; the code becomes the
+         * status as a string, as LiteLLM reports it.
+         */
+        char code[16];
+        snprintf(code, sizeof(code), "%d", status);
+        cJSON *cs = cJSON_CreateString(code);
+        char *out = NULL;
+        if (cs) {
+            if (cJSON_GetObjectItemCaseSensitive(e, "code")) {
+                cJSON_ReplaceItemInObjectCaseSensitive(e, "code", cs);
+            } else {
+                cJSON_AddItemToObject(e, "code", cs);
+            }
+            out = cJSON_PrintUnformatted(j);
+        }
+        cJSON_Delete(j);
+        if (out) {
+            call_respond(c, status, lx_str_c(out));
+            cJSON_free(out);
+            return;
+        }
+        call_error(c, status, NULL, NULL, "Upstream returned HTTP %d for model group '%s'",
+                   c->up_status, c->dep->model_name);
         return;
     }
+    cJSON_Delete(j);
     call_error(c, status, NULL, NULL, "Upstream returned HTTP %d for model group '%s'",
                c->up_status, c->dep->model_name);
 }

@@ -56,6 +56,7 @@ struct main_state {
     atomic_int exited;
     uv_signal_t sig_term, sig_int, sig_hup;
     const char *config_path;
+    bool debug;
     struct lx_config *cfg;
     int signals_seen;
 };
@@ -233,6 +234,9 @@ static void reload(struct main_state *m)
         return;
     }
     lx_server_apply_logging(cfg);
+    if (m->debug) {
+        lx_log_set_level(LX_LOG_DEBUG);
+    }
     broadcast(m, cfg, false, false);
     lx_config_unref(m->cfg);
     m->cfg = cfg;
@@ -272,6 +276,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     memset(&m, 0, sizeof(m));
     m.n = opts->num_workers;
     m.config_path = opts->config_path;
+    m.debug = opts->debug;
     m.cfg = lx_config_ref(cfg);
     m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
     int rc = 0;

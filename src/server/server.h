@@ -9,6 +9,8 @@
 #ifndef LX_SERVER_SERVER_H
 #define LX_SERVER_SERVER_H
 
+#include <stdbool.h>
+
 #include "config/config.h"
 #include "core/error.h"
 
@@ -17,6 +19,7 @@ struct lx_server_opts {
     const char *host;
     int port;
     int num_workers;
+    bool debug; /* --detailed_debug: DEBUG level whatever the config says */
 };
 
 /*

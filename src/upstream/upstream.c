@@ -30,11 +30,15 @@
 #define EASY_POOL_MAX 256
 #define RESP_HEADERS_CAP (32 * 1024)
 #define MAX_CONNECTS 1024
+#define SWEEP_MS 100
 
 struct lx_upstream {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
+    uv_timer_t sweep; /* idle-timeout checks, every SWEEP_MS while needed */
+    bool sweeping;
+    uint64_t releases; /* transfers released so far: tells the sweep when on_done released others */
     CURL *pool[EASY_POOL_MAX];
     size_t n_pool;
     size_t active;
@@ -55,6 +59,8 @@ struct lx_upstream_xfer {
     int result;                 /* a callback's abort code */
     bool headers_done;
     bool paused;
+    uint64_t idle_timeout_ms; /* 0 = none */
+    uint64_t last_rx;         /* uv_now() of the last byte (or the start) */
 };
 
 struct sock {
@@ -169,7 +175,9 @@ struct lx_upstream *lx_upstream_new(uv_loop_t *loop)
     LX_ASSERT(u->multi != NULL);
     uv_timer_init(loop, &u->timer);
     u->timer.data = u;
-    u->open_handles = 1;
+    uv_timer_init(loop, &u->sweep);
+    u->sweep.data = u;
+    u->open_handles = 2;
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
     curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -189,6 +197,7 @@ static void on_timer_closed(uv_handle_t *h)
 static void xfer_release(struct lx_upstream_xfer *x)
 {
     struct lx_upstream *u = x->u;
+    u->releases++;
     curl_multi_remove_handle(u->multi, x->easy);
     if (x->prev) {
         x->prev->next = x->next;
@@ -225,6 +234,8 @@ void lx_upstream_close(struct lx_upstream *u)
     u->multi = NULL;
     uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+    uv_timer_stop(&u->sweep);
+    uv_close((uv_handle_t *)&u->sweep, on_timer_closed);
 }
 
 size_t lx_upstream_active(const struct lx_upstream *u)
@@ -236,6 +247,7 @@ static size_t on_header_line(char *buf, size_t size, size_t n, void *ud)
 {
     struct lx_upstream_xfer *x = ud;
     size_t len = size * n;
+    x->last_rx = uv_now(x->u->loop);
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         /* A new header block (after 100 Continue, or a redirect): start over. */
         lx_buf_reset(&x->resp_headers);
@@ -267,6 +279,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *ud)
 {
     struct lx_upstream_xfer *x = ud;
     size_t len = size * n;
+    x->last_rx = uv_now(x->u->loop);
     if (!x->headers_done) {
         /* Body without a blank line seen (curl always sends it, but be safe). */
         long status = 0;
@@ -329,6 +342,46 @@ static void check_done(struct lx_upstream *u)
         void *ud = x->ud;
         xfer_release(x);
         done(ud, result, result ? &err : NULL);
+    }
+}
+
+/*
+ * Inactivity timeouts: curl's low-speed limit averages over a window, so a
+ * stream that sends one small event every few seconds never trips it. Every
+ * SWEEP_MS, transfers silent for longer than their idle timeout end with
+ * LX_ETIMEDOUT. Paused transfers are silent by our choice and are skipped.
+ */
+static void on_sweep(uv_timer_t *t)
+{
+    struct lx_upstream *u = t->data;
+    uint64_t now = uv_now(u->loop);
+    bool any = false;
+    struct lx_upstream_xfer *x = u->xfers;
+    while (x) {
+        struct lx_upstream_xfer *next = x->next;
+        if (x->idle_timeout_ms) {
+            any = true;
+            if (!x->paused && now - x->last_rx >= x->idle_timeout_ms) {
+                struct lx_error err;
+                lx_error_set(&err, LX_ETIMEDOUT, "no data from upstream for %.1fs",
+                             (double)x->idle_timeout_ms / 1000.0);
+                lx_upstream_done_cb done = x->cbs.on_done;
+                void *ud = x->ud;
+                xfer_release(x);
+                uint64_t releases = u->releases;
+                done(ud, LX_ETIMEDOUT, &err);
+                if (u->releases != releases) {
+                    /* on_done released other transfers: `next` may be gone, start over. */
+                    next = u->xfers;
+                    any = false;
+                }
+            }
+        }
+        x = next;
+    }
+    if (!any) {
+        u->sweeping = false;
+        uv_timer_stop(&u->sweep);
     }
 }
 
@@ -408,11 +461,8 @@ struct lx_upstream_xfer *lx_upstream_start(struct lx_upstream *u, const struct l
     if (req->timeout_ms) {
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
     }
-    if (req->idle_timeout_ms) {
-        long secs = (long)((req->idle_timeout_ms + 999) / 1000);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, secs);
-    }
+    x->idle_timeout_ms = req->idle_timeout_ms;
+    x->last_rx = uv_now(u->loop);
 
     CURLMcode mc = curl_multi_add_handle(u->multi, e);
     if (mc != CURLM_OK) {
@@ -429,6 +479,10 @@ struct lx_upstream_xfer *lx_upstream_start(struct lx_upstream *u, const struct l
     }
     u->xfers = x;
     u->active++;
+    if (x->idle_timeout_ms && !u->sweeping) {
+        u->sweeping = true;
+        uv_timer_start(&u->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    }
     return x;
 }
 

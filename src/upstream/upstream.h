@@ -55,7 +55,7 @@ struct lx_upstream_req {
     struct lx_str body; /* borrowed: must stay valid until on_done or cancel */
     /* Whole-transfer limit in ms (0 = none). */
     uint64_t timeout_ms;
-    /* Abort when no byte arrives for this long (0 = none); second granularity. */
+    /* End with LX_ETIMEDOUT when no byte arrives for this long (0 = none); 100 ms granularity. */
     uint64_t idle_timeout_ms;
     uint64_t connect_timeout_ms; /* 0 = 10 s, capped by timeout_ms */
     const char *proxy;           /* NULL = none */

@@ -1,5 +1,5 @@
 /*
- * llmux-mock: a fake OpenAI-compatible LLM provider for llmux's tests and
+ * llmux-mock: a fake OpenAI and Anthropic LLM provider for llmux's tests and
  * benchmarks (see tools/mock/README.md). This file holds the command line,
  * the listening sockets, the worker threads and signal handling.
  *
@@ -37,7 +37,7 @@ static void usage(FILE *f)
     fputs(
         "usage: llmux-mock [--host 127.0.0.1] [--port 0] [--threads N] [--latency-ms N]\n"
         "                  [--chunks N] [--interval-ms N] [--content TEXT] [--quiet]\n"
-        "A fake OpenAI-compatible provider for tests and benchmarks; see tools/mock/README.md.\n"
+        "A fake OpenAI and Anthropic provider for tests and benchmarks; see tools/mock/README.md.\n"
         "  --host H         address to listen on (default 127.0.0.1)\n"
         "  --port N         port; 0 picks a free one (default 0)\n"
         "  --threads N      worker threads, one loop and SO_REUSEPORT listener each (default 1)\n"

@@ -13,7 +13,9 @@
  *   mock_http.c    HTTP/1.1 connections: llhttp parsing, pipelining (answers
  *                  leave in request order), a small response engine that runs
  *                  timed "step" functions, graceful close and TCP reset.
- *   mock_openai.c  routes, directives, OpenAI-shaped answers and streams.
+ *   mock_openai.c  routes, directives, OpenAI-shaped answers and streams,
+ *                  and the per-thread scratch both API files write into.
+ *   mock_anthropic.c  Anthropic Messages API answers and event streams.
  *   mock_state.c   stats, last request, the /mock/ inspection answers.
  *   mock_json.c    an append-only JSON writer with a sticky error.
  *
@@ -66,11 +68,20 @@ enum lx_mock_route {
     LX_MOCK_ROUTE_MODELS_V1,
     LX_MOCK_ROUTE_MODELS,
     LX_MOCK_ROUTE_HEALTH,
+    LX_MOCK_ROUTE_MESSAGES_V1, /* Anthropic from here on: see lx_mock_route_is_anthropic */
+    LX_MOCK_ROUTE_MESSAGES,
+    LX_MOCK_ROUTE_COUNT_TOKENS_V1,
+    LX_MOCK_ROUTE_COUNT_TOKENS,
     LX_MOCK_ROUTE_COUNT,
     LX_MOCK_ROUTE_OTHER = LX_MOCK_ROUTE_COUNT,
 };
 
 extern const char *const lx_mock_route_paths[LX_MOCK_ROUTE_COUNT];
+
+static inline bool lx_mock_route_is_anthropic(enum lx_mock_route r)
+{
+    return r >= LX_MOCK_ROUTE_MESSAGES_V1 && r <= LX_MOCK_ROUTE_COUNT_TOKENS;
+}
 
 /* One header of a parsed request: offsets into struct lx_mock_reqbuf.head. */
 struct lx_mock_hdr {
@@ -225,6 +236,91 @@ void lx_mock__conn_queue(struct lx_mock_conn *c, struct lx_mock_resp *r);
 void lx_mock__conn_hang(struct lx_mock_conn *c);
 void lx_mock__conn_reset(struct lx_mock_conn *c);
 
+/* Application side (mock_openai.c), shared with mock_anthropic.c. Loop thread only. */
+
+struct cJSON;
+struct lx_mock_w;
+
+/* One request's behaviour (README.md, "Directives"); strings borrow the request. */
+struct lx_mock_directives {
+    uint32_t latency_ms;
+    uint32_t chunks;
+    uint32_t interval_ms;
+    uint32_t slow_headers_ms;
+    uint32_t status; /* 0: normal answer */
+    struct lx_str content;
+    struct lx_str error_message; /* p == NULL: the API's default message */
+    struct lx_str tool;          /* Anthropic: answer with a tool_use block; p == NULL: none */
+    struct lx_str stop_reason;   /* Anthropic: p == NULL: end_turn, or tool_use with a tool */
+    int64_t retry_after;         /* -1: no header */
+    int64_t reset_after;         /* -1: no reset */
+    int64_t usage_prompt;        /* -1: computed */
+    int64_t usage_completion;
+    int64_t cache_read; /* Anthropic usage.cache_*_input_tokens; -1: field absent */
+    int64_t cache_creation;
+    bool echo;
+    bool malformed;
+    bool hang;
+    bool close;
+    bool stream_error;
+};
+
+/* How a plain answer leaves. */
+struct lx_mock_reply_opts {
+    uint32_t latency_ms;
+    uint32_t slow_headers_ms;
+    int64_t retry_after; /* -1: none */
+    bool is_close;
+};
+
+/*
+ * This thread's scratch buffers, emptied; valid until the next call for the
+ * same buffer. The body buffer is what lx_mock__reply sends.
+ */
+struct lx_buf *lx_mock__scratch_body(void);
+struct lx_buf *lx_mock__scratch_event(void);
+/* From the per-request arena (rewound after lx_mock__handle); NULL when exhausted. */
+void *lx_mock__arena_alloc(size_t n);
+/*
+ * Parse the request body into the arena: 0 and *out (a JSON object), LX_ETOOBIG
+ * when the arena ran out, LX_EINVAL when the body is not a JSON object.
+ */
+int lx_mock__parse_body(const struct lx_mock_req *req, struct cJSON **out);
+/* Send the scratch body with a head (Content-Length, Retry-After, Connection: close). */
+void lx_mock__reply(struct lx_mock_conn *c, int status, const char *ctype,
+                    const struct lx_mock_reply_opts *o);
+/* An SSE answer's head ending in the blank line; not chunked means HTTP/1.0 (close). */
+void lx_mock__put_stream_head(struct lx_mock_w *w, bool is_chunked, bool is_close);
+/* One HTTP chunk holding data (plain bytes when not chunked). Returns 0 or a buf error. */
+int lx_mock__put_chunk(struct lx_buf *out, struct lx_str data, bool is_chunked);
+/* prefix plus 24 random hex digits, NUL-terminated in out. */
+struct lx_str lx_mock__make_id(char *out, size_t cap, const char *prefix);
+/* Words: maximal runs of bytes other than space, tab, CR, LF. */
+uint64_t lx_mock__count_words(struct lx_str s);
+/* ceil(bytes / 4), at least 1. */
+uint64_t lx_mock__tokens_for_bytes(uint64_t bytes);
+/* Bytes of a message content: a string, or the "text" of each part of an array. */
+uint64_t lx_mock__content_bytes(const struct cJSON *content);
+/* A message content as one string (text parts concatenated, in the arena); "" otherwise. */
+struct lx_str lx_mock__content_text(const struct cJSON *content);
+
+/*
+ * A stream's content cut into pieces: one per word (each keeping the
+ * whitespace before it) when chunks is 0, else chunks near-equal byte ranges
+ * that never split a UTF-8 sequence. content is borrowed.
+ */
+struct lx_mock_pieces {
+    struct lx_str content;
+    uint32_t n;
+    uint32_t sent;
+    size_t pos;
+    bool is_words;
+};
+
+void lx_mock__pieces_init(struct lx_mock_pieces *p, struct lx_str content, uint32_t chunks);
+/* The next piece (call only while p->sent < p->n); counts it in p->sent. */
+struct lx_str lx_mock__pieces_next(struct lx_mock_pieces *p);
+
 /* Application side (mock_openai.c). */
 
 /* An OpenAI-shaped error answer (also used for protocol errors). */
@@ -239,6 +335,20 @@ bool lx_mock__handle(struct lx_mock_conn *c, const struct lx_mock_req *req);
 void lx_mock__thread_fini(void);
 /* Route cJSON allocations to the per-thread request arena. Call once before threads start. */
 void lx_mock__json_init(void);
+
+/* Anthropic Messages API (mock_anthropic.c). */
+
+/*
+ * Answer POST /v1/messages and /v1/messages/count_tokens (route says which)
+ * after the directives parsed and hang was handled; o holds the directives'
+ * reply options. Every error has Anthropic's shape.
+ */
+void lx_mock__anthropic(struct lx_mock_conn *c, const struct lx_mock_req *req,
+                        enum lx_mock_route route, const struct lx_mock_directives *d,
+                        const struct lx_mock_reply_opts *o);
+/* {"type":"error","error":{"type":<by status>,"message":msg}} */
+void lx_mock__anthropic_error(struct lx_mock_conn *c, int status, struct lx_str msg,
+                              const struct lx_mock_reply_opts *o);
 
 /* Inspection state (mock_state.c). Any thread. */
 

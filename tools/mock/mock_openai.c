@@ -1,7 +1,9 @@
 /*
  * The mock's application: routes, behaviour directives and OpenAI-shaped
  * answers (chat completions, legacy completions, embeddings, models), plain
- * or streamed as server-sent events.
+ * or streamed as server-sent events. Anthropic's routes are handed to
+ * mock_anthropic.c once the directives are parsed; the scratch memory, the
+ * piece splitter and the SSE framing below serve both (mock.h).
  *
  * Directives (README.md) come from the CLI defaults, then a path prefix
  * /mock/<k=v,...>/, then x-mock-<k> headers; later sources win. Fault
@@ -91,10 +93,15 @@ static void scratch_reset(struct lx_buf *b)
     }
 }
 
-static void *arena_malloc(size_t n)
+void *lx_mock__arena_alloc(size_t n)
 {
     tls_init();
     return lx_arena_try_alloc(&tls_arena, n);
+}
+
+static void *arena_malloc(size_t n)
+{
+    return lx_mock__arena_alloc(n);
 }
 
 static void arena_free(void *p)
@@ -108,6 +115,20 @@ void lx_mock__json_init(void)
     cJSON_InitHooks(&hooks);
 }
 
+struct lx_buf *lx_mock__scratch_body(void)
+{
+    tls_init();
+    lx_buf_reset(&tls_body);
+    return &tls_body;
+}
+
+struct lx_buf *lx_mock__scratch_event(void)
+{
+    tls_init();
+    lx_buf_reset(&tls_event);
+    return &tls_event;
+}
+
 /* ---- small helpers ---- */
 
 static bool is_space(char ch)
@@ -115,7 +136,7 @@ static bool is_space(char ch)
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
 }
 
-static uint64_t count_words(struct lx_str s)
+uint64_t lx_mock__count_words(struct lx_str s)
 {
     uint64_t n = 0;
     bool in_word = false;
@@ -129,14 +150,13 @@ static uint64_t count_words(struct lx_str s)
     return n;
 }
 
-static uint64_t tokens_for_bytes(uint64_t bytes)
+uint64_t lx_mock__tokens_for_bytes(uint64_t bytes)
 {
     uint64_t t = (bytes + 3) / 4;
     return t ? t : 1;
 }
 
-/* "chatcmpl-" plus 24 random hex digits. */
-static struct lx_str make_id(char *out, size_t cap, const char *prefix)
+struct lx_str lx_mock__make_id(char *out, size_t cap, const char *prefix)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = strlen(prefix);
@@ -195,6 +215,8 @@ static const char *reason_phrase(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 529:
+        return "Overloaded"; /* 529 is not in RFC 9110; Anthropic uses it for overload */
     default:
         return status < 400 ? "OK" : "Error";
     }
@@ -219,6 +241,10 @@ enum dkey {
     D_USAGE_PROMPT,
     D_USAGE_COMPLETION,
     D_STREAM_ERROR,
+    D_TOOL,
+    D_STOP_REASON,
+    D_CACHE_READ,
+    D_CACHE_CREATION,
 };
 
 static const char *const dkey_names[] = {
@@ -238,28 +264,13 @@ static const char *const dkey_names[] = {
     [D_USAGE_PROMPT] = "usage_prompt",
     [D_USAGE_COMPLETION] = "usage_completion",
     [D_STREAM_ERROR] = "stream_error",
+    [D_TOOL] = "tool",
+    [D_STOP_REASON] = "stop_reason",
+    [D_CACHE_READ] = "cache_read",
+    [D_CACHE_CREATION] = "cache_creation",
 };
 
-struct directives {
-    uint32_t latency_ms;
-    uint32_t chunks;
-    uint32_t interval_ms;
-    uint32_t slow_headers_ms;
-    uint32_t status; /* 0: normal answer */
-    struct lx_str content;
-    struct lx_str error_message; /* p == NULL: "mock error N" */
-    int64_t retry_after;         /* -1: no header */
-    int64_t reset_after;         /* -1: no reset */
-    int64_t usage_prompt;        /* -1: computed */
-    int64_t usage_completion;
-    bool echo;
-    bool malformed;
-    bool hang;
-    bool close;
-    bool stream_error;
-};
-
-static void directives_init(struct directives *d, const struct lx_mock_config *cfg)
+static void directives_init(struct lx_mock_directives *d, const struct lx_mock_config *cfg)
 {
     memset(d, 0, sizeof(*d));
     d->latency_ms = cfg->latency_ms;
@@ -270,6 +281,8 @@ static void directives_init(struct directives *d, const struct lx_mock_config *c
     d->reset_after = -1;
     d->usage_prompt = -1;
     d->usage_completion = -1;
+    d->cache_read = -1;
+    d->cache_creation = -1;
 }
 
 /* Keys compare case-insensitively, with '-' and '_' alike (x-mock-latency-ms works too). */
@@ -329,7 +342,7 @@ static int parse_i64(struct lx_str v, unsigned long long max, int64_t *out)
 }
 
 /* Apply one directive; value is borrowed for the request's lifetime. */
-static int apply_directive(struct directives *d, struct lx_str key, struct lx_str v,
+static int apply_directive(struct lx_mock_directives *d, struct lx_str key, struct lx_str v,
                            struct lx_error *err)
 {
     int k = find_dkey(key);
@@ -392,6 +405,20 @@ static int apply_directive(struct directives *d, struct lx_str key, struct lx_st
     case D_USAGE_COMPLETION:
         rc = parse_i64(v, 1000000000000ull, &d->usage_completion);
         break;
+    case D_TOOL:
+        d->tool = v;
+        rc = v.n ? 0 : -1;
+        break;
+    case D_STOP_REASON:
+        d->stop_reason = v;
+        rc = v.n ? 0 : -1;
+        break;
+    case D_CACHE_READ:
+        rc = parse_i64(v, 1000000000000ull, &d->cache_read);
+        break;
+    case D_CACHE_CREATION:
+        rc = parse_i64(v, 1000000000000ull, &d->cache_creation);
+        break;
     }
     if (rc) {
         return lx_error_set(err, LX_EINVAL, "invalid value for mock directive '%s'", dkey_names[k]);
@@ -443,7 +470,8 @@ static int url_decode(struct lx_str in, struct lx_str *out)
 }
 
 /* "k=v,k=v" from /mock/<seg>/; a bare key means "1". */
-static int parse_path_directives(struct lx_str seg, struct directives *d, struct lx_error *err)
+static int parse_path_directives(struct lx_str seg, struct lx_mock_directives *d,
+                                 struct lx_error *err)
 {
     while (seg.n) {
         const char *comma = memchr(seg.p, ',', seg.n);
@@ -468,7 +496,7 @@ static int parse_path_directives(struct lx_str seg, struct directives *d, struct
     return 0;
 }
 
-static int parse_header_directives(const struct lx_mock_req *req, struct directives *d,
+static int parse_header_directives(const struct lx_mock_req *req, struct lx_mock_directives *d,
                                    struct lx_error *err)
 {
     for (size_t i = 0; i < req->nhdrs; i++) {
@@ -487,14 +515,8 @@ static int parse_header_directives(const struct lx_mock_req *req, struct directi
 
 /* ---- plain answers ---- */
 
-struct reply_opts {
-    uint32_t latency_ms;
-    uint32_t slow_headers_ms;
-    int64_t retry_after; /* -1: none */
-    bool is_close;
-};
-
-static void put_head(struct lx_mock_w *w, int status, const char *ctype, const struct reply_opts *o)
+static void put_head(struct lx_mock_w *w, int status, const char *ctype,
+                     const struct lx_mock_reply_opts *o)
 {
     LX_MOCK_W_LIT(w, "HTTP/1.1 ");
     lx_mock__w_u64(w, (uint64_t)status);
@@ -513,7 +535,8 @@ static void put_head(struct lx_mock_w *w, int status, const char *ctype, const s
 }
 
 /* Send tls_body (already formatted) with a head. */
-static void reply(struct lx_mock_conn *c, int status, const char *ctype, const struct reply_opts *o)
+void lx_mock__reply(struct lx_mock_conn *c, int status, const char *ctype,
+                    const struct lx_mock_reply_opts *o)
 {
     struct lx_mock_w w = {.b = &tls_head};
     lx_buf_reset(&tls_head);
@@ -531,6 +554,17 @@ static void reply(struct lx_mock_conn *c, int status, const char *ctype, const s
     };
     lx_mock__conn_send(c, lx_buf_str(&tls_head), lx_buf_str(&tls_body), &so);
     scratch_reset(&tls_body);
+}
+
+void lx_mock__put_stream_head(struct lx_mock_w *w, bool is_chunked, bool is_close)
+{
+    struct lx_mock_reply_opts o = {.retry_after = -1, .is_close = is_close};
+    put_head(w, 200, "text/event-stream; charset=utf-8", &o);
+    LX_MOCK_W_LIT(w, "\r\nCache-Control: no-cache");
+    if (is_chunked) {
+        LX_MOCK_W_LIT(w, "\r\nTransfer-Encoding: chunked");
+    }
+    LX_MOCK_W_LIT(w, "\r\n\r\n");
 }
 
 /* Per OpenAI's error reference: 429 is type "requests"; 401 carries code "invalid_api_key". */
@@ -551,7 +585,7 @@ static void error_kind(int status, const char **type, const char **code)
 }
 
 static void reply_error(struct lx_mock_conn *c, int status, struct lx_str msg, const char *param,
-                        const struct reply_opts *o)
+                        const struct lx_mock_reply_opts *o)
 {
     const char *type;
     const char *code;
@@ -575,24 +609,24 @@ static void reply_error(struct lx_mock_conn *c, int status, struct lx_str msg, c
         LX_MOCK_W_LIT(&w, "null");
     }
     LX_MOCK_W_LIT(&w, "}}\n");
-    reply(c, status, "application/json", o);
+    lx_mock__reply(c, status, "application/json", o);
 }
 
 void lx_mock__send_error(struct lx_mock_conn *c, int status, const char *msg, bool is_close)
 {
     tls_init();
-    struct reply_opts o = {.retry_after = -1, .is_close = is_close};
+    struct lx_mock_reply_opts o = {.retry_after = -1, .is_close = is_close};
     reply_error(c, status, lx_str_c(msg), NULL, &o);
 }
 
 static void reply_json(struct lx_mock_conn *c, int status, struct lx_str json,
-                       const struct reply_opts *o)
+                       const struct lx_mock_reply_opts *o)
 {
     lx_buf_reset(&tls_body);
     if (lx_buf_append_str(&tls_body, json) != 0) {
         return;
     }
-    reply(c, status, "application/json", o);
+    lx_mock__reply(c, status, "application/json", o);
 }
 
 /* ---- streams ---- */
@@ -611,7 +645,6 @@ struct stream {
     enum stream_phase phase;
     bool is_chat;
     bool is_chunked;
-    bool is_words; /* one piece per word, else npieces equal byte ranges */
     bool include_usage;
     bool malformed;
     bool stream_error;
@@ -619,15 +652,12 @@ struct stream {
     int64_t reset_after;
     uint32_t slow_ms;
     uint32_t interval_ms;
-    uint32_t npieces;
-    uint32_t sent;
-    size_t pos;
+    struct lx_mock_pieces pieces;
     uint64_t prompt_tokens;
     uint64_t completion_tokens;
     struct lx_str head;   /* status line and headers */
     size_t status_len;    /* of head */
     struct lx_str prefix; /* chunk JSON up to and including "choices":[ */
-    struct lx_str content;
     struct lx_str error_message;
     char data[];
 };
@@ -639,14 +669,13 @@ static void stream_free(struct lx_mock_resp *r)
     lx_free(s);
 }
 
-/* Frame tls_event as one SSE event ("data: ...\n\n") in one HTTP chunk. */
-static int put_event(const struct stream *s, struct lx_buf *out)
+int lx_mock__put_chunk(struct lx_buf *out, struct lx_str data, bool is_chunked)
 {
     struct lx_mock_w w = {.b = out};
-    if (s->is_chunked) {
+    if (is_chunked) {
         char hex[20];
         size_t i = sizeof(hex);
-        size_t n = tls_event.len;
+        size_t n = data.n;
         do {
             hex[--i] = "0123456789abcdef"[n & 15];
             n >>= 4;
@@ -654,12 +683,19 @@ static int put_event(const struct stream *s, struct lx_buf *out)
         lx_mock__w_raw(&w, hex + i, sizeof(hex) - i);
         LX_MOCK_W_LIT(&w, "\r\n");
     }
-    lx_mock__w_raw(&w, tls_event.data, tls_event.len);
-    if (s->is_chunked) {
+    lx_mock__w_raw(&w, data.p, data.n);
+    if (is_chunked) {
         LX_MOCK_W_LIT(&w, "\r\n");
     }
-    lx_buf_reset(&tls_event);
     return w.err;
+}
+
+/* Frame tls_event as one SSE event ("data: ...\n\n") in one HTTP chunk. */
+static int put_event(const struct stream *s, struct lx_buf *out)
+{
+    int rc = lx_mock__put_chunk(out, lx_buf_str(&tls_event), s->is_chunked);
+    lx_buf_reset(&tls_event);
+    return rc;
 }
 
 /* Start an event in tls_event: "data: " + prefix. */
@@ -755,15 +791,31 @@ static int end_body(const struct stream *s, struct lx_buf *out)
     return s->is_chunked ? lx_buf_append_c(out, "0\r\n\r\n") : 0;
 }
 
-static struct lx_str next_piece(struct stream *s)
+void lx_mock__pieces_init(struct lx_mock_pieces *p, struct lx_str content, uint32_t chunks)
 {
-    const char *p = s->content.p;
-    size_t n = s->content.n;
-    size_t start = s->pos;
+    memset(p, 0, sizeof(*p));
+    p->content = content;
+    if (chunks) {
+        p->n = chunks;
+        return;
+    }
+    p->is_words = true;
+    uint64_t words = lx_mock__count_words(content);
+    p->n = (uint32_t)LX_MIN(words, (uint64_t)UINT32_MAX);
+    if (p->n == 0 && content.n) {
+        p->n = 1; /* whitespace only: one piece */
+    }
+}
+
+struct lx_str lx_mock__pieces_next(struct lx_mock_pieces *pc)
+{
+    const char *p = pc->content.p;
+    size_t n = pc->content.n;
+    size_t start = pc->pos;
     size_t end;
-    if (s->sent + 1 >= s->npieces) {
+    if (pc->sent + 1 >= pc->n) {
         end = n; /* the last piece takes the rest, trailing whitespace included */
-    } else if (s->is_words) {
+    } else if (pc->is_words) {
         end = start;
         while (end < n && is_space(p[end])) {
             end++;
@@ -772,7 +824,7 @@ static struct lx_str next_piece(struct stream *s)
             end++;
         }
     } else {
-        end = (size_t)((uint64_t)n * (s->sent + 1) / s->npieces);
+        end = (size_t)((uint64_t)n * (pc->sent + 1) / pc->n);
         while (end < n && ((unsigned char)p[end] & 0xc0) == 0x80) {
             end++; /* never split a UTF-8 sequence */
         }
@@ -780,7 +832,8 @@ static struct lx_str next_piece(struct stream *s)
             end = start;
         }
     }
-    s->pos = end;
+    pc->pos = end;
+    pc->sent++;
     return (struct lx_str){p + start, end - start};
 }
 
@@ -835,22 +888,21 @@ static enum lx_mock_step stream_step(struct lx_mock_resp *r, struct lx_buf *out,
         *out_delay_ms = s->interval_ms;
         return LX_MOCK_STEP_AGAIN;
     case P_CONTENT:
-        if (s->sent < s->npieces) {
-            rc = event_piece(s, out, next_piece(s));
-            s->sent++;
+        if (s->pieces.sent < s->pieces.n) {
+            rc = event_piece(s, out, lx_mock__pieces_next(&s->pieces));
             if (rc == 0) {
                 rc = after_first_event(s, out);
             }
             if (rc) {
                 return LX_MOCK_STEP_RESET;
             }
-            if (s->stream_error && s->sent == 1) {
+            if (s->stream_error && s->pieces.sent == 1) {
                 if (event_error(s, out) || end_body(s, out)) {
                     return LX_MOCK_STEP_RESET;
                 }
                 return LX_MOCK_STEP_DONE;
             }
-            if (s->reset_after >= 0 && (uint64_t)s->reset_after <= s->sent) {
+            if (s->reset_after >= 0 && (uint64_t)s->reset_after <= s->pieces.sent) {
                 return LX_MOCK_STEP_RESET;
             }
             *out_delay_ms = s->interval_ms;
@@ -892,27 +944,21 @@ struct answer {
 };
 
 static int start_stream(struct lx_mock_conn *c, const struct lx_mock_req *req,
-                        const struct directives *d, const struct answer *a, bool is_chat,
+                        const struct lx_mock_directives *d, const struct answer *a, bool is_chat,
                         bool is_close)
 {
     struct lx_mock_shared *shared = lx_mock__conn_worker(c)->shared;
     char idbuf[48];
-    struct lx_str id = make_id(idbuf, sizeof(idbuf), is_chat ? "chatcmpl-" : "cmpl-");
+    struct lx_str id = lx_mock__make_id(idbuf, sizeof(idbuf), is_chat ? "chatcmpl-" : "cmpl-");
 
     /* The head. HTTP/1.0 has no chunked coding: the body ends when we close. */
     bool is_chunked = req->is_http11;
     if (!is_chunked) {
         is_close = true;
     }
-    struct reply_opts o = {.retry_after = -1, .is_close = is_close};
     struct lx_mock_w w = {.b = &tls_head};
     lx_buf_reset(&tls_head);
-    put_head(&w, 200, "text/event-stream; charset=utf-8", &o);
-    LX_MOCK_W_LIT(&w, "\r\nCache-Control: no-cache");
-    if (is_chunked) {
-        LX_MOCK_W_LIT(&w, "\r\nTransfer-Encoding: chunked");
-    }
-    LX_MOCK_W_LIT(&w, "\r\n\r\n");
+    lx_mock__put_stream_head(&w, is_chunked, is_close);
 
     /* The prefix every chunk shares. */
     lx_buf_reset(&tls_body);
@@ -948,7 +994,7 @@ static int start_stream(struct lx_mock_conn *c, const struct lx_mock_req *req,
     if (a->content.n) {
         memcpy(q, a->content.p, a->content.n);
     }
-    s->content = (struct lx_str){q, a->content.n};
+    lx_mock__pieces_init(&s->pieces, (struct lx_str){q, a->content.n}, d->chunks);
     q += a->content.n;
     if (d->error_message.p) {
         if (d->error_message.n) {
@@ -972,16 +1018,6 @@ static int start_stream(struct lx_mock_conn *c, const struct lx_mock_req *req,
     s->interval_ms = d->interval_ms;
     s->prompt_tokens = a->prompt_tokens;
     s->completion_tokens = a->completion_tokens;
-    if (d->chunks) {
-        s->npieces = d->chunks;
-    } else {
-        s->is_words = true;
-        uint64_t words = count_words(a->content);
-        s->npieces = (uint32_t)LX_MIN(words, (uint64_t)UINT32_MAX);
-        if (s->npieces == 0 && a->content.n) {
-            s->npieces = 1; /* whitespace only: one piece */
-        }
-    }
     s->base.step = stream_step;
     s->base.free_fn = stream_free;
     s->base.first_delay_ms = d->latency_ms;
@@ -1003,8 +1039,7 @@ static struct lx_str jstr(const cJSON *j)
     return (struct lx_str){j->valuestring, strlen(j->valuestring)};
 }
 
-/* Bytes of a message content: a string, or the "text" of each part of an array. */
-static uint64_t content_bytes(const cJSON *content)
+uint64_t lx_mock__content_bytes(const cJSON *content)
 {
     if (cJSON_IsString(content)) {
         return strlen(content->valuestring);
@@ -1021,8 +1056,7 @@ static uint64_t content_bytes(const cJSON *content)
     return n;
 }
 
-/* A message content as one string (text parts concatenated), in the arena. */
-static struct lx_str content_text(const cJSON *content)
+struct lx_str lx_mock__content_text(const cJSON *content)
 {
     if (cJSON_IsString(content)) {
         return jstr(content);
@@ -1030,7 +1064,7 @@ static struct lx_str content_text(const cJSON *content)
     if (!cJSON_IsArray(content)) {
         return LX_STR("");
     }
-    size_t n = (size_t)content_bytes(content);
+    size_t n = (size_t)lx_mock__content_bytes(content);
     char *d = lx_arena_try_alloc(&tls_arena, n + 1);
     if (!d) {
         return LX_STR("");
@@ -1127,7 +1161,7 @@ static uint64_t input_tokens(const struct text_input *ti)
 /* ---- endpoints ---- */
 
 static void reply_invalid(struct lx_mock_conn *c, const char *msg, const char *param,
-                          const struct reply_opts *o)
+                          const struct lx_mock_reply_opts *o)
 {
     reply_error(c, 400, lx_str_c(msg), param, o);
 }
@@ -1144,14 +1178,14 @@ static void put_usage(struct lx_mock_w *w, uint64_t prompt, uint64_t completion)
 }
 
 static void answer_text(struct lx_mock_conn *c, const struct lx_mock_req *req,
-                        const struct directives *d, struct answer *a, bool is_chat,
-                        const struct reply_opts *o)
+                        const struct lx_mock_directives *d, struct answer *a, bool is_chat,
+                        const struct lx_mock_reply_opts *o)
 {
     if (d->usage_prompt >= 0) {
         a->prompt_tokens = (uint64_t)d->usage_prompt;
     }
     a->completion_tokens =
-        d->usage_completion >= 0 ? (uint64_t)d->usage_completion : count_words(a->content);
+        d->usage_completion >= 0 ? (uint64_t)d->usage_completion : lx_mock__count_words(a->content);
     if (a->is_stream) {
         if (start_stream(c, req, d, a, is_chat, o->is_close) != 0) {
             reply_error(c, 500, LX_STR("mock out of memory"), NULL, o);
@@ -1170,7 +1204,7 @@ static void answer_text(struct lx_mock_conn *c, const struct lx_mock_req *req,
     lx_buf_reset(&tls_body);
     struct lx_mock_w w = {.b = &tls_body};
     LX_MOCK_W_LIT(&w, "{\"id\":");
-    lx_mock__w_str(&w, make_id(idbuf, sizeof(idbuf), is_chat ? "chatcmpl-" : "cmpl-"));
+    lx_mock__w_str(&w, lx_mock__make_id(idbuf, sizeof(idbuf), is_chat ? "chatcmpl-" : "cmpl-"));
     if (is_chat) {
         LX_MOCK_W_LIT(&w, ",\"object\":\"chat.completion\",\"created\":");
     } else {
@@ -1195,12 +1229,12 @@ static void answer_text(struct lx_mock_conn *c, const struct lx_mock_req *req,
         reply_error(c, 500, LX_STR("answer too large"), NULL, o);
         return;
     }
-    reply(c, 200, "application/json", o);
+    lx_mock__reply(c, 200, "application/json", o);
 }
 
 static void do_chat(struct lx_mock_conn *c, const struct lx_mock_req *req,
-                    const struct directives *d, const cJSON *body, struct answer *a,
-                    const struct reply_opts *o)
+                    const struct lx_mock_directives *d, const cJSON *body, struct answer *a,
+                    const struct lx_mock_reply_opts *o)
 {
     const cJSON *messages = get(body, "messages");
     if (!cJSON_IsArray(messages)) {
@@ -1218,20 +1252,20 @@ static void do_chat(struct lx_mock_conn *c, const struct lx_mock_req *req,
             return;
         }
         const cJSON *content = get(m, "content");
-        bytes += content_bytes(content);
+        bytes += lx_mock__content_bytes(content);
         const cJSON *role = get(m, "role");
         if (cJSON_IsString(role) && strcmp(role->valuestring, "user") == 0) {
             last_user = content;
         }
     }
-    a->prompt_tokens = tokens_for_bytes(bytes);
-    a->content = d->echo ? content_text(last_user) : d->content;
+    a->prompt_tokens = lx_mock__tokens_for_bytes(bytes);
+    a->content = d->echo ? lx_mock__content_text(last_user) : d->content;
     answer_text(c, req, d, a, true, o);
 }
 
 static void do_completions(struct lx_mock_conn *c, const struct lx_mock_req *req,
-                           const struct directives *d, const cJSON *body, struct answer *a,
-                           const struct reply_opts *o)
+                           const struct lx_mock_directives *d, const cJSON *body, struct answer *a,
+                           const struct lx_mock_reply_opts *o)
 {
     const cJSON *prompt = get(body, "prompt");
     struct text_input ti = {.last_string = LX_STR("")};
@@ -1290,8 +1324,8 @@ static void embed(const cJSON *item, float *v, size_t dims)
     }
 }
 
-static void do_embeddings(struct lx_mock_conn *c, const struct directives *d, const cJSON *body,
-                          struct answer *a, const struct reply_opts *o)
+static void do_embeddings(struct lx_mock_conn *c, const struct lx_mock_directives *d,
+                          const cJSON *body, struct answer *a, const struct lx_mock_reply_opts *o)
 {
     const cJSON *input = get(body, "input");
     struct text_input ti;
@@ -1392,7 +1426,7 @@ static void do_embeddings(struct lx_mock_conn *c, const struct directives *d, co
         reply_error(c, 500, LX_STR("answer too large"), NULL, o);
         return;
     }
-    reply(c, 200, "application/json", o);
+    lx_mock__reply(c, 200, "application/json", o);
 }
 
 static void put_model(struct lx_mock_w *w, struct lx_str id)
@@ -1402,7 +1436,7 @@ static void put_model(struct lx_mock_w *w, struct lx_str id)
     LX_MOCK_W_LIT(w, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"llmux-mock\"}");
 }
 
-static void do_model(struct lx_mock_conn *c, struct lx_str id, const struct reply_opts *o)
+static void do_model(struct lx_mock_conn *c, struct lx_str id, const struct lx_mock_reply_opts *o)
 {
     lx_buf_reset(&tls_body);
     struct lx_mock_w w = {.b = &tls_body};
@@ -1417,7 +1451,7 @@ static void do_model(struct lx_mock_conn *c, struct lx_str id, const struct repl
     if (w.err) {
         return;
     }
-    reply(c, 200, "application/json", o);
+    lx_mock__reply(c, 200, "application/json", o);
 }
 
 /* ---- dispatch ---- */
@@ -1425,7 +1459,7 @@ static void do_model(struct lx_mock_conn *c, struct lx_str id, const struct repl
 static void do_inspect(struct lx_mock_conn *c, const struct lx_mock_req *req, struct lx_str what)
 {
     struct lx_mock_shared *s = lx_mock__conn_worker(c)->shared;
-    struct reply_opts o = {.retry_after = -1, .is_close = lx_mock__conn_wants_close(c)};
+    struct lx_mock_reply_opts o = {.retry_after = -1, .is_close = lx_mock__conn_wants_close(c)};
     bool is_get = strcmp(req->method, "GET") == 0;
     bool is_post = strcmp(req->method, "POST") == 0;
     if (lx_str_eq_c(what, "reset")) {
@@ -1449,7 +1483,7 @@ static void do_inspect(struct lx_mock_conn *c, const struct lx_mock_req *req, st
     } else if (rc) {
         reply_error(c, 500, LX_STR("mock out of memory"), NULL, &o);
     } else if (lx_buf_append_c(&tls_body, "\n") == 0) {
-        reply(c, 200, "application/json", &o);
+        lx_mock__reply(c, 200, "application/json", &o);
     }
 }
 
@@ -1478,10 +1512,24 @@ static struct lx_str model_id(struct lx_str path)
     return LX_STR_NULL;
 }
 
-static void handle_api(struct lx_mock_conn *c, const struct lx_mock_req *req,
-                       enum lx_mock_route route, struct lx_str path, const struct directives *d)
+int lx_mock__parse_body(const struct lx_mock_req *req, cJSON **out)
 {
-    struct reply_opts o = {
+    cJSON *body = cJSON_ParseWithLength(req->body.p, req->body.n);
+    if (!body && tls_arena.total > ARENA_LIMIT / 2) {
+        return LX_ETOOBIG; /* the arena ran out: the body was too large, not broken */
+    }
+    if (!cJSON_IsObject(body)) {
+        return LX_EINVAL;
+    }
+    *out = body;
+    return 0;
+}
+
+static void handle_api(struct lx_mock_conn *c, const struct lx_mock_req *req,
+                       enum lx_mock_route route, struct lx_str path,
+                       const struct lx_mock_directives *d)
+{
+    struct lx_mock_reply_opts o = {
         .latency_ms = d->latency_ms,
         .slow_headers_ms = d->slow_headers_ms,
         .retry_after = d->retry_after,
@@ -1489,6 +1537,10 @@ static void handle_api(struct lx_mock_conn *c, const struct lx_mock_req *req,
     };
     if (d->hang) {
         lx_mock__conn_hang(c);
+        return;
+    }
+    if (lx_mock_route_is_anthropic(route)) {
+        lx_mock__anthropic(c, req, route, d, &o);
         return;
     }
     if (d->status) {
@@ -1536,12 +1588,13 @@ static void handle_api(struct lx_mock_conn *c, const struct lx_mock_req *req,
         reply_error(c, 413, LX_STR("request body too large"), NULL, &o);
         return;
     }
-    cJSON *body = cJSON_ParseWithLength(req->body.p, req->body.n);
-    if (!body && tls_arena.total > ARENA_LIMIT / 2) {
+    cJSON *body = NULL;
+    int prc = lx_mock__parse_body(req, &body);
+    if (prc == LX_ETOOBIG) {
         reply_error(c, 413, LX_STR("request body too large to parse"), NULL, &o);
         return;
     }
-    if (!cJSON_IsObject(body)) {
+    if (prc) {
         reply_invalid(c,
                       "We could not parse the JSON body of your request. (HINT: This likely "
                       "means you aren't using your HTTP library correctly. The OpenAI API expects "
@@ -1590,7 +1643,8 @@ static bool handle(struct lx_mock_conn *c, const struct lx_mock_req *req)
                 lx_str_eq_c(rest, "reset")) {
                 do_inspect(c, req, rest);
             } else {
-                struct reply_opts o = {.retry_after = -1, .is_close = lx_mock__conn_wants_close(c)};
+                struct lx_mock_reply_opts o = {.retry_after = -1,
+                                               .is_close = lx_mock__conn_wants_close(c)};
                 reply_error(c, 404, LX_STR("unknown /mock/ endpoint (last, stats, reset)"), NULL,
                             &o);
             }
@@ -1602,12 +1656,16 @@ static bool handle(struct lx_mock_conn *c, const struct lx_mock_req *req)
     enum lx_mock_route route = match_route(path);
     lx_mock__stats_count(w, route, path);
 
-    struct directives d;
+    struct lx_mock_directives d;
     struct lx_error err;
     directives_init(&d, w->shared->cfg);
     if (parse_path_directives(seg, &d, &err) != 0 || parse_header_directives(req, &d, &err) != 0) {
-        struct reply_opts o = {.retry_after = -1, .is_close = lx_mock__conn_wants_close(c)};
-        reply_error(c, 400, lx_str_c(err.msg), NULL, &o);
+        struct lx_mock_reply_opts o = {.retry_after = -1, .is_close = lx_mock__conn_wants_close(c)};
+        if (lx_mock_route_is_anthropic(route)) {
+            lx_mock__anthropic_error(c, 400, lx_str_c(err.msg), &o);
+        } else {
+            reply_error(c, 400, lx_str_c(err.msg), NULL, &o);
+        }
         return true;
     }
     handle_api(c, req, route, path, &d);

@@ -37,6 +37,10 @@ const char *const lx_mock_route_paths[LX_MOCK_ROUTE_COUNT] = {
     [LX_MOCK_ROUTE_MODELS_V1] = "/v1/models",
     [LX_MOCK_ROUTE_MODELS] = "/models",
     [LX_MOCK_ROUTE_HEALTH] = "/health",
+    [LX_MOCK_ROUTE_MESSAGES_V1] = "/v1/messages",
+    [LX_MOCK_ROUTE_MESSAGES] = "/messages",
+    [LX_MOCK_ROUTE_COUNT_TOKENS_V1] = "/v1/messages/count_tokens",
+    [LX_MOCK_ROUTE_COUNT_TOKENS] = "/messages/count_tokens",
 };
 
 void lx_mock__reqbuf_init(struct lx_mock_reqbuf *rb)

@@ -310,6 +310,204 @@ def test_directives(port):
     check(len(ev) == 3 and json.loads(ev[2]) == {"error": {"message": "mock stream error", "type": "server_error", "param": None, "code": "500"}}, f"stream_error {ev}")
 
 
+AH = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
+MSG = {"model": "claude-m", "max_tokens": 64, "system": "abcd", "messages": [{"role": "user", "content": "hello world!"}]}
+
+
+def sse_events(body):
+    """Anthropic SSE: [(event name, parsed data)]; a data line that is not JSON stays a string."""
+    out = []
+    for block in body.decode().split("\n\n"):
+        if not block:
+            continue
+        lines = block.split("\n")
+        name = lines[0][len("event: "):] if lines[0].startswith("event: ") else None
+        data = "\n".join(l[6:] for l in lines if l.startswith("data: "))
+        try:
+            data = json.loads(data)
+        except ValueError:
+            pass
+        out.append((name, data))
+    return out
+
+
+def anth(port, body, path="/v1/messages", headers=None, method="POST"):
+    h = dict(AH)
+    h.update(headers or {})
+    return call(port, method, path, body, h)
+
+
+def anth_err(r, status, etype, msg=None):
+    try:
+        j = r.json()
+    except ValueError:
+        return False
+    ok = r.status == status and set(j) == {"type", "error"} and j["type"] == "error"
+    ok = ok and set(j["error"]) == {"type", "message"} and j["error"]["type"] == etype
+    return ok and (msg is None or j["error"]["message"] == msg)
+
+
+def test_anthropic(port):
+    # plain answer: system and messages both count (4 + 12 bytes -> 4 tokens), 4 words out
+    r = anth(port, MSG)
+    j = r.json()
+    check(r.status == 200 and j["id"].startswith("msg_") and len(j["id"]) == 28, f"anth id {j.get('id')}")
+    check({k: v for k, v in j.items() if k != "id"} == {
+        "type": "message", "role": "assistant", "model": "claude-m",
+        "content": [{"type": "text", "text": "Hello! This is llmux-mock."}],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 4, "output_tokens": 4}}, f"anth plain {j}")
+    r = anth(port, dict(MSG, system=[{"type": "text", "text": "abcd"}], messages=[
+        {"role": "user", "content": [{"type": "text", "text": "ab"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}}, {"type": "text", "text": "cd"}]},
+        {"role": "assistant", "content": "ok"}]), "/messages", {"x-mock-echo": "1"})
+    j = r.json()
+    check(j["content"] == [{"type": "text", "text": "abcd"}] and j["usage"] == {"input_tokens": 3, "output_tokens": 1}, f"anth echo {j}")
+    # directives: content, stop_reason, usage and cache counters
+    r = anth(port, dict(MSG, stop_sequences=["END", "STOP"]), "/mock/content=a%20b,stop_reason=stop_sequence,usage_prompt=100,usage_completion=7,cache_read=30,cache_creation=20/v1/messages")
+    j = r.json()
+    check(j["content"][0]["text"] == "a b" and j["stop_reason"] == "stop_sequence" and j["stop_sequence"] == "END", f"anth stop_sequence {j}")
+    check(j["usage"] == {"input_tokens": 100, "output_tokens": 7, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 20}, f"anth usage {j['usage']}")
+    check(anth(port, MSG, headers={"x-mock-stop-reason": "max_tokens"}).json()["stop_reason"] == "max_tokens", "anth max_tokens")
+    # tool_use: with text before it, and alone (content=)
+    j = anth(port, dict(MSG, tools=[{"name": "get_weather", "input_schema": {"type": "object"}}], tool_choice={"type": "auto"}), "/mock/tool=get_weather/v1/messages").json()
+    c = j["content"]
+    check(len(c) == 2 and c[0]["type"] == "text" and c[1]["type"] == "tool_use" and c[1]["name"] == "get_weather"
+          and c[1]["input"] == {"location": "Paris"} and c[1]["id"].startswith("toolu_") and j["stop_reason"] == "tool_use"
+          and j["usage"]["output_tokens"] == 6, f"anth tool {j}")
+    j = anth(port, MSG, "/mock/tool=lookup,content=/v1/messages").json()
+    check([b["type"] for b in j["content"]] == ["tool_use"] and j["content"][0]["name"] == "lookup" and j["usage"]["output_tokens"] == 2, f"anth tool alone {j}")
+
+    # stream: exact event sequence
+    r = anth(port, dict(MSG, stream=True))
+    check(r.status == 200 and r.headers.get("content-type", "").startswith("text/event-stream") and r.headers.get("transfer-encoding") == "chunked", "anth stream headers")
+    ev = sse_events(r.body)
+    names = [n for n, _ in ev]
+    check(names == ["message_start", "content_block_start", "ping"] + ["content_block_delta"] * 4 + ["content_block_stop", "message_delta", "message_stop"], f"anth stream order {names}")
+    check(all(isinstance(d, dict) and d["type"] == n for n, d in ev), "anth event name == data.type")
+    m = ev[0][1]["message"]
+    check(m["id"].startswith("msg_") and m["model"] == "claude-m" and m["content"] == [] and m["stop_reason"] is None
+          and m["stop_sequence"] is None and m["usage"] == {"input_tokens": 4, "output_tokens": 1} and m["role"] == "assistant" and m["type"] == "message", f"message_start {m}")
+    check(ev[1][1] == {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}, f"block start {ev[1][1]}")
+    deltas = [d for n, d in ev if n == "content_block_delta"]
+    check(all(d["index"] == 0 and d["delta"]["type"] == "text_delta" for d in deltas), "text deltas")
+    check([d["delta"]["text"] for d in deltas] == ["Hello!", " This", " is", " llmux-mock."], f"anth pieces {deltas}")
+    check(ev[-3][1] == {"type": "content_block_stop", "index": 0}, "block stop")
+    check(ev[-2][1] == {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 4}}, f"message_delta {ev[-2][1]}")
+    check(ev[-1][1] == {"type": "message_stop"}, "message_stop")
+    # chunks, interval timing
+    t = time.time()
+    r = anth(port, dict(MSG, stream=True), "/mock/chunks=3,interval_ms=100/v1/messages")
+    deltas = [d["delta"]["text"] for n, d in sse_events(r.body) if n == "content_block_delta"]
+    check(len(deltas) == 3 and "".join(deltas) == "Hello! This is llmux-mock." and time.time() - t >= 0.29, f"anth chunks {deltas}")
+    # tool_use stream: text block 0, tool block 1 with three input_json_delta pieces
+    ev = sse_events(anth(port, dict(MSG, stream=True), "/mock/tool=get_weather,chunks=1/v1/messages").body)
+    names = [n for n, _ in ev]
+    check(names == ["message_start", "content_block_start", "ping", "content_block_delta", "content_block_stop", "content_block_start"]
+          + ["content_block_delta"] * 3 + ["content_block_stop", "message_delta", "message_stop"], f"anth tool stream {names}")
+    start = ev[5][1]
+    check(start["index"] == 1 and start["content_block"]["type"] == "tool_use" and start["content_block"]["name"] == "get_weather"
+          and start["content_block"]["input"] == {} and start["content_block"]["id"].startswith("toolu_"), f"tool block start {start}")
+    js = [d["delta"] for n, d in ev if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"]
+    check(len(js) == 3 and all(d["index"] == 1 for n, d in ev[6:9]) and json.loads("".join(x["partial_json"] for x in js)) == {"location": "Paris"}, f"partial_json {js}")
+    check(ev[-2][1]["delta"]["stop_reason"] == "tool_use" and ev[-3][1] == {"type": "content_block_stop", "index": 1}, "tool stream end")
+    ev = sse_events(anth(port, dict(MSG, stream=True), "/mock/tool=t,content=/v1/messages").body)
+    check([n for n, _ in ev][:3] == ["message_start", "content_block_start", "ping"] and ev[1][1]["content_block"]["type"] == "tool_use"
+          and ev[1][1]["index"] == 0 and len(ev) == 9, f"anth tool-only stream {[n for n, _ in ev]}")
+    ev = sse_events(anth(port, dict(MSG, stream=True), "/mock/cache_read=9/v1/messages").body)
+    check(ev[0][1]["message"]["usage"] == {"input_tokens": 4, "cache_read_input_tokens": 9, "output_tokens": 1}, "stream cache usage")
+
+    # stream faults
+    ev = sse_events(anth(port, dict(MSG, stream=True), "/mock/stream_error=1/v1/messages").body)
+    check([n for n, _ in ev] == ["message_start", "content_block_start", "ping", "content_block_delta", "error"]
+          and ev[-1][1] == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, f"anth stream_error {ev}")
+    ev = sse_events(anth(port, dict(MSG, stream=True), "/mock/malformed=1/v1/messages").body)
+    check(ev[1] == ("content_block_delta", "{not json") and ev[-1][0] == "message_stop", f"anth malformed stream {ev[:3]}")
+    c = Conn(port)
+    c.send(req("POST", "/mock/reset_after=2,interval_ms=20/v1/messages", dict(MSG, stream=True), AH))
+    got = b""
+    try:
+        while True:
+            d = c.s.recv(65536)
+            if not d:
+                break
+            got += d
+        check(False, "anth stream reset: clean EOF")
+    except ConnectionResetError:
+        pass
+    check(got.count(b"event: content_block_delta") == 2 and b"message_stop" not in got, f"anth reset_after=2 {got.count(b'content_block_delta')}")
+    c.close()
+    c = Conn(port)
+    c.send(req("POST", "/mock/reset_after=0/v1/messages", MSG, AH))
+    try:
+        d = c.s.recv(100)
+        check(False, f"anth reset got {d!r}")
+    except ConnectionResetError:
+        pass
+    c.close()
+    r = anth(port, MSG, "/mock/malformed=1/v1/messages")
+    check(r.status == 200 and r.body.startswith(b'{"id": "msg_broken"'), "anth malformed")
+    c = Conn(port)
+    c.send(req("POST", "/v1/messages", dict(MSG, stream=True), AH, http="1.0"))
+    r = c.read()
+    check("transfer-encoding" not in r.headers and sse_events(r.body)[-1][0] == "message_stop", "anth http/1.0 stream")
+    c.close()
+
+    # status directive: Anthropic's error shape and type by status, stream requests too
+    for st, et in [(400, "invalid_request_error"), (401, "authentication_error"), (403, "permission_error"), (404, "not_found_error"),
+                   (413, "request_too_large"), (429, "rate_limit_error"), (500, "api_error"), (529, "overloaded_error"),
+                   (402, "invalid_request_error"), (503, "api_error")]:
+        r = anth(port, dict(MSG, stream=True), f"/mock/status={st}/v1/messages")
+        check(anth_err(r, st, et, f"mock error {st}") and "json" in r.headers["content-type"], f"anth status {st}: {r.status} {r.body}")
+    r = anth(port, MSG, "/mock/status=529,retry_after=7,error_message=Overloaded/v1/messages")
+    check(anth_err(r, 529, "overloaded_error", "Overloaded") and r.headers.get("retry-after") == "7", "anth 529 retry-after")
+    r = anth(port, MSG, "/mock/bogus=1/v1/messages")
+    check(anth_err(r, 400, "invalid_request_error") and "bogus" in r.json()["error"]["message"], "anth directive typo")
+
+    # request checks
+    r = call(port, "POST", "/v1/messages", MSG, {"anthropic-version": "2023-06-01"})
+    check(anth_err(r, 401, "authentication_error", "x-api-key header is required"), f"anth no key {r.body}")
+    r = call(port, "POST", "/v1/messages", MSG, {"x-api-key": "k"})
+    check(anth_err(r, 400, "invalid_request_error") and "anthropic-version" in r.json()["error"]["message"], f"anth no version {r.body}")
+    check(anth_err(anth(port, "{nope"), 400, "invalid_request_error"), "anth bad json")
+    check(anth_err(anth(port, None, method="GET"), 405, "invalid_request_error"), "anth GET 405")
+    m = dict(MSG)
+    del m["max_tokens"]
+    check(anth_err(anth(port, m), 400, "invalid_request_error", "max_tokens: Field required"), "anth no max_tokens")
+    check(anth_err(anth(port, dict(MSG, max_tokens="10")), 400, "invalid_request_error", "max_tokens: Input should be a valid integer"), "anth max_tokens str")
+    m = dict(MSG)
+    del m["model"]
+    check(anth_err(anth(port, m), 400, "invalid_request_error", "model: Field required"), "anth no model")
+    for extra, v in [("frequency_penalty", 0.5), ("n", 1), ("stream_options", {"include_usage": True}), ("response_format", {"type": "json_object"}),
+                     ("presence_penalty", 0), ("logit_bias", {}), ("user", "u"), ("max_completion_tokens", 5)]:
+        r = anth(port, dict(MSG, **{extra: v}))
+        check(anth_err(r, 400, "invalid_request_error", f"{extra}: Extra inputs are not permitted"), f"anth extra {extra}: {r.body}")
+    ok = dict(MSG, temperature=0.5, top_p=0.9, top_k=5, metadata={"user_id": "u"}, stop_sequences=["x"],
+              thinking={"type": "disabled"}, service_tier="auto", tools=[], tool_choice={"type": "auto"})
+    check(anth(port, ok).status == 200, "anth known fields accepted")
+    r = anth(port, dict(MSG, messages=[{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]))
+    check(anth_err(r, 400, "invalid_request_error") and r.json()["error"]["message"].startswith('messages: Unexpected role "system"'), f"anth system role {r.body}")
+    r = anth(port, dict(MSG, messages=[{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}]))
+    check(anth_err(r, 400, "invalid_request_error", "messages.1.role: Input should be 'user' or 'assistant'"), f"anth tool role {r.body}")
+    check(anth_err(anth(port, dict(MSG, messages=[])), 400, "invalid_request_error"), "anth empty messages")
+    check(anth_err(anth(port, dict(MSG, messages=[{"role": "user"}])), 400, "invalid_request_error", "messages.0.content: Field required"), "anth no content")
+
+    # count_tokens
+    body = {"model": "claude-m", "system": "abcd", "messages": [{"role": "user", "content": "hello world!"}]}
+    r = anth(port, body, "/v1/messages/count_tokens")
+    check(r.status == 200 and r.json() == {"input_tokens": 4}, f"count_tokens {r.body}")
+    check(anth(port, body, "/messages/count_tokens", {"x-mock-usage-prompt": "42"}).json() == {"input_tokens": 42}, "count_tokens override")
+    check(anth_err(anth(port, dict(body, max_tokens=5), "/v1/messages/count_tokens"), 400, "invalid_request_error", "max_tokens: Extra inputs are not permitted"), "count_tokens extra")
+    check(anth_err(call(port, "POST", "/v1/messages/count_tokens", body), 401, "authentication_error"), "count_tokens no key")
+
+    # recorded for /mock/last, counted by path
+    anth(port, dict(MSG, model="last-one"), "/mock/content=z/v1/messages?beta=true")
+    j = call(port, "GET", "/mock/last").json()
+    check(j["path"] == "/mock/content=z/v1/messages?beta=true" and j["headers"].get("x-api-key") == "sk-ant-test"
+          and j["headers"].get("anthropic-version") == "2023-06-01" and json.loads(j["body"])["model"] == "last-one", f"anth last {j}")
+    s = call(port, "GET", "/mock/stats").json()
+    check(s["by_path"].get("/v1/messages", 0) > 10 and s["by_path"].get("/messages/count_tokens") == 1 and s["active_streams"] == 0, f"anth stats {s}")
+
+
 def test_http(port):
     # pipelining: 4 requests in one write, the 2nd slow; answers in order
     c = Conn(port)
@@ -458,6 +656,7 @@ if __name__ == "__main__":
         test_basic(port)
         test_errors(port)
         test_directives(port)
+        test_anthropic(port)
         test_http(port)
         test_inspect(port)
         test_abandon(port)

@@ -541,8 +541,7 @@ static int put_tool_use(struct req *r, const char *where, const cJSON *tc)
     struct lx_str id = str_of(get(tc, "id"));
     struct lx_str name = str_of(get(fn, "name"));
     if (!cJSON_IsObject(tc) || !id.p || !name.p) {
-        return req_fail(r, LX_EINVAL, "%s: a tool call needs a string id and function.name",
-                        where);
+        return req_fail(r, LX_EINVAL, "%s: a tool call needs a string id and function.name", where);
     }
     const cJSON *args = get(fn, "arguments");
     cJSON *parsed = NULL;
@@ -1015,8 +1014,8 @@ static int build_body(struct req *r)
                         mct ? "max_completion_tokens" : "max_tokens");
     }
     const char *model = call->upstream_model ? call->upstream_model
-                        : call->dep                ? call->dep->upstream_model
-                                                   : NULL;
+                        : call->dep          ? call->dep->upstream_model
+                                             : NULL;
     jw_open(w, '{');
     jw_kstr(w, "model", lx_str_c(model ? model : ""));
     jw_kint(w, "max_tokens", max_tokens ? max_tokens : ANT_DEFAULT_MAX_TOKENS);
@@ -1411,8 +1410,8 @@ static int emit_delta_str(struct ant_stream *s, struct lx_buf *out, const char *
     return chunk_emit(s, &w, out);
 }
 
-static int emit_tool_delta(struct ant_stream *s, struct lx_buf *out, size_t index,
-                           struct lx_str id, struct lx_str name, struct lx_str args)
+static int emit_tool_delta(struct ant_stream *s, struct lx_buf *out, size_t index, struct lx_str id,
+                           struct lx_str name, struct lx_str args)
 {
     struct jw w;
     chunk_begin(s, &w);
@@ -1555,8 +1554,7 @@ static int on_block_delta(struct ant_stream *s, const cJSON *d, struct lx_buf *o
         if (s->block_kind[idx] != BLK_TOOL || !str_of(pj).n) {
             return 0; /* a server tool's input, or an empty piece */
         }
-        return emit_tool_delta(s, out, s->tool_index[idx], LX_STR_NULL, LX_STR_NULL,
-                               str_of(pj));
+        return emit_tool_delta(s, out, s->tool_index[idx], LX_STR_NULL, LX_STR_NULL, str_of(pj));
     }
     return 0; /* signature_delta, citations_delta, future kinds */
 }
@@ -1610,10 +1608,9 @@ static int on_error_event(struct ant_stream *s, const cJSON *d, struct lx_buf *o
     char type_c[64];
     snprintf(type_c, sizeof(type_c), "%.*s", (int)LX_MIN(type.n, sizeof(type_c) - 1),
              type.p ? type.p : "");
-    int rc = lx_json_error_body(&s->chunk,
-                                msg.p ? msg : LX_STR("Anthropic reported an error mid-stream"),
-                                type.p && type.n < sizeof(type_c) ? type_c : "api_error", NULL,
-                                code);
+    int rc = lx_json_error_body(
+        &s->chunk, msg.p ? msg : LX_STR("Anthropic reported an error mid-stream"),
+        type.p && type.n < sizeof(type_c) ? type_c : "api_error", NULL, code);
     if (!rc) {
         rc = lx_sse_append_event(out, LX_STR(""), lx_buf_str(&s->chunk));
     }

@@ -39,9 +39,10 @@ unit() {
 }
 
 fuzz_all() {
-    local secs=${FUZZ_SECONDS:-30} ok=0 t name tmp
+    local secs=${FUZZ_SECONDS:-30} ok=0 ran=0 t name tmp
     for t in build-fuzz/fuzz_*; do
-        [[ -x $t ]] || continue
+        [[ -x $t && -f $t ]] || continue
+        ran=$((ran + 1))
         name=$(basename "$t")
         name=${name#fuzz_}
         tmp=$(mktemp -d)
@@ -60,6 +61,10 @@ fuzz_all() {
             rm -rf "$tmp"
         fi
     done
+    if ((ran == 0)); then
+        echo "fuzz: no fuzz target was built"
+        return 1
+    fi
     return $ok
 }
 

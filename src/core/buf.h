@@ -30,7 +30,7 @@ LX_MUST_CHECK int lx_buf_append(struct lx_buf *b, const void *p, size_t n);
 LX_MUST_CHECK int lx_buf_append_str(struct lx_buf *b, struct lx_str s);
 LX_MUST_CHECK int lx_buf_append_c(struct lx_buf *b, const char *s);
 LX_MUST_CHECK int lx_buf_printf(struct lx_buf *b, const char *fmt, ...) LX_PRINTF(2, 3);
-LX_MUST_CHECK int lx_buf_vprintf(struct lx_buf *b, const char *fmt, va_list ap);
+LX_MUST_CHECK int lx_buf_vprintf(struct lx_buf *b, const char *fmt, va_list ap) LX_PRINTF(2, 0);
 /* Drop the first n bytes. */
 void lx_buf_consume(struct lx_buf *b, size_t n);
 /* Hand the memory to the caller (free with lx_free); the buffer becomes empty. */

@@ -1019,8 +1019,8 @@ LX_TEST(stream_tool_use)
         "{\"content\":\"Okay\"}",
         "{\"content\":\", let\"}",
         "{\"content\":\"'s check the weather.\"}",
-        "{\"tool_calls\":[{\"index\":0,\"id\":\"toolu_01T1x1fJ34qAmk2tNTrN7Up6\",\"type\":"
-        "\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}",
+        ("{\"tool_calls\":[{\"index\":0,\"id\":\"toolu_01T1x1fJ34qAmk2tNTrN7Up6\",\"type\":"
+         "\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}"),
         "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"location\\\":\"}}]}",
         "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\" \\\"San\"}}]}",
         "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\" Francisc\"}}]}",

@@ -82,6 +82,19 @@ struct lx_provider_ops {
                            struct lx_error *err);
     /* Release what stream_new took besides arena memory (may be NULL). */
     void (*stream_free)(void *state);
+    /*
+     * Providers whose streams are not SSE (Ollama's NDJSON, Bedrock's AWS event
+     * stream) parse the raw bytes themselves: each call appends OpenAI SSE
+     * events to out; returns 0, or LX_EUPSTREAM/LX_ETOOBIG with err set.
+     * When set, translate_event is not used.
+     */
+    int (*stream_feed)(void *state, const char *data, size_t n, struct lx_buf *out,
+                       struct lx_error *err);
+    /*
+     * The upstream stream ended: append final events (if any) to out. Returns
+     * non-zero when it ended in the middle of a frame. Used with stream_feed.
+     */
+    int (*stream_end)(void *state, struct lx_buf *out, struct lx_error *err);
 };
 
 /* Anthropic Messages API (anthropic.c). */

@@ -28,6 +28,7 @@
 #include "http/sse.h"
 #include "json/json.h"
 #include "log/log.h"
+#include "proxy/client.h"
 #include "proxy/proxy_int.h"
 #include "router/router.h"
 
@@ -54,8 +55,16 @@ struct call {
     struct lx_provider_call pc; /* what the provider was asked; kept for translation */
     void *stream_state;         /* the provider's stream translation state */
     struct lx_error xlate_err;  /* why a translation failed */
-    bool started;               /* the client's streamed response has begun */
-    char retry_after[32];       /* the upstream's retry-after header, relayed with errors */
+    /* The client's wire format when it is not OpenAI's (see client.h). */
+    const struct lx_client_adapter *client;
+    void *client_state;
+    struct lx_sse_parser client_sse; /* re-reads our OpenAI events for the adapter */
+    bool client_sse_init;
+    struct lx_buf client_out;
+    struct lx_buf client_body; /* the client's request translated to OpenAI's format */
+    struct lx_str body;        /* the OpenAI-format request body the call works on */
+    bool started;              /* the client's streamed response has begun */
+    char retry_after[32];      /* the upstream's retry-after header, relayed with errors */
     bool saw_event;
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
 };
@@ -74,6 +83,14 @@ static void call_free(struct call *c)
     if (c->stream_state && c->ops->stream_free) {
         c->ops->stream_free(c->stream_state);
     }
+    if (c->client_state && c->client->stream_free) {
+        c->client->stream_free(c->client_state);
+    }
+    if (c->client_sse_init) {
+        lx_sse_fini(&c->client_sse);
+    }
+    lx_buf_fini(&c->client_out);
+    lx_buf_fini(&c->client_body);
     lx_config_unref(c->cfg);
     lx_free(c);
 }
@@ -103,16 +120,76 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
     return n;
 }
 
-/* Answer with a whole body and end the call. */
+/*
+ * An OpenAI-format answer (a response, or an OpenAI error body) in the
+ * client's format. Returns 0 and fills out, or non-zero to send the body as is.
+ */
+static int to_client_format(struct call *c, int *io_status, struct lx_str body, struct lx_buf *out)
+{
+    struct lx_error err = {0};
+    if (*io_status >= 200 && *io_status < 300) {
+        if (c->client->translate_response(body, out, &err) == 0) {
+            return 0;
+        }
+        lx_buf_reset(out);
+        *io_status = 502;
+        LX_WARN("cannot translate a response for the %s client format: %s (id=%s)", c->client->name,
+                err.msg, c->req->id);
+        return c->client->error_body(502, "api_error", lx_str_c(err.msg), out);
+    }
+    cJSON *j = cJSON_ParseWithLength(body.p ? body.p : "", body.n);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "type");
+    int rc = c->client->error_body(
+        *io_status, cJSON_IsString(t) ? t->valuestring : NULL,
+        cJSON_IsString(m) ? lx_str_c(m->valuestring) : LX_STR("upstream error"), out);
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* Answer with a whole body (OpenAI format) and end the call. */
 static void call_respond(struct call *c, int status, struct lx_str body)
 {
     struct lx_http_header h[8];
     size_t n = call_headers(c, h, false);
     struct lx_http_request *req = c->req;
+    struct lx_buf translated;
+    lx_buf_init(&translated, LX_MAX(c->resp.limit, 1u << 20));
+    if (c->client && to_client_format(c, &status, body, &translated) == 0) {
+        body = lx_buf_str(&translated);
+    }
     /* The body may live in the call: respond first (it copies what it cannot write), then free. */
     lx_http_on_abort(req, NULL, NULL);
     lx_http_respond(req, status, h, n, body);
+    lx_buf_fini(&translated);
     call_free(c);
+}
+
+static int on_client_event(void *ud, const struct lx_sse_event *ev)
+{
+    struct call *c = ud;
+    return c->client->translate_event(c->client_state, ev->data, &c->client_out, &c->xlate_err);
+}
+
+/*
+ * Send OpenAI-format SSE bytes to the client, through the client adapter when
+ * there is one. Returns 0 or LX_ECANCELED when the client is gone.
+ */
+static int emit(struct call *c, struct lx_str sse)
+{
+    if (!c->client) {
+        return lx_http_stream_write(c->req, sse);
+    }
+    if (lx_sse_feed(&c->client_sse, sse.p, sse.n, on_client_event, c)) {
+        LX_WARN("cannot translate a stream event for the %s client format: %s (id=%s)",
+                c->client->name, c->xlate_err.msg, c->req->id);
+        lx_buf_reset(&c->client_out);
+        return LX_ECANCELED;
+    }
+    int rc = lx_http_stream_write(c->req, lx_buf_str(&c->client_out));
+    lx_buf_reset(&c->client_out);
+    return rc;
 }
 
 static void call_error(struct call *c, int status, const char *type, const char *param,
@@ -260,7 +337,7 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
     if (lx_http_stream_start(req, 200, h, n) == 0) {
-        lx_http_stream_write(req, lx_buf_str(&b));
+        emit(c, lx_buf_str(&b));
     }
     lx_buf_fini(&b);
     call_free(c);
@@ -440,7 +517,9 @@ static int on_up_data(void *ud, const char *data, size_t n)
     if (c->started && lx_http_should_pause(c->req)) {
         return LX_EAGAIN; /* the same bytes come again after the client drains */
     }
-    int rc = lx_sse_feed(&c->sse, data, n, on_sse_event, c);
+    int rc = c->ops && c->ops->stream_feed
+                 ? c->ops->stream_feed(c->stream_state, data, n, &c->out, &c->xlate_err)
+                 : lx_sse_feed(&c->sse, data, n, on_sse_event, c);
     if (rc) {
         if (rc != LX_ETOOBIG && !c->xlate_err.code) {
             lx_error_set(&c->xlate_err, LX_EUPSTREAM, "malformed event stream from upstream");
@@ -453,7 +532,8 @@ static int on_up_data(void *ud, const char *data, size_t n)
     if (!c->started && start_client_stream(c)) {
         return LX_ECANCELED;
     }
-    rc = lx_http_stream_write(c->req, lx_buf_str(&c->out));
+    c->saw_event = true;
+    rc = emit(c, lx_buf_str(&c->out));
     lx_buf_reset(&c->out);
     return rc ? LX_ECANCELED : 0;
 }
@@ -491,7 +571,7 @@ static void stream_fail(struct call *c, int status, const char *msg)
     lx_buf_init(&ev, 8192);
     if (lx_json_error_body(&ev, lx_str_c(msg), lx_error_type_for_status(status), NULL, code) == 0) {
         if (lx_sse_append_event(&b, LX_STR(""), lx_buf_str(&ev)) == 0) {
-            lx_http_stream_write(c->req, lx_buf_str(&b));
+            emit(c, lx_buf_str(&b));
         }
     }
     lx_buf_fini(&ev);
@@ -523,7 +603,21 @@ static void fail(struct call *c, int status, const char *fmt, ...)
 static void finish_stream(struct call *c)
 {
     bool truncated = false;
-    lx_sse_finish(&c->sse, &truncated);
+    if (c->ops->stream_end) {
+        /* Raw framing (NDJSON, AWS event stream): the provider flushes or reports truncation. */
+        if (c->ops->stream_end(c->stream_state, &c->out, &c->xlate_err)) {
+            truncated = true;
+        } else if (c->out.len) {
+            if (!c->started && start_client_stream(c)) {
+                truncated = true;
+            } else {
+                emit(c, lx_buf_str(&c->out));
+            }
+            lx_buf_reset(&c->out);
+        }
+    } else {
+        lx_sse_finish(&c->sse, &truncated);
+    }
     if (!c->started) {
         fail(c, 502, "Upstream returned no events for a stream request (model group '%s')",
              c->dep->model_name);
@@ -679,7 +773,7 @@ static void start_upstream(struct call *c)
     c->pc = (struct lx_provider_call){
         .endpoint = c->ep,
         .dep = dep,
-        .body = lx_buf_str(&c->req->body),
+        .body = c->body,
         .json = c->json,
         .stream = c->stream,
         .api_key = c->api_key,
@@ -713,7 +807,7 @@ static void start_upstream(struct call *c)
     if (c->stream) {
         lx_sse_init(&c->sse, SSE_MAX_EVENT_BYTES);
         c->sse_init = true;
-        if (ops->translate_event) {
+        if (ops->translate_event || ops->stream_feed) {
             c->stream_state = ops->stream_new(&c->pc);
             if (!c->stream_state) {
                 call_error(c, 500, NULL, NULL, "Could not set up stream translation");
@@ -769,7 +863,7 @@ static const char *required_field(enum lx_endpoint ep)
 }
 
 void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
-                   struct lx_str path_model)
+                   struct lx_str path_model, const struct lx_client_adapter *client)
 {
     struct call *c = lx_calloc(1, sizeof(*c));
     c->px = px;
@@ -779,12 +873,29 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
     lx_buf_init(&c->up_body, req->body.limit + 4096);
     lx_buf_init(&c->resp, (size_t)(c->cfg->general.max_response_size_mb * 1024.0 * 1024.0));
     lx_buf_init(&c->out, SSE_MAX_EVENT_BYTES * 2);
+    lx_buf_init(&c->client_out, SSE_MAX_EVENT_BYTES * 2);
+    lx_buf_init(&c->client_body, req->body.limit + 65536);
+    c->body = lx_buf_str(&req->body);
 
     if (req->body.len == 0) {
         call_error(c, 400, NULL, NULL, "Request body is empty: expected a JSON object");
         return;
     }
-    c->json = cJSON_ParseWithLength(req->body.data, req->body.len);
+    if (client) {
+        struct lx_error err = {0};
+        c->client = client;
+        int rc = client->translate_request(c->body, &c->client_body, &err);
+        if (rc) {
+            call_error(c,
+                       rc == LX_ETOOBIG  ? 413
+                       : rc == LX_EINVAL ? 400
+                                         : 500,
+                       NULL, NULL, "%s", err.msg);
+            return;
+        }
+        c->body = lx_buf_str(&c->client_body);
+    }
+    c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
     if (!c->json) {
         call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
         return;
@@ -820,6 +931,15 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
         return;
     }
     c->stream = ep != LX_EP_EMBEDDINGS && cJSON_IsTrue(s);
+    if (c->client && c->stream) {
+        c->client_state = c->client->stream_new(&req->arena, c->json);
+        if (!c->client_state) {
+            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
+            return;
+        }
+        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
+        c->client_sse_init = true;
+    }
 
     const struct lx_model_group *g = lx_config_find_group(c->cfg, model);
     if (!g || g->n == 0) {

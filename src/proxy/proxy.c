@@ -13,6 +13,7 @@
 #include "core/alloc.h"
 #include "json/json.h"
 #include "log/log.h"
+#include "proxy/client.h"
 #include "proxy/proxy_int.h"
 
 #define MODEL_CREATED 1677610602 /* the fixed "created" LiteLLM reports for configured models */
@@ -227,6 +228,23 @@ static void handle_models(struct lx_proxy *px, struct lx_http_request *req, stru
     lx_buf_fini(&b);
 }
 
+/* ---- Anthropic clients ---- */
+
+static void handle_count_tokens(struct lx_http_request *req)
+{
+    struct lx_buf b;
+    struct lx_error err = {0};
+    lx_buf_init(&b, 4096);
+    int rc = lx_client_anthropic_count_tokens(lx_buf_str(&req->body), &b, &err);
+    if (rc) {
+        lx_buf_fini(&b);
+        lx_proxy__error(req, rc == LX_EINVAL ? 400 : 500, NULL, NULL, "%s", err.msg);
+        return;
+    }
+    respond_json(req, 200, lx_buf_str(&b));
+    lx_buf_fini(&b);
+}
+
 /* ---- routing ---- */
 
 enum route_id {
@@ -239,6 +257,8 @@ enum route_id {
     R_CHAT,
     R_COMPLETIONS,
     R_EMBEDDINGS,
+    R_MESSAGES,
+    R_COUNT_TOKENS,
 };
 
 struct route {
@@ -257,6 +277,8 @@ static const struct route routes[] = {
     {"/chat/completions", LX_HTTP_POST, R_CHAT, false},
     {"/completions", LX_HTTP_POST, R_COMPLETIONS, false},
     {"/embeddings", LX_HTTP_POST, R_EMBEDDINGS, false},
+    {"/messages", LX_HTTP_POST, R_MESSAGES, false},
+    {"/messages/count_tokens", LX_HTTP_POST, R_COUNT_TOKENS, false},
 };
 
 static const char *method_allow(enum lx_http_method m)
@@ -380,13 +402,19 @@ void lx_proxy_handle(struct lx_http_request *req, void *ud)
         handle_models(px, req, path_model);
         return;
     case R_CHAT:
-        lx_proxy__llm(px, req, LX_EP_CHAT, path_model);
+        lx_proxy__llm(px, req, LX_EP_CHAT, path_model, NULL);
         return;
     case R_COMPLETIONS:
-        lx_proxy__llm(px, req, LX_EP_COMPLETIONS, path_model);
+        lx_proxy__llm(px, req, LX_EP_COMPLETIONS, path_model, NULL);
         return;
     case R_EMBEDDINGS:
-        lx_proxy__llm(px, req, LX_EP_EMBEDDINGS, path_model);
+        lx_proxy__llm(px, req, LX_EP_EMBEDDINGS, path_model, NULL);
+        return;
+    case R_MESSAGES:
+        lx_proxy__llm(px, req, LX_EP_CHAT, LX_STR_NULL, &lx_client_anthropic);
+        return;
+    case R_COUNT_TOKENS:
+        handle_count_tokens(req);
         return;
     default:
         not_found(req);

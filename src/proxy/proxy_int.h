@@ -24,9 +24,14 @@ struct lx_proxy {
 void lx_proxy__error(struct lx_http_request *req, int status, const char *type, const char *param,
                      const char *fmt, ...) LX_PRINTF(5, 6);
 
-/* Serve an LLM endpoint (chat, completions, embeddings). `path_model` is the model in an
- * Azure-style path, or an empty slice. */
+struct lx_client_adapter;
+
+/*
+ * Serve an LLM endpoint (chat, completions, embeddings). `path_model` is the
+ * model in an Azure-style path, or an empty slice; `client` translates a
+ * non-OpenAI client format (NULL for OpenAI's).
+ */
 void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
-                   struct lx_str path_model);
+                   struct lx_str path_model, const struct lx_client_adapter *client);
 
 #endif

@@ -6,6 +6,8 @@
  * the body has keys cJSON cannot compare (embedded \u0000), equal cJSON's
  * first-occurrence lookup. lx_json_append_string output must always parse.
  */
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,9 @@ static void check_find(struct lx_str body, const char *key)
     if (!val) {
         abort();
     }
-    if (!memmem(body.p, body.n, "\\u0000", 6)) {
+    /* cJSON_Compare cannot equate infinities (inf - inf is NaN): skip overflowing numbers. */
+    bool finite = !cJSON_IsNumber(val) || isfinite(val->valuedouble);
+    if (finite && !memmem(body.p, body.n, "\\u0000", 6)) {
         cJSON *j = parse(body);
         cJSON *first = cJSON_GetObjectItemCaseSensitive(j, key);
         if (!first || !cJSON_Compare(first, val, 1)) {

@@ -697,6 +697,90 @@ int lx_json_find_top(struct lx_str body, struct lx_str key, struct lx_str *out_v
     return found ? 0 : LX_ENOTFOUND;
 }
 
+int lx_json_find_top_many(struct lx_str body, const struct lx_str *keys, size_t n_keys,
+                          struct lx_str *out_values)
+{
+    struct top_iter it;
+    struct member m;
+    for (size_t i = 0; i < n_keys; i++) {
+        out_values[i] = LX_STR_NULL;
+    }
+    int rc = top_begin(&it, body);
+    while (rc == 0) {
+        rc = top_next(&it, &m);
+        if (rc != 1) {
+            break;
+        }
+        rc = 0;
+        for (size_t i = 0; i < n_keys; i++) {
+            if (!out_values[i].p && key_eq(m.key_raw, m.key_has_esc, keys[i])) {
+                out_values[i] = (struct lx_str){m.value, (size_t)(m.value_end - m.value)};
+                break;
+            }
+        }
+    }
+    return rc;
+}
+
+int lx_json_string_value(struct lx_str raw, char *out, size_t cap, size_t *out_len)
+{
+    if (raw.n < 2 || raw.p[0] != '"' || raw.p[raw.n - 1] != '"') {
+        return LX_EINVAL;
+    }
+    struct lx_str in = {raw.p + 1, raw.n - 2};
+    size_t o = 0;
+    const char *p = in.p, *end = in.p + in.n;
+    while (p < end) {
+        unsigned char u[4];
+        size_t un = 1;
+        if (*p != '\\') {
+            u[0] = (unsigned char)*p++;
+        } else {
+            switch (p[1]) {
+            case 'b':
+                u[0] = '\b';
+                break;
+            case 'f':
+                u[0] = '\f';
+                break;
+            case 'n':
+                u[0] = '\n';
+                break;
+            case 'r':
+                u[0] = '\r';
+                break;
+            case 't':
+                u[0] = '\t';
+                break;
+            case 'u': {
+                unsigned cp = 0;
+                size_t used = scan_u_escape(p, end, &cp);
+                if (!used) {
+                    return LX_EINVAL;
+                }
+                un = utf8_put(cp, u);
+                p += used - 2;
+                break;
+            }
+            default:
+                u[0] = (unsigned char)p[1];
+                break;
+            }
+            p += 2;
+        }
+        if (o + un >= cap) {
+            return LX_ETOOBIG;
+        }
+        memcpy(out + o, u, un);
+        o += un;
+    }
+    out[o] = '\0';
+    if (out_len) {
+        *out_len = o;
+    }
+    return 0;
+}
+
 /* ---- rewriter ---- */
 
 static int put(struct lx_buf *b, const char *from, const char *to)

@@ -93,4 +93,20 @@ LX_MUST_CHECK int lx_json_rewrite(struct lx_str body, const struct lx_json_edit 
  */
 LX_MUST_CHECK int lx_json_find_top(struct lx_str body, struct lx_str key, struct lx_str *out_value);
 
+/*
+ * One pass over the object body: out_values[i] gets the raw value of the
+ * first top-level member named keys[i], or an empty slice with p == NULL.
+ * Validates the whole body as lx_json_find_top does. Returns 0 or LX_EINVAL.
+ */
+LX_MUST_CHECK int lx_json_find_top_many(struct lx_str body, const struct lx_str *keys,
+                                        size_t n_keys, struct lx_str *out_values);
+
+/*
+ * The unescaped text of a raw JSON string value (quotes included, as
+ * lx_json_find_top returns it, already validated) into out, NUL-terminated.
+ * Returns 0, LX_EINVAL when raw is not a string, LX_ETOOBIG when it does not
+ * fit in cap bytes.
+ */
+LX_MUST_CHECK int lx_json_string_value(struct lx_str raw, char *out, size_t cap, size_t *out_len);
+
 #endif

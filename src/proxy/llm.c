@@ -33,6 +33,7 @@
 #include "router/router.h"
 
 #define SSE_MAX_EVENT_BYTES (8u << 20)
+#define LX_MODEL_NAME_MAX 256
 
 struct call {
     struct lx_proxy *px;
@@ -895,51 +896,48 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
         }
         c->body = lx_buf_str(&c->client_body);
     }
-    c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
-    if (!c->json) {
-        call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
-        return;
-    }
-    if (!cJSON_IsObject(c->json)) {
-        call_error(c, 400, NULL, NULL, "Request body must be a JSON object");
+    /*
+     * One validating pass over the body picks out what routing needs; the
+     * cJSON tree is built only when a translation or a local answer needs it.
+     */
+    const char *field = required_field(ep);
+    const struct lx_str keys[] = {LX_STR("model"), LX_STR("stream"), lx_str_c(field)};
+    struct lx_str vals[3];
+    if (lx_json_find_top_many(c->body, keys, 3, vals)) {
+        call_error(c, 400, NULL, NULL,
+                   "Malformed JSON in request body: expected a single JSON object");
         return;
     }
     struct lx_str model = path_model;
+    char model_buf[LX_MODEL_NAME_MAX + 1];
     if (!model.n) {
-        const cJSON *m = cJSON_GetObjectItemCaseSensitive(c->json, "model");
-        if (!cJSON_IsString(m) || !m->valuestring[0]) {
+        size_t mn = 0;
+        int rc = vals[0].p ? lx_json_string_value(vals[0], model_buf, sizeof(model_buf), &mn)
+                           : LX_ENOTFOUND;
+        if (rc || mn == 0 || memchr(model_buf, '\0', mn)) {
             call_error(c, 400, NULL, "model",
-                       m ? "Invalid type for 'model': expected a non-empty string"
-                         : "Missing required parameter: 'model'.");
+                       rc == LX_ENOTFOUND ? "Missing required parameter: 'model'."
+                       : rc == LX_ETOOBIG
+                           ? "Invalid 'model': longer than 256 bytes"
+                           : "Invalid type for 'model': expected a non-empty string");
             return;
         }
-        model = lx_str_c(m->valuestring);
+        model = (struct lx_str){model_buf, mn};
     }
-    const char *field = required_field(ep);
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(c->json, field);
-    if (!f || cJSON_IsNull(f)) {
+    if (!vals[2].p || lx_str_eq_c(vals[2], "null")) {
         call_error(c, 400, NULL, field, "Missing required parameter: '%s'.", field);
         return;
     }
-    if (ep == LX_EP_CHAT && !cJSON_IsArray(f)) {
+    if (ep == LX_EP_CHAT && vals[2].p[0] != '[') {
         call_error(c, 400, NULL, field, "Invalid type for 'messages': expected an array");
         return;
     }
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(c->json, "stream");
-    if (s && !cJSON_IsBool(s) && !cJSON_IsNull(s)) {
+    struct lx_str sv = vals[1];
+    if (sv.p && !lx_str_eq_c(sv, "true") && !lx_str_eq_c(sv, "false") && !lx_str_eq_c(sv, "null")) {
         call_error(c, 400, NULL, "stream", "Invalid type for 'stream': expected a boolean");
         return;
     }
-    c->stream = ep != LX_EP_EMBEDDINGS && cJSON_IsTrue(s);
-    if (c->client && c->stream) {
-        c->client_state = c->client->stream_new(&req->arena, c->json);
-        if (!c->client_state) {
-            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
-            return;
-        }
-        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
-        c->client_sse_init = true;
-    }
+    c->stream = ep != LX_EP_EMBEDDINGS && sv.p && lx_str_eq_c(sv, "true");
 
     const struct lx_model_group *g = lx_config_find_group(c->cfg, model);
     if (!g || g->n == 0) {
@@ -960,6 +958,24 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
                    "gateway",
                    c->dep->model_name, c->dep->missing_env);
         return;
+    }
+    const struct lx_provider_ops *ops = lx_provider_ops_for(c->dep->provider.kind);
+    bool translating = ops && (ops->translate_response || ops->translate_event || ops->stream_feed);
+    if (c->client || c->dep->has_mock_response || translating) {
+        c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
+        if (!cJSON_IsObject(c->json)) {
+            call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
+            return;
+        }
+    }
+    if (c->client && c->stream) {
+        c->client_state = c->client->stream_new(&req->arena, c->json);
+        if (!c->client_state) {
+            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
+            return;
+        }
+        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
+        c->client_sse_init = true;
     }
     if (c->dep->has_mock_response) {
         answer_mock(c);

@@ -509,8 +509,32 @@ LX_TEST(json_find_top)
     LX_CHECK_INT(lx_json_find_top(LX_STR("{\"model\":\"a\",}"), LX_STR("model"), &v), LX_EINVAL);
 }
 
+LX_TEST(json_find_top_many_and_string_value)
+{
+    const char *body = "{\"stream\":true,\"mo\\u0064el\":\"gpt-\\u00e9\\n\","
+                       "\"messages\":[{\"model\":\"inner\"}],\"model\":\"second\"}";
+    const struct lx_str keys[] = {LX_STR("model"), LX_STR("stream"), LX_STR("messages"),
+                                  LX_STR("absent")};
+    struct lx_str v[4];
+    LX_CHECK_INT(lx_json_find_top_many(lx_str_c(body), keys, 4, v), 0);
+    LX_CHECK_MEM(v[0].p, v[0].n, "\"gpt-\\u00e9\\n\""); /* the first top-level "model" */
+    LX_CHECK_MEM(v[1].p, v[1].n, "true");
+    LX_CHECK(v[2].p && v[2].p[0] == '[');
+    LX_CHECK(v[3].p == NULL);
+    char out[16];
+    size_t n = 0;
+    LX_CHECK_INT(lx_json_string_value(v[0], out, sizeof(out), &n), 0);
+    LX_CHECK_MEM(out, n, "gpt-\xc3\xa9\n");
+    LX_CHECK_INT(lx_json_string_value(v[1], out, sizeof(out), &n), LX_EINVAL);
+    LX_CHECK_INT(lx_json_string_value(LX_STR("\"0123456789abcdefXYZ\""), out, sizeof(out), &n),
+                 LX_ETOOBIG);
+    LX_CHECK_INT(lx_json_find_top_many(LX_STR("{\"model\":\"x\",}"), keys, 4, v), LX_EINVAL);
+    LX_CHECK_INT(lx_json_find_top_many(LX_STR("[1]"), keys, 4, v), LX_EINVAL);
+}
+
 LX_TEST_MAIN(LX_RUN(json_escape_table), LX_RUN(json_escape_limits_and_alloc),
              LX_RUN(json_error_body), LX_RUN(json_rewrite_table), LX_RUN(json_rewrite_nul_key),
              LX_RUN(json_rewrite_identity), LX_RUN(json_rewrite_malformed),
              LX_RUN(json_rewrite_depth_cap), LX_RUN(json_rewrite_output_cap),
-             LX_RUN(json_rewrite_alloc_failures), LX_RUN(json_find_top))
+             LX_RUN(json_rewrite_alloc_failures), LX_RUN(json_find_top),
+             LX_RUN(json_find_top_many_and_string_value))

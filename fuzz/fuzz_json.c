@@ -107,6 +107,32 @@ static void check_find(struct lx_str body, const char *key)
     cJSON_Delete(val);
 }
 
+/* One multi-key pass must agree with one lx_json_find_top per key. */
+static void check_find_many(struct lx_str body)
+{
+    const struct lx_str keys[] = {LX_STR("model"), LX_STR("stream"), LX_STR("messages")};
+    struct lx_str many[3];
+    int rc = lx_json_find_top_many(body, keys, 3, many);
+    for (size_t i = 0; i < 3; i++) {
+        struct lx_str one = LX_STR_NULL;
+        int r1 = lx_json_find_top(body, keys[i], &one);
+        if ((rc == LX_EINVAL) != (r1 == LX_EINVAL)) {
+            abort();
+        }
+        if (rc == 0 && (one.p != many[i].p || one.n != many[i].n)) {
+            abort();
+        }
+        if (rc == 0 && many[i].p && many[i].p[0] == '"') {
+            char out[64];
+            size_t n;
+            int sr = lx_json_string_value(many[i], out, sizeof(out), &n);
+            if (sr != 0 && sr != LX_ETOOBIG) {
+                abort();
+            }
+        }
+    }
+}
+
 static void check_escape(struct lx_str s)
 {
     struct lx_buf out;
@@ -147,6 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_rewrite(body, accepted);
     check_find(body, "model");
     check_find(body, "messages");
+    check_find_many(body);
     if (size < 4096) {
         check_escape(body);
     }

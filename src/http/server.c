@@ -424,6 +424,11 @@ static int on_headers_complete(llhttp_t *p)
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > srv->limits.max_body_bytes) {
         return fail_parse(c, 413, "Request body too large");
     }
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
+        lx_buf_reserve(&r->body, (size_t)p->content_length)) {
+        /* The exact size up front: no doubling reallocations, no slack held for the request. */
+        return fail_parse(c, 500, "Out of memory");
+    }
     struct lx_str expect = lx_http_header_get(r, LX_STR("expect"));
     if (expect.p) {
         if (!lx_str_case_eq(expect, LX_STR("100-continue"))) {

@@ -56,6 +56,10 @@ static int rewrite_body(const struct lx_provider_call *call, struct lx_buf *out,
                 (struct lx_json_edit){lx_str_c(it->string), lx_str_c(v), LX_JSON_SET_IF_ABSENT};
         }
     }
+    /* Room for the new model name and the defaults: no doubling reallocations on the hot path. */
+    if (lx_buf_reserve(out, call->body.n + model_json.len + 64 + 256 * (n - 1))) {
+        /* Over the cap or out of memory: the rewrite below grows the buffer as needed. */
+    }
     rc = lx_json_rewrite(call->body, edits, n, out);
     for (size_t i = 0; i < n_printed; i++) {
         cJSON_free(printed[i]);
@@ -147,6 +151,12 @@ const struct lx_provider_ops *lx_provider_ops_for(enum lx_provider_kind kind)
         return &azure_ops;
     case LX_PROVIDER_ANTHROPIC:
         return &lx_provider_anthropic;
+    case LX_PROVIDER_BEDROCK:
+        return &lx_provider_bedrock;
+    case LX_PROVIDER_GEMINI:
+        return &lx_provider_gemini;
+    case LX_PROVIDER_OLLAMA:
+        return &lx_provider_ollama;
     default:
         return NULL;
     }

@@ -444,7 +444,7 @@ struct lx_upstream_xfer *lx_upstream_start(struct lx_upstream *u, const struct l
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     if (req->stream) {
-        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     }
     if (req->body.p) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.n);

@@ -218,7 +218,11 @@ static void call_error(struct call *c, int status, const char *type, const char 
 
 /* ---- local answers (mock_response) ---- */
 
-/* Rough token count of every string under node: 4 bytes a token, at least 1. */
+/*
+ * Rough token count of the text under node (strings under "content", "text",
+ * "prompt" and "input", and bare array items): 4 bytes a token, at least 1.
+ * Roles, types and ids are not text the model reads as tokens.
+ */
 static long estimate_tokens(const cJSON *node)
 {
     size_t bytes = 0;
@@ -230,7 +234,11 @@ static long estimate_tokens(const cJSON *node)
     while (sp > 0) {
         const cJSON *n = stack[--sp];
         if (cJSON_IsString(n) && n->valuestring) {
-            bytes += strlen(n->valuestring);
+            const char *k = n->string;
+            if (!k || !strcmp(k, "content") || !strcmp(k, "text") || !strcmp(k, "prompt") ||
+                !strcmp(k, "input")) {
+                bytes += strlen(n->valuestring);
+            }
         }
         for (const cJSON *ch = n->child; ch; ch = ch->next) {
             if (sp < (int)LX_ARRAY_LEN(stack)) {
@@ -627,6 +635,10 @@ static void finish_stream(struct call *c)
     if (truncated) {
         fail(c, 502, "Upstream stream ended in the middle of an event");
         return;
+    }
+    if (c->client) {
+        /* Adapters close their stream at [DONE]; an upstream may end without one. */
+        emit(c, LX_STR("data: [DONE]\n\n"));
     }
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);

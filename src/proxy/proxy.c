@@ -18,6 +18,15 @@
 
 #define MODEL_CREATED 1677610602 /* the fixed "created" LiteLLM reports for configured models */
 
+/* Clients of Anthropic's routes get Anthropic's error shape, whatever fails. */
+static const struct lx_client_adapter *client_for_path(struct lx_str path)
+{
+    if (lx_str_has_prefix(path, LX_STR("/v1/"))) {
+        path = lx_str_sub(path, 3);
+    }
+    return lx_str_has_prefix(path, LX_STR("/messages")) ? &lx_client_anthropic : NULL;
+}
+
 void lx_proxy__error(struct lx_http_request *req, int status, const char *type, const char *param,
                      const char *fmt, ...)
 {
@@ -26,6 +35,19 @@ void lx_proxy__error(struct lx_http_request *req, int status, const char *type, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    const struct lx_client_adapter *client = client_for_path(req->path);
+    if (client) {
+        struct lx_buf b;
+        lx_buf_init(&b, 8192);
+        if (client->error_body(status, type, lx_str_c(msg), &b) == 0) {
+            static const struct lx_http_header h[] = {
+                {LX_STR("content-type"), LX_STR("application/json")}};
+            lx_http_respond(req, status, h, 1, lx_buf_str(&b));
+            lx_buf_fini(&b);
+            return;
+        }
+        lx_buf_fini(&b);
+    }
     lx_http_respond_error(req, status, type, param, msg);
 }
 

@@ -346,7 +346,8 @@ test('client errors: bad key, missing max_tokens, unknown model, bad content', a
   const bad = new Anthropic({ apiKey: 'sk-wrong', baseURL: proxy.baseURL, maxRetries: 0 });
   await assert.rejects(
     bad.messages.create({ model: 'gpt-oai', max_tokens: 10, messages: [{ role: 'user', content: 'Hi' }] }),
-    (e) => e instanceof Anthropic.AuthenticationError && e.status === 401,
+    (e) => e instanceof Anthropic.AuthenticationError && e.status === 401 &&
+      e.error?.type === 'error' && e.error?.error?.type === 'authentication_error',
   );
   await assert.rejects(
     client.messages.create({ model: 'gpt-oai', messages: [{ role: 'user', content: 'Hi' }] }),

@@ -99,6 +99,12 @@ struct lx_provider_ops {
 
 /* Anthropic Messages API (anthropic.c). */
 extern const struct lx_provider_ops lx_provider_anthropic;
+/* AWS Bedrock Converse / ConverseStream, SigV4-signed (bedrock.c). */
+extern const struct lx_provider_ops lx_provider_bedrock;
+/* Google AI Studio Gemini generateContent (gemini.c). */
+extern const struct lx_provider_ops lx_provider_gemini;
+/* Ollama /api/chat, NDJSON streams (ollama.c). */
+extern const struct lx_provider_ops lx_provider_ollama;
 
 /* The operations for a provider kind, or NULL when llmux cannot serve it yet. */
 const struct lx_provider_ops *lx_provider_ops_for(enum lx_provider_kind kind);

@@ -16,6 +16,8 @@
  *   mock_openai.c  routes, directives, OpenAI-shaped answers and streams,
  *                  and the per-thread scratch both API files write into.
  *   mock_anthropic.c  Anthropic Messages API answers and event streams.
+ *   mock_gemini.c  Gemini generateContent answers and SSE streams.
+ *   mock_ollama.c  Ollama /api/chat answers and NDJSON streams.
  *   mock_state.c   stats, last request, the /mock/ inspection answers.
  *   mock_json.c    an append-only JSON writer with a sticky error.
  *
@@ -349,6 +351,29 @@ void lx_mock__anthropic(struct lx_mock_conn *c, const struct lx_mock_req *req,
 /* {"type":"error","error":{"type":<by status>,"message":msg}} */
 void lx_mock__anthropic_error(struct lx_mock_conn *c, int status, struct lx_str msg,
                               const struct lx_mock_reply_opts *o);
+
+/* Google Gemini generateContent (mock_gemini.c). */
+
+/* Whether path (no query) is /v1beta/models/{model}:generateContent or :streamGenerateContent. */
+bool lx_mock__gemini_route(struct lx_str path);
+/* Answer it after the directives parsed and hang was handled; errors have Google's shape. */
+void lx_mock__gemini(struct lx_mock_conn *c, const struct lx_mock_req *req, struct lx_str path,
+                     const struct lx_mock_directives *d, const struct lx_mock_reply_opts *o);
+
+/* Ollama /api/chat (mock_ollama.c). */
+
+bool lx_mock__ollama_route(struct lx_str path);
+/* Answer it (NDJSON stream unless "stream": false); errors are {"error":"..."}. */
+void lx_mock__ollama(struct lx_mock_conn *c, const struct lx_mock_req *req,
+                     const struct lx_mock_directives *d, const struct lx_mock_reply_opts *o);
+
+/* AWS Bedrock Converse / ConverseStream (mock_bedrock.c). */
+
+/* Whether path (no query) is /model/{modelId}/converse or /model/{modelId}/converse-stream. */
+bool lx_mock__bedrock_route(struct lx_str path);
+/* Answer it (SigV4 checked; streams are AWS event streams); errors are Bedrock-shaped. */
+void lx_mock__bedrock(struct lx_mock_conn *c, const struct lx_mock_req *req, struct lx_str path,
+                      const struct lx_mock_directives *d, const struct lx_mock_reply_opts *o);
 
 /* Inspection state (mock_state.c). Any thread. */
 

@@ -1543,6 +1543,18 @@ static void handle_api(struct lx_mock_conn *c, const struct lx_mock_req *req,
         lx_mock__anthropic(c, req, route, d, &o);
         return;
     }
+    if (lx_mock__gemini_route(path)) {
+        lx_mock__gemini(c, req, path, d, &o);
+        return;
+    }
+    if (lx_mock__ollama_route(path)) {
+        lx_mock__ollama(c, req, d, &o);
+        return;
+    }
+    if (lx_mock__bedrock_route(path)) {
+        lx_mock__bedrock(c, req, path, d, &o);
+        return;
+    }
     if (d->status) {
         char msg[32];
         struct lx_str m = d->error_message;

@@ -294,3 +294,34 @@ test('mock_response deployment answers without any upstream (non-stream and stre
   assert.equal(raw.text, 'Hello from llmux');
   assert.equal((await mock.stats()).requests, before, 'no request reached the mock');
 });
+
+test('Azure-style clients: AzureOpenAI posts to /openai/deployments/{model}/... with an api-key header', async () => {
+  const { AzureOpenAI } = await import('openai');
+  const azure = new AzureOpenAI({
+    endpoint: `http://127.0.0.1:${proxy.port}`,
+    apiKey: MASTER_KEY,
+    apiVersion: '2024-10-21',
+    deployment: 'gpt-4o',
+    maxRetries: 0,
+  });
+  const res = await azure.chat.completions.create({ model: 'gpt-4o', messages: MESSAGES });
+  assert.equal(res.object, 'chat.completion');
+  assert.equal(res.model, 'gpt-4o-mini');
+  const sent = JSON.parse((await mock.last()).body);
+  assert.equal(sent.model, 'gpt-4o-mini');
+  // The deployment in the path wins, as Azure's routing does.
+  const r = await request(proxy.baseURL, '/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21', {
+    key: null,
+    headers: { 'api-key': MASTER_KEY },
+    body: { messages: MESSAGES },
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get('x-litellm-model-group'), 'gpt-4o');
+  const unknown = await request(proxy.baseURL, '/openai/deployments/nope/chat/completions', {
+    key: null,
+    headers: { 'api-key': MASTER_KEY },
+    body: { messages: MESSAGES },
+  });
+  assert.equal(unknown.status, 400);
+  assert.match(unknown.json.error.message, /nope/);
+});

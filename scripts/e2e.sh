@@ -41,4 +41,5 @@ else
 fi
 
 # shellcheck disable=SC2086 # E2E_NODE_FLAGS is a list of flags
-exec node --test --test-concurrency=2 ${E2E_NODE_FLAGS:-} "${files[@]}"
+# A test that hangs (a crashed gateway, a lost event) fails after 60 s instead of stalling CI.
+exec node --test --test-concurrency=2 --test-timeout=60000 ${E2E_NODE_FLAGS:-} "${files[@]}"

@@ -33,8 +33,8 @@
  * with cJSON and written with a small JSON writer into the caller's capped
  * buffer, restored to its previous length on failure. Nothing trusts
  * upstream bytes: fields are type checked, token counts bounded, names
- * capped, and the stream state is a fixed-size struct in the call's arena
- * plus two capped heap buffers released by stream_free.
+ * capped, and the stream state is a fixed-size heap struct plus two capped
+ * buffers, all released by stream_free.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -1448,9 +1448,9 @@ static int bedrock_error(const struct lx_provider_call *call, struct lx_str body
 enum block_kind { BLK_NONE, BLK_TEXT, BLK_TOOL, BLK_OTHER };
 
 /*
- * Stream translation state, one per streamed call, in the call's arena. The
- * parser's and the chunk's buffers are heap memory released by stream_free.
- * out and err are the current feed's.
+ * Stream translation state, one per streamed call, on the heap with the
+ * parser's and the chunk's buffers; all released by stream_free. out and err
+ * are the current feed's.
  */
 struct br_stream {
     struct lx_eventstream_parser parser;
@@ -1471,10 +1471,14 @@ struct br_stream {
     uint16_t tool_index[BR_MAX_BLOCKS];
 };
 
+/*
+ * The state is heap memory, not arena memory: llm.c may end the request (and
+ * free its arena) before it calls stream_free, e.g. when a streamed call is
+ * answered with an upstream error, so stream_free must not touch the arena.
+ */
 static void *bedrock_stream_new(const struct lx_provider_call *call)
 {
-    struct br_stream *s = lx_arena_alloc(call->arena, sizeof(*s));
-    memset(s, 0, sizeof(*s));
+    struct br_stream *s = lx_calloc(1, sizeof(*s));
     lx_eventstream_init(&s->parser, LX_EVENTSTREAM_MAX_MESSAGE);
     lx_buf_init(&s->chunk, BR_MAX_CHUNK_BYTES);
     s->created = lx_wall_s();
@@ -1492,6 +1496,7 @@ static void bedrock_stream_free(void *state)
     struct br_stream *s = state;
     lx_eventstream_fini(&s->parser);
     lx_buf_fini(&s->chunk);
+    lx_free(s);
 }
 
 static void chunk_begin(struct br_stream *s, struct jw *w)

@@ -70,8 +70,25 @@ struct call {
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
 };
 
+/*
+ * Stream translation states live in the request arena: release them while
+ * the request still exists, before the call that completes the response.
+ */
+static void call_release_streams(struct call *c)
+{
+    if (c->stream_state && c->ops->stream_free) {
+        c->ops->stream_free(c->stream_state);
+    }
+    c->stream_state = NULL;
+    if (c->client_state && c->client->stream_free) {
+        c->client->stream_free(c->client_state);
+    }
+    c->client_state = NULL;
+}
+
 static void call_free(struct call *c)
 {
+    call_release_streams(c);
     if (c->json) {
         cJSON_Delete(c->json);
     }
@@ -80,12 +97,6 @@ static void call_free(struct call *c)
     lx_buf_fini(&c->out);
     if (c->sse_init) {
         lx_sse_fini(&c->sse);
-    }
-    if (c->stream_state && c->ops->stream_free) {
-        c->ops->stream_free(c->stream_state);
-    }
-    if (c->client_state && c->client->stream_free) {
-        c->client->stream_free(c->client_state);
     }
     if (c->client_sse_init) {
         lx_sse_fini(&c->client_sse);
@@ -162,6 +173,7 @@ static void call_respond(struct call *c, int status, struct lx_str body)
     }
     /* The body may live in the call: respond first (it copies what it cannot write), then free. */
     lx_http_on_abort(req, NULL, NULL);
+    call_release_streams(c);
     lx_http_respond(req, status, h, n, body);
     lx_buf_fini(&translated);
     call_free(c);

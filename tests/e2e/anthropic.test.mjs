@@ -172,6 +172,17 @@ test('Anthropic errors in OpenAI shape: 529 overloaded becomes 503, 429 keeps re
   const body = await res.json();
   assert.equal(body.error.type, 'rate_limit_error');
   assert.equal(body.error.code, '429');
+  // A stream request answered with an error status: the stream translation state is
+  // released before the response completes (under ASan this once was a use after free).
+  const s = await fetch(`${proxy.baseURL}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'claude-ratelimited', stream: true, messages: [{ role: 'user', content: 'Hi' }] }),
+  });
+  assert.equal(s.status, 429);
+  assert.equal((await s.json()).error.code, '429');
+  const ok = await client.chat.completions.create({ model: 'claude-3', messages: [{ role: 'user', content: 'Hi' }] });
+  assert.equal(ok.choices[0].message.content, 'Hello! This is llmux-mock.');
 });
 
 test('a request Anthropic cannot serve gets a 400 naming the problem', async () => {

@@ -29,6 +29,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "http/sse.h"
+#include "provider_fuzz.h"
 #include "proxy/client.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -149,26 +150,10 @@ static const int statuses[] = {400, 401, 403, 404, 413, 429, 500, 502, 503, 529,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int hooked;
-    if (!hooked) {
-        lx_alloc_hook_cjson();
-        hooked = 1;
-    }
-    if (size < 1) {
+    uint8_t flags;
+    struct lx_str part[3];
+    if (!fuzz_start(data, size, &flags, part)) {
         return 0;
-    }
-    uint8_t flags = data[0];
-    const char *p = (const char *)data + 1;
-    const char *end = (const char *)data + size;
-    struct lx_str part[3] = {LX_STR(""), LX_STR(""), LX_STR("")};
-    for (int i = 0; i < 3 && p <= end; i++) {
-        const char *sep = i < 2 ? memchr(p, 0xFF, (size_t)(end - p)) : NULL;
-        const char *stop = sep ? sep : end;
-        part[i] = (struct lx_str){p, (size_t)(stop - p)};
-        if (!sep) {
-            break;
-        }
-        p = sep + 1;
     }
     /* Bit 7: make the n-th allocation of each call fail (n from bits 4-6). */
     fail_at = flags & 0x80 ? (flags >> 4) & 7 : -1;

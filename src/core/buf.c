@@ -30,6 +30,14 @@ void lx_buf_reset(struct lx_buf *b)
     }
 }
 
+void lx_buf_truncate(struct lx_buf *b, size_t len)
+{
+    if (len < b->len) {
+        b->len = len;
+        b->data[len] = '\0';
+    }
+}
+
 int lx_buf_reserve(struct lx_buf *b, size_t extra)
 {
     if (extra > b->limit - b->len) {

@@ -25,6 +25,12 @@ void lx_buf_init(struct lx_buf *b, size_t limit);
 void lx_buf_fini(struct lx_buf *b);
 /* Forget the contents, keep the memory. */
 void lx_buf_reset(struct lx_buf *b);
+/*
+ * Cut the contents back to their first len bytes (a length the buffer had
+ * before, to undo a failed write); the NUL terminator follows them again. A
+ * len at or past the current length changes nothing.
+ */
+void lx_buf_truncate(struct lx_buf *b, size_t len);
 LX_MUST_CHECK int lx_buf_reserve(struct lx_buf *b, size_t extra);
 LX_MUST_CHECK int lx_buf_append(struct lx_buf *b, const void *p, size_t n);
 LX_MUST_CHECK int lx_buf_append_str(struct lx_buf *b, struct lx_str s);

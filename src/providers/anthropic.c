@@ -46,11 +46,11 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
-#include "core/assert.h"
 #include "core/rand.h"
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "json/writer.h"
 #include "providers/provider.h"
 
 /* Anthropic requires max_tokens; LiteLLM's default for Claude is 4096 as well. */
@@ -65,150 +65,7 @@
 /* Cap on one translated stream chunk (an upstream event is capped by the SSE parser). */
 #define ANT_MAX_CHUNK_BYTES (64u << 20)
 
-/* ---- a small JSON writer with a sticky error ---- */
-
-#define JW_MAX_DEPTH 16
-
-struct jw {
-    struct lx_buf *b;
-    int rc;
-    int depth;
-    bool first[JW_MAX_DEPTH];
-    bool after_key;
-};
-
-static void jw_init(struct jw *w, struct lx_buf *b)
-{
-    memset(w, 0, sizeof(*w));
-    w->b = b;
-    w->first[0] = true;
-}
-
-static void jw_raw(struct jw *w, const char *p, size_t n)
-{
-    if (!w->rc) {
-        w->rc = lx_buf_append(w->b, p, n);
-    }
-}
-
-#define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
-
-/* The comma before a value, unless it follows a key or opens a container. */
-static void jw_sep(struct jw *w)
-{
-    if (w->after_key) {
-        w->after_key = false;
-        return;
-    }
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-}
-
-/* key is a literal from this file: no escaping needed. */
-static void jw_key(struct jw *w, const char *key)
-{
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-    JW_LIT(w, "\"");
-    jw_raw(w, key, strlen(key));
-    JW_LIT(w, "\":");
-    w->after_key = true;
-}
-
-static void jw_open(struct jw *w, char c)
-{
-    jw_sep(w);
-    jw_raw(w, &c, 1);
-    LX_ASSERT(w->depth + 1 < JW_MAX_DEPTH); /* our own structure, never input-driven */
-    w->depth++;
-    w->first[w->depth] = true;
-}
-
-static void jw_close(struct jw *w, char c)
-{
-    jw_raw(w, &c, 1);
-    w->depth--;
-}
-
-static void jw_str(struct jw *w, struct lx_str s)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_json_append_string(w->b, s);
-    }
-}
-
-static void jw_lit(struct jw *w, const char *lit)
-{
-    jw_sep(w);
-    jw_raw(w, lit, strlen(lit));
-}
-
-static void jw_int(struct jw *w, long long v)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_buf_printf(w->b, "%lld", v);
-    }
-}
-
-/* A cJSON value printed as is (cJSON's allocations are lx_try_malloc: may fail). */
-static void jw_cjson(struct jw *w, const cJSON *v)
-{
-    jw_sep(w);
-    if (w->rc) {
-        return;
-    }
-    char *s = cJSON_PrintUnformatted(v);
-    if (!s) {
-        w->rc = LX_ENOMEM;
-        return;
-    }
-    w->rc = lx_buf_append_c(w->b, s);
-    cJSON_free(s);
-}
-
-static void jw_kstr(struct jw *w, const char *key, struct lx_str s)
-{
-    jw_key(w, key);
-    jw_str(w, s);
-}
-
-static void jw_klit(struct jw *w, const char *key, const char *lit)
-{
-    jw_key(w, key);
-    jw_lit(w, lit);
-}
-
-static void jw_kint(struct jw *w, const char *key, long long v)
-{
-    jw_key(w, key);
-    jw_int(w, v);
-}
-
-static void buf_restore(struct lx_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data) {
-        b->data[len] = '\0';
-    }
-}
-
 /* ---- shared helpers ---- */
-
-static struct lx_str str_of(const cJSON *v)
-{
-    return cJSON_IsString(v) && v->valuestring ? lx_str_c(v->valuestring) : LX_STR_NULL;
-}
-
-static const cJSON *get(const cJSON *obj, const char *key)
-{
-    return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-}
 
 /* Anthropic stop_reason -> OpenAI finish_reason; unknown and null are "stop". */
 LX_TESTABLE const char *lx_anthropic_finish_reason(struct lx_str stop_reason);
@@ -253,7 +110,7 @@ static int status_for_error_type(struct lx_str t)
  */
 static long long token_count(const cJSON *usage, const char *key)
 {
-    const cJSON *v = get(usage, key);
+    const cJSON *v = lx_json_get(usage, key);
     if (!v || cJSON_IsNull(v)) {
         return 0;
     }
@@ -277,7 +134,7 @@ static int read_usage(const cJSON *usage, struct usage *u, bool only_present)
         return -1;
     }
     for (size_t i = 0; i < LX_ARRAY_LEN(keys); i++) {
-        const cJSON *v = get(usage, keys[i]);
+        const cJSON *v = lx_json_get(usage, keys[i]);
         if (only_present && (!v || cJSON_IsNull(v))) {
             continue;
         }
@@ -290,22 +147,22 @@ static int read_usage(const cJSON *usage, struct usage *u, bool only_present)
     return 0;
 }
 
-static void write_usage(struct jw *w, const struct usage *u)
+static void write_usage(struct lx_jw *w, const struct usage *u)
 {
     /* Anthropic's input_tokens exclude cached tokens; OpenAI's prompt_tokens include them. */
     long long prompt = u->input + u->cache_creation + u->cache_read;
-    jw_key(w, "usage");
-    jw_open(w, '{');
-    jw_kint(w, "prompt_tokens", prompt);
-    jw_kint(w, "completion_tokens", u->output);
-    jw_kint(w, "total_tokens", prompt + u->output);
-    jw_key(w, "prompt_tokens_details");
-    jw_open(w, '{');
-    jw_kint(w, "cached_tokens", u->cache_read);
-    jw_close(w, '}');
-    jw_kint(w, "cache_creation_input_tokens", u->cache_creation);
-    jw_kint(w, "cache_read_input_tokens", u->cache_read);
-    jw_close(w, '}');
+    lx_jw_key(w, "usage");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "prompt_tokens", prompt);
+    lx_jw_kint(w, "completion_tokens", u->output);
+    lx_jw_kint(w, "total_tokens", prompt + u->output);
+    lx_jw_key(w, "prompt_tokens_details");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "cached_tokens", u->cache_read);
+    lx_jw_close(w, '}');
+    lx_jw_kint(w, "cache_creation_input_tokens", u->cache_creation);
+    lx_jw_kint(w, "cache_read_input_tokens", u->cache_read);
+    lx_jw_close(w, '}');
 }
 
 /* ---- request ---- */
@@ -314,7 +171,7 @@ enum turn { TURN_NONE, TURN_USER, TURN_ASSISTANT };
 
 struct req {
     const struct lx_provider_call *call;
-    struct jw w;
+    struct lx_jw w;
     struct lx_error *err;
     enum turn turn; /* role of the open message, TURN_NONE before the first */
 };
@@ -334,9 +191,9 @@ static int req_fail(struct req *r, int code, const char *fmt, ...)
 /* A request field: the client's, else the deployment's default; null counts as absent. */
 static const cJSON *param(const struct lx_provider_call *call, const char *key)
 {
-    const cJSON *v = get(call->json, key);
+    const cJSON *v = lx_json_get(call->json, key);
     if (!v && call->dep && call->dep->extra_params) {
-        v = get(call->dep->extra_params, key);
+        v = lx_json_get(call->dep->extra_params, key);
     }
     return cJSON_IsNull(v) ? NULL : v;
 }
@@ -344,25 +201,25 @@ static const cJSON *param(const struct lx_provider_call *call, const char *key)
 /* Open a block in a message of role t, closing the previous message if its role differs. */
 static void begin_block(struct req *r, enum turn t)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (r->turn != t) {
         if (r->turn != TURN_NONE) {
-            jw_close(w, ']');
-            jw_close(w, '}');
+            lx_jw_close(w, ']');
+            lx_jw_close(w, '}');
         }
-        jw_open(w, '{');
-        jw_kstr(w, "role", t == TURN_USER ? LX_STR("user") : LX_STR("assistant"));
-        jw_key(w, "content");
-        jw_open(w, '[');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "role", t == TURN_USER ? LX_STR("user") : LX_STR("assistant"));
+        lx_jw_key(w, "content");
+        lx_jw_open(w, '[');
         r->turn = t;
     }
 }
 
-static void put_cache_control(struct jw *w, const cJSON *cc)
+static void put_cache_control(struct lx_jw *w, const cJSON *cc)
 {
     if (cJSON_IsObject(cc)) {
-        jw_key(w, "cache_control");
-        jw_cjson(w, cc);
+        lx_jw_key(w, "cache_control");
+        lx_jw_cjson(w, cc);
     }
 }
 
@@ -390,45 +247,45 @@ static bool parse_data_url(struct lx_str url, struct lx_str *media, struct lx_st
 /* An image or document block from a URL: a data: URL inline, else a url source. */
 static int put_media(struct req *r, const char *where, struct lx_str url, const cJSON *cc)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     struct lx_str media, data;
     if (lx_str_has_prefix(url, LX_STR("data:"))) {
         if (!parse_data_url(url, &media, &data)) {
             return req_fail(r, LX_EINVAL, "%s: only base64 data URLs are supported", where);
         }
         bool pdf = lx_str_eq_c(media, "application/pdf");
-        jw_open(w, '{');
-        jw_kstr(w, "type", pdf ? LX_STR("document") : LX_STR("image"));
-        jw_key(w, "source");
-        jw_open(w, '{');
-        jw_kstr(w, "type", LX_STR("base64"));
-        jw_kstr(w, "media_type", media);
-        jw_kstr(w, "data", data);
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", pdf ? LX_STR("document") : LX_STR("image"));
+        lx_jw_key(w, "source");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", LX_STR("base64"));
+        lx_jw_kstr(w, "media_type", media);
+        lx_jw_kstr(w, "data", data);
+        lx_jw_close(w, '}');
     } else if (lx_str_has_prefix(url, LX_STR("https://")) ||
                lx_str_has_prefix(url, LX_STR("http://"))) {
-        jw_open(w, '{');
-        jw_kstr(w, "type", LX_STR("image"));
-        jw_key(w, "source");
-        jw_open(w, '{');
-        jw_kstr(w, "type", LX_STR("url"));
-        jw_kstr(w, "url", url);
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", LX_STR("image"));
+        lx_jw_key(w, "source");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", LX_STR("url"));
+        lx_jw_kstr(w, "url", url);
+        lx_jw_close(w, '}');
     } else {
         return req_fail(r, LX_EINVAL, "%s: the URL must be a data: URL or an http(s) URL", where);
     }
     put_cache_control(w, cc);
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
 /* Whether a content part produces no block (empty text, or a kind we drop). */
 static bool part_is_empty(const cJSON *part)
 {
-    struct lx_str type = str_of(get(part, "type"));
+    struct lx_str type = lx_json_str_of(lx_json_get(part, "type"));
     if (lx_str_eq_c(type, "text")) {
-        const cJSON *t = get(part, "text");
-        return cJSON_IsString(t) && str_of(t).n == 0;
+        const cJSON *t = lx_json_get(part, "text");
+        return cJSON_IsString(t) && lx_json_str_of(t).n == 0;
     }
     /* Assistant refusals and echoed reasoning have no Anthropic input form. */
     return lx_str_eq_c(type, "refusal") || lx_str_eq_c(type, "thinking") ||
@@ -441,44 +298,44 @@ static bool part_is_empty(const cJSON *part)
  */
 static int put_part(struct req *r, const char *where, const cJSON *part, const cJSON *msg_cc)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!cJSON_IsObject(part)) {
         return req_fail(r, LX_EINVAL, "%s: a content part must be an object", where);
     }
-    struct lx_str type = str_of(get(part, "type"));
-    const cJSON *cc = get(part, "cache_control");
+    struct lx_str type = lx_json_str_of(lx_json_get(part, "type"));
+    const cJSON *cc = lx_json_get(part, "cache_control");
     if (!cc) {
         cc = msg_cc;
     }
     if (lx_str_eq_c(type, "text")) {
-        const cJSON *t = get(part, "text");
+        const cJSON *t = lx_json_get(part, "text");
         if (!cJSON_IsString(t)) {
             return req_fail(r, LX_EINVAL, "%s: a text part needs a string 'text'", where);
         }
-        jw_open(w, '{');
-        jw_kstr(w, "type", LX_STR("text"));
-        jw_kstr(w, "text", str_of(t));
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", LX_STR("text"));
+        lx_jw_kstr(w, "text", lx_json_str_of(t));
         put_cache_control(w, cc);
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
         return 0;
     }
     if (lx_str_eq_c(type, "image_url")) {
-        const cJSON *iu = get(part, "image_url");
-        const cJSON *u = cJSON_IsObject(iu) ? get(iu, "url") : iu;
+        const cJSON *iu = lx_json_get(part, "image_url");
+        const cJSON *u = cJSON_IsObject(iu) ? lx_json_get(iu, "url") : iu;
         if (!cJSON_IsString(u)) {
             return req_fail(r, LX_EINVAL, "%s: an image_url part needs image_url.url", where);
         }
-        return put_media(r, where, str_of(u), cc);
+        return put_media(r, where, lx_json_str_of(u), cc);
     }
     if (lx_str_eq_c(type, "file")) {
-        const cJSON *fd = get(get(part, "file"), "file_data");
+        const cJSON *fd = lx_json_get(lx_json_get(part, "file"), "file_data");
         if (!cJSON_IsString(fd)) {
             return req_fail(r, LX_EINVAL,
                             "%s: a file part needs file.file_data (file ids are not supported "
                             "by Anthropic)",
                             where);
         }
-        return put_media(r, where, str_of(fd), cc);
+        return put_media(r, where, lx_json_str_of(fd), cc);
     }
     if (!type.p) {
         return req_fail(r, LX_EINVAL, "%s: a content part needs a string 'type'", where);
@@ -495,18 +352,18 @@ static int put_part(struct req *r, const char *where, const cJSON *part, const c
 static int put_content(struct req *r, const char *where, enum turn t, const cJSON *content,
                        const cJSON *cc)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (cJSON_IsString(content)) {
-        struct lx_str s = str_of(content);
+        struct lx_str s = lx_json_str_of(content);
         if (!s.n) {
             return 0;
         }
         begin_block(r, t);
-        jw_open(w, '{');
-        jw_kstr(w, "type", LX_STR("text"));
-        jw_kstr(w, "text", s);
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", LX_STR("text"));
+        lx_jw_kstr(w, "text", s);
         put_cache_control(w, cc);
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
         return 0;
     }
     if (!cJSON_IsArray(content)) {
@@ -536,18 +393,18 @@ static int put_content(struct req *r, const char *where, enum turn t, const cJSO
 
 static int put_tool_use(struct req *r, const char *where, const cJSON *tc)
 {
-    struct jw *w = &r->w;
-    const cJSON *fn = get(tc, "function");
-    struct lx_str id = str_of(get(tc, "id"));
-    struct lx_str name = str_of(get(fn, "name"));
+    struct lx_jw *w = &r->w;
+    const cJSON *fn = lx_json_get(tc, "function");
+    struct lx_str id = lx_json_str_of(lx_json_get(tc, "id"));
+    struct lx_str name = lx_json_str_of(lx_json_get(fn, "name"));
     if (!cJSON_IsObject(tc) || !id.p || !name.p) {
         return req_fail(r, LX_EINVAL, "%s: a tool call needs a string id and function.name", where);
     }
-    const cJSON *args = get(fn, "arguments");
+    const cJSON *args = lx_json_get(fn, "arguments");
     cJSON *parsed = NULL;
     const cJSON *input = args;
     if (cJSON_IsString(args)) {
-        struct lx_str a = lx_str_trim(str_of(args));
+        struct lx_str a = lx_str_trim(lx_json_str_of(args));
         if (a.n) {
             parsed = cJSON_ParseWithLength(a.p, a.n);
             struct lx_str unused;
@@ -570,38 +427,38 @@ static int put_tool_use(struct req *r, const char *where, const cJSON *tc)
                         (int)LX_MIN(id.n, 64), id.p);
     }
     begin_block(r, TURN_ASSISTANT);
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("tool_use"));
-    jw_kstr(w, "id", id);
-    jw_kstr(w, "name", name);
-    jw_key(w, "input");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("tool_use"));
+    lx_jw_kstr(w, "id", id);
+    lx_jw_kstr(w, "name", name);
+    lx_jw_key(w, "input");
     if (input) {
-        jw_cjson(w, input);
+        lx_jw_cjson(w, input);
     } else {
-        jw_lit(w, "{}");
+        lx_jw_lit(w, "{}");
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     cJSON_Delete(parsed);
     return 0;
 }
 
 static int put_tool_result(struct req *r, const char *where, const cJSON *msg)
 {
-    struct jw *w = &r->w;
-    struct lx_str id = str_of(get(msg, "tool_call_id"));
+    struct lx_jw *w = &r->w;
+    struct lx_str id = lx_json_str_of(lx_json_get(msg, "tool_call_id"));
     if (!id.p) {
         return req_fail(r, LX_EINVAL, "%s: a tool message needs a string tool_call_id", where);
     }
-    const cJSON *content = get(msg, "content");
+    const cJSON *content = lx_json_get(msg, "content");
     begin_block(r, TURN_USER);
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("tool_result"));
-    jw_kstr(w, "tool_use_id", id);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("tool_result"));
+    lx_jw_kstr(w, "tool_use_id", id);
     if (cJSON_IsString(content)) {
-        jw_kstr(w, "content", str_of(content));
+        lx_jw_kstr(w, "content", lx_json_str_of(content));
     } else if (cJSON_IsArray(content)) {
-        jw_key(w, "content");
-        jw_open(w, '[');
+        lx_jw_key(w, "content");
+        lx_jw_open(w, '[');
         const cJSON *part;
         cJSON_ArrayForEach(part, content)
         {
@@ -613,29 +470,29 @@ static int put_tool_result(struct req *r, const char *where, const cJSON *msg)
                 return rc;
             }
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     } else if (content && !cJSON_IsNull(content)) {
         return req_fail(r, LX_EINVAL, "%s: content must be a string or an array of parts", where);
     }
-    put_cache_control(w, get(msg, "cache_control"));
-    jw_close(w, '}');
+    put_cache_control(w, lx_json_get(msg, "cache_control"));
+    lx_jw_close(w, '}');
     return 0;
 }
 
 static int put_messages(struct req *r, const cJSON *messages)
 {
-    struct jw *w = &r->w;
-    jw_key(w, "messages");
-    jw_open(w, '[');
+    struct lx_jw *w = &r->w;
+    lx_jw_key(w, "messages");
+    lx_jw_open(w, '[');
     size_t i = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, messages)
     {
         char where[48];
         snprintf(where, sizeof(where), "messages[%zu]", i++);
-        struct lx_str role = str_of(get(m, "role"));
-        const cJSON *content = get(m, "content");
-        const cJSON *cc = get(m, "cache_control");
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
+        const cJSON *content = lx_json_get(m, "content");
+        const cJSON *cc = lx_json_get(m, "cache_control");
         int rc = 0;
         if (lx_str_eq_c(role, "system") || lx_str_eq_c(role, "developer")) {
             continue; /* written into `system` */
@@ -645,7 +502,7 @@ static int put_messages(struct req *r, const cJSON *messages)
             }
             rc = put_content(r, where, TURN_USER, content, cc);
         } else if (lx_str_eq_c(role, "assistant")) {
-            const cJSON *calls = get(m, "tool_calls");
+            const cJSON *calls = lx_json_get(m, "tool_calls");
             if (content && !cJSON_IsNull(content)) {
                 rc = put_content(r, where, TURN_ASSISTANT, content, calls ? NULL : cc);
             }
@@ -677,24 +534,24 @@ static int put_messages(struct req *r, const cJSON *messages)
         }
     }
     if (r->turn != TURN_NONE) {
-        jw_close(w, ']');
-        jw_close(w, '}');
+        lx_jw_close(w, ']');
+        lx_jw_close(w, '}');
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     return 0;
 }
 
 /* The JSON-mode instruction for response_format (Anthropic has no native JSON mode). */
 static int json_mode_text(struct req *r, const cJSON *rf, struct lx_buf *text)
 {
-    struct lx_str type = str_of(get(rf, "type"));
+    struct lx_str type = lx_json_str_of(lx_json_get(rf, "type"));
     if (lx_str_eq_c(type, "json_object")) {
         return lx_buf_append_c(text, "Respond only with a valid JSON object, with no other text.");
     }
     if (!lx_str_eq_c(type, "json_schema")) {
         return 0; /* "text" and unknown kinds: no instruction */
     }
-    const cJSON *schema = get(get(rf, "json_schema"), "schema");
+    const cJSON *schema = lx_json_get(lx_json_get(rf, "json_schema"), "schema");
     if (!cJSON_IsObject(schema)) {
         return lx_buf_append_c(text, "Respond only with a valid JSON object, with no other text.");
     }
@@ -713,7 +570,7 @@ static int json_mode_text(struct req *r, const cJSON *rf, struct lx_buf *text)
 
 static int put_system(struct req *r, const cJSON *messages)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     bool opened = false;
     size_t i = 0;
     const cJSON *m;
@@ -721,27 +578,27 @@ static int put_system(struct req *r, const cJSON *messages)
     {
         char where[48];
         snprintf(where, sizeof(where), "messages[%zu]", i++);
-        struct lx_str role = str_of(get(m, "role"));
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
         if (!lx_str_eq_c(role, "system") && !lx_str_eq_c(role, "developer")) {
             continue;
         }
-        const cJSON *content = get(m, "content");
-        const cJSON *cc = get(m, "cache_control");
+        const cJSON *content = lx_json_get(m, "content");
+        const cJSON *cc = lx_json_get(m, "cache_control");
         const cJSON *part;
         if (cJSON_IsString(content)) {
-            if (!str_of(content).n) {
+            if (!lx_json_str_of(content).n) {
                 continue;
             }
             if (!opened) {
-                jw_key(w, "system");
-                jw_open(w, '[');
+                lx_jw_key(w, "system");
+                lx_jw_open(w, '[');
                 opened = true;
             }
-            jw_open(w, '{');
-            jw_kstr(w, "type", LX_STR("text"));
-            jw_kstr(w, "text", str_of(content));
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "type", LX_STR("text"));
+            lx_jw_kstr(w, "text", lx_json_str_of(content));
             put_cache_control(w, cc);
-            jw_close(w, '}');
+            lx_jw_close(w, '}');
             continue;
         }
         if (!cJSON_IsArray(content)) {
@@ -750,23 +607,25 @@ static int put_system(struct req *r, const cJSON *messages)
         }
         cJSON_ArrayForEach(part, content)
         {
-            const cJSON *t = get(part, "text");
-            if (!lx_str_eq_c(str_of(get(part, "type")), "text") || !cJSON_IsString(t)) {
+            const cJSON *t = lx_json_get(part, "text");
+            if (!lx_str_eq_c(lx_json_str_of(lx_json_get(part, "type")), "text") ||
+                !cJSON_IsString(t)) {
                 return req_fail(r, LX_EINVAL, "%s: system content parts must be text", where);
             }
-            if (!str_of(t).n) {
+            if (!lx_json_str_of(t).n) {
                 continue;
             }
             if (!opened) {
-                jw_key(w, "system");
-                jw_open(w, '[');
+                lx_jw_key(w, "system");
+                lx_jw_open(w, '[');
                 opened = true;
             }
-            jw_open(w, '{');
-            jw_kstr(w, "type", LX_STR("text"));
-            jw_kstr(w, "text", str_of(t));
-            put_cache_control(w, get(part, "cache_control") ? get(part, "cache_control") : cc);
-            jw_close(w, '}');
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "type", LX_STR("text"));
+            lx_jw_kstr(w, "text", lx_json_str_of(t));
+            put_cache_control(
+                w, lx_json_get(part, "cache_control") ? lx_json_get(part, "cache_control") : cc);
+            lx_jw_close(w, '}');
         }
     }
     const cJSON *rf = param(r->call, "response_format");
@@ -781,26 +640,26 @@ static int put_system(struct req *r, const cJSON *messages)
         }
         if (text.len) {
             if (!opened) {
-                jw_key(w, "system");
-                jw_open(w, '[');
+                lx_jw_key(w, "system");
+                lx_jw_open(w, '[');
                 opened = true;
             }
-            jw_open(w, '{');
-            jw_kstr(w, "type", LX_STR("text"));
-            jw_kstr(w, "text", lx_buf_str(&text));
-            jw_close(w, '}');
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "type", LX_STR("text"));
+            lx_jw_kstr(w, "text", lx_buf_str(&text));
+            lx_jw_close(w, '}');
         }
         lx_buf_fini(&text);
     }
     if (opened) {
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
     return 0;
 }
 
 static int put_tools(struct req *r)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     const cJSON *tools = param(r->call, "tools");
     if (!tools) {
         return 0;
@@ -811,8 +670,8 @@ static int put_tools(struct req *r)
     if (!cJSON_GetArraySize(tools)) {
         return 0;
     }
-    jw_key(w, "tools");
-    jw_open(w, '[');
+    lx_jw_key(w, "tools");
+    lx_jw_open(w, '[');
     size_t i = 0;
     const cJSON *t;
     cJSON_ArrayForEach(t, tools)
@@ -820,39 +679,39 @@ static int put_tools(struct req *r)
         if (!cJSON_IsObject(t)) {
             return req_fail(r, LX_EINVAL, "tools[%zu] must be an object", i);
         }
-        struct lx_str type = str_of(get(t, "type"));
-        const cJSON *fn = get(t, "function");
+        struct lx_str type = lx_json_str_of(lx_json_get(t, "type"));
+        const cJSON *fn = lx_json_get(t, "function");
         if (type.p && !lx_str_eq_c(type, "function")) {
             /* Anthropic's own tool kinds (bash, text_editor, web_search...) pass as is. */
-            jw_cjson(w, t);
+            lx_jw_cjson(w, t);
             i++;
             continue;
         }
-        struct lx_str name = str_of(get(fn, "name"));
+        struct lx_str name = lx_json_str_of(lx_json_get(fn, "name"));
         if (!name.p) {
             return req_fail(r, LX_EINVAL, "tools[%zu] needs function.name", i);
         }
-        const cJSON *params = get(fn, "parameters");
+        const cJSON *params = lx_json_get(fn, "parameters");
         if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
             return req_fail(r, LX_EINVAL, "tools[%zu].function.parameters must be an object", i);
         }
-        jw_open(w, '{');
-        jw_kstr(w, "name", name);
-        struct lx_str desc = str_of(get(fn, "description"));
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "name", name);
+        struct lx_str desc = lx_json_str_of(lx_json_get(fn, "description"));
         if (desc.p) {
-            jw_kstr(w, "description", desc);
+            lx_jw_kstr(w, "description", desc);
         }
-        jw_key(w, "input_schema");
+        lx_jw_key(w, "input_schema");
         if (cJSON_IsObject(params)) {
-            jw_cjson(w, params);
+            lx_jw_cjson(w, params);
         } else {
-            jw_lit(w, "{\"type\":\"object\",\"properties\":{}}");
+            lx_jw_lit(w, "{\"type\":\"object\",\"properties\":{}}");
         }
-        put_cache_control(w, get(t, "cache_control"));
-        jw_close(w, '}');
+        put_cache_control(w, lx_json_get(t, "cache_control"));
+        lx_jw_close(w, '}');
         i++;
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
 
     /* tool_choice, and parallel_tool_calls=false as disable_parallel_tool_use. */
     const cJSON *tc = param(r->call, "tool_choice");
@@ -860,7 +719,7 @@ static int put_tools(struct req *r)
     bool no_parallel = cJSON_IsFalse(ptc);
     struct lx_str type = LX_STR_NULL, name = LX_STR_NULL;
     if (cJSON_IsString(tc)) {
-        struct lx_str s = str_of(tc);
+        struct lx_str s = lx_json_str_of(tc);
         if (lx_str_eq_c(s, "auto")) {
             type = LX_STR("auto");
         } else if (lx_str_eq_c(s, "required")) {
@@ -871,13 +730,13 @@ static int put_tools(struct req *r)
             return req_fail(r, LX_EINVAL, "tool_choice must be auto, required, none or a function");
         }
     } else if (cJSON_IsObject(tc)) {
-        struct lx_str t_type = str_of(get(tc, "type"));
+        struct lx_str t_type = lx_json_str_of(lx_json_get(tc, "type"));
         if (lx_str_eq_c(t_type, "function")) {
             type = LX_STR("tool");
-            name = str_of(get(get(tc, "function"), "name"));
+            name = lx_json_str_of(lx_json_get(lx_json_get(tc, "function"), "name"));
         } else if (lx_str_eq_c(t_type, "tool")) {
             type = t_type;
-            name = str_of(get(tc, "name"));
+            name = lx_json_str_of(lx_json_get(tc, "name"));
         } else if (lx_str_eq_c(t_type, "auto") || lx_str_eq_c(t_type, "any") ||
                    lx_str_eq_c(t_type, "none")) {
             type = t_type;
@@ -894,17 +753,17 @@ static int put_tools(struct req *r)
         type = LX_STR("auto");
     }
     if (type.p) {
-        jw_key(w, "tool_choice");
-        jw_open(w, '{');
-        jw_kstr(w, "type", type);
+        lx_jw_key(w, "tool_choice");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", type);
         if (name.p) {
-            jw_kstr(w, "name", name);
+            lx_jw_kstr(w, "name", name);
         }
         /* The "none" choice takes no other field. */
         if (no_parallel && !lx_str_eq_c(type, "none")) {
-            jw_klit(w, "disable_parallel_tool_use", "true");
+            lx_jw_klit(w, "disable_parallel_tool_use", "true");
         }
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
     return 0;
 }
@@ -931,15 +790,15 @@ static int put_number(struct req *r, const char *key)
     if (!cJSON_IsNumber(v)) {
         return req_fail(r, LX_EINVAL, "%s must be a number", key);
     }
-    jw_key(&r->w, key);
-    jw_cjson(&r->w, v);
+    lx_jw_key(&r->w, key);
+    lx_jw_cjson(&r->w, v);
     return 0;
 }
 
 static int put_params(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     const cJSON *n = param(call, "n");
     if (n && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
         return req_fail(r, LX_EINVAL, "Anthropic supports only n=1");
@@ -956,10 +815,10 @@ static int put_params(struct req *r)
     }
     const cJSON *stop = param(call, "stop");
     if (cJSON_IsString(stop)) {
-        jw_key(w, "stop_sequences");
-        jw_open(w, '[');
-        jw_str(w, str_of(stop));
-        jw_close(w, ']');
+        lx_jw_key(w, "stop_sequences");
+        lx_jw_open(w, '[');
+        lx_jw_str(w, lx_json_str_of(stop));
+        lx_jw_close(w, ']');
     } else if (cJSON_IsArray(stop)) {
         const cJSON *s;
         cJSON_ArrayForEach(s, stop)
@@ -969,8 +828,8 @@ static int put_params(struct req *r)
             }
         }
         if (cJSON_GetArraySize(stop)) {
-            jw_key(w, "stop_sequences");
-            jw_cjson(w, stop);
+            lx_jw_key(w, "stop_sequences");
+            lx_jw_cjson(w, stop);
         }
     } else if (stop) {
         return req_fail(r, LX_EINVAL, "stop must be a string or a list of strings");
@@ -980,18 +839,18 @@ static int put_params(struct req *r)
         return req_fail(r, LX_EINVAL, "user must be a string");
     }
     if (user) {
-        jw_key(w, "metadata");
-        jw_open(w, '{');
-        jw_kstr(w, "user_id", str_of(user));
-        jw_close(w, '}');
+        lx_jw_key(w, "metadata");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "user_id", lx_json_str_of(user));
+        lx_jw_close(w, '}');
     }
     const cJSON *thinking = param(call, "thinking");
     if (cJSON_IsObject(thinking)) {
-        jw_key(w, "thinking");
-        jw_cjson(w, thinking);
+        lx_jw_key(w, "thinking");
+        lx_jw_cjson(w, thinking);
     }
     if (call->stream) {
-        jw_klit(w, "stream", "true");
+        lx_jw_klit(w, "stream", "true");
     }
     return 0;
 }
@@ -999,11 +858,11 @@ static int put_params(struct req *r)
 static int build_body(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!cJSON_IsObject(call->json)) {
         return req_fail(r, LX_EINVAL, "The request body must be a JSON object");
     }
-    const cJSON *messages = get(call->json, "messages");
+    const cJSON *messages = lx_json_get(call->json, "messages");
     if (!cJSON_IsArray(messages)) {
         return req_fail(r, LX_EINVAL, "messages must be an array");
     }
@@ -1016,9 +875,9 @@ static int build_body(struct req *r)
     const char *model = call->upstream_model ? call->upstream_model
                         : call->dep          ? call->dep->upstream_model
                                              : NULL;
-    jw_open(w, '{');
-    jw_kstr(w, "model", lx_str_c(model ? model : ""));
-    jw_kint(w, "max_tokens", max_tokens ? max_tokens : ANT_DEFAULT_MAX_TOKENS);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "model", lx_str_c(model ? model : ""));
+    lx_jw_kint(w, "max_tokens", max_tokens ? max_tokens : ANT_DEFAULT_MAX_TOKENS);
     int rc = put_system(r, messages);
     if (!rc) {
         rc = put_messages(r, messages);
@@ -1032,7 +891,7 @@ static int build_body(struct req *r)
     if (rc) {
         return rc;
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -1080,14 +939,14 @@ static int anthropic_build(const struct lx_provider_call *call, struct lx_provid
 
     struct req r = {.call = call, .err = err};
     size_t mark = out->body->len;
-    jw_init(&r.w, out->body);
+    lx_jw_init(&r.w, out->body);
     int rc = build_body(&r);
     if (!rc && r.w.rc) {
         rc = r.w.rc == LX_ETOOBIG ? lx_error_set(err, LX_ETOOBIG, "Request body too large")
                                   : lx_error_set(err, r.w.rc, "Out of memory");
     }
     if (rc) {
-        buf_restore(out->body, mark);
+        lx_buf_truncate(out->body, mark);
     }
     return rc;
 }
@@ -1106,15 +965,15 @@ static int concat_blocks(const cJSON *content, const char *type, const char *fie
     const cJSON *blk;
     cJSON_ArrayForEach(blk, content)
     {
-        if (!lx_str_eq_c(str_of(get(blk, "type")), type)) {
+        if (!lx_str_eq_c(lx_json_str_of(lx_json_get(blk, "type")), type)) {
             continue;
         }
-        const cJSON *t = get(blk, field);
+        const cJSON *t = lx_json_get(blk, field);
         if (!cJSON_IsString(t)) {
             return LX_EUPSTREAM;
         }
         *out_any = true;
-        int rc = lx_buf_append_str(b, str_of(t));
+        int rc = lx_buf_append_str(b, lx_json_str_of(t));
         if (rc) {
             return rc;
         }
@@ -1122,10 +981,10 @@ static int concat_blocks(const cJSON *content, const char *type, const char *fie
     return 0;
 }
 
-static int write_response(const struct lx_provider_call *call, const cJSON *j, struct jw *w,
+static int write_response(const struct lx_provider_call *call, const cJSON *j, struct lx_jw *w,
                           struct lx_buf *tmp, struct lx_error *err)
 {
-    const cJSON *content = get(j, "content");
+    const cJSON *content = lx_json_get(j, "content");
     if (!cJSON_IsArray(content)) {
         return resp_fail(err, LX_EUPSTREAM, "Anthropic response has no content array");
     }
@@ -1133,22 +992,23 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
     size_t n_tools = 0;
     cJSON_ArrayForEach(blk, content)
     {
-        struct lx_str type = str_of(get(blk, "type"));
+        struct lx_str type = lx_json_str_of(lx_json_get(blk, "type"));
         if (!type.p) {
             return resp_fail(err, LX_EUPSTREAM, "Anthropic content block has no type");
         }
         if (lx_str_eq_c(type, "tool_use")) {
-            if (!str_of(get(blk, "id")).p || !str_of(get(blk, "name")).p) {
+            if (!lx_json_str_of(lx_json_get(blk, "id")).p ||
+                !lx_json_str_of(lx_json_get(blk, "name")).p) {
                 return resp_fail(err, LX_EUPSTREAM, "Anthropic tool_use block lacks id or name");
             }
             n_tools++;
         }
     }
     struct usage u = {0};
-    if (read_usage(get(j, "usage"), &u, false)) {
+    if (read_usage(lx_json_get(j, "usage"), &u, false)) {
         return resp_fail(err, LX_EUPSTREAM, "Anthropic response has invalid usage");
     }
-    struct lx_str id = str_of(get(j, "id"));
+    struct lx_str id = lx_json_str_of(lx_json_get(j, "id"));
     char gen_id[48];
     if (!id.p) {
         char uuid[37];
@@ -1156,23 +1016,23 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         snprintf(gen_id, sizeof(gen_id), "chatcmpl-%s", uuid);
         id = lx_str_c(gen_id);
     }
-    struct lx_str model = str_of(get(j, "model"));
+    struct lx_str model = lx_json_str_of(lx_json_get(j, "model"));
     if (!model.p) {
         model = lx_str_c(call->upstream_model ? call->upstream_model : "");
     }
 
-    jw_open(w, '{');
-    jw_kstr(w, "id", id);
-    jw_kstr(w, "object", LX_STR("chat.completion"));
-    jw_kint(w, "created", (long long)lx_wall_s());
-    jw_kstr(w, "model", model);
-    jw_key(w, "choices");
-    jw_open(w, '[');
-    jw_open(w, '{');
-    jw_kint(w, "index", 0);
-    jw_key(w, "message");
-    jw_open(w, '{');
-    jw_kstr(w, "role", LX_STR("assistant"));
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", id);
+    lx_jw_kstr(w, "object", LX_STR("chat.completion"));
+    lx_jw_kint(w, "created", (long long)lx_wall_s());
+    lx_jw_kstr(w, "model", model);
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", 0);
+    lx_jw_key(w, "message");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "role", LX_STR("assistant"));
     bool any = false;
     lx_buf_reset(tmp);
     int rc = concat_blocks(content, "text", "text", tmp, &any);
@@ -1180,11 +1040,11 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         return rc == LX_EUPSTREAM ? resp_fail(err, rc, "Anthropic text block has no text")
                                   : resp_fail(err, rc, "Response too large or out of memory");
     }
-    jw_key(w, "content");
+    lx_jw_key(w, "content");
     if (any) {
-        jw_str(w, lx_buf_str(tmp));
+        lx_jw_str(w, lx_buf_str(tmp));
     } else {
-        jw_lit(w, n_tools ? "null" : "\"\"");
+        lx_jw_lit(w, n_tools ? "null" : "\"\"");
     }
     any = false;
     lx_buf_reset(tmp);
@@ -1194,25 +1054,25 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
                                   : resp_fail(err, rc, "Response too large or out of memory");
     }
     if (any) {
-        jw_kstr(w, "reasoning_content", lx_buf_str(tmp));
+        lx_jw_kstr(w, "reasoning_content", lx_buf_str(tmp));
     }
     if (n_tools) {
-        jw_key(w, "tool_calls");
-        jw_open(w, '[');
+        lx_jw_key(w, "tool_calls");
+        lx_jw_open(w, '[');
         size_t k = 0;
         cJSON_ArrayForEach(blk, content)
         {
-            if (!lx_str_eq_c(str_of(get(blk, "type")), "tool_use")) {
+            if (!lx_str_eq_c(lx_json_str_of(lx_json_get(blk, "type")), "tool_use")) {
                 continue;
             }
-            const cJSON *input = get(blk, "input");
-            jw_open(w, '{');
-            jw_kint(w, "index", (long long)k++);
-            jw_kstr(w, "id", str_of(get(blk, "id")));
-            jw_kstr(w, "type", LX_STR("function"));
-            jw_key(w, "function");
-            jw_open(w, '{');
-            jw_kstr(w, "name", str_of(get(blk, "name")));
+            const cJSON *input = lx_json_get(blk, "input");
+            lx_jw_open(w, '{');
+            lx_jw_kint(w, "index", (long long)k++);
+            lx_jw_kstr(w, "id", lx_json_str_of(lx_json_get(blk, "id")));
+            lx_jw_kstr(w, "type", LX_STR("function"));
+            lx_jw_key(w, "function");
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "name", lx_json_str_of(lx_json_get(blk, "name")));
             lx_buf_reset(tmp);
             if (input) {
                 char *s = cJSON_PrintUnformatted(input);
@@ -1227,20 +1087,20 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
             if (rc) {
                 return resp_fail(err, rc, "Response too large or out of memory");
             }
-            jw_kstr(w, "arguments", lx_buf_str(tmp));
-            jw_close(w, '}');
-            jw_close(w, '}');
+            lx_jw_kstr(w, "arguments", lx_buf_str(tmp));
+            lx_jw_close(w, '}');
+            lx_jw_close(w, '}');
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
-    jw_close(w, '}');
-    jw_kstr(w, "finish_reason",
-            lx_str_c(lx_anthropic_finish_reason(str_of(get(j, "stop_reason")))));
-    jw_klit(w, "logprobs", "null");
-    jw_close(w, '}');
-    jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_kstr(w, "finish_reason",
+               lx_str_c(lx_anthropic_finish_reason(lx_json_str_of(lx_json_get(j, "stop_reason")))));
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
     write_usage(w, &u);
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -1252,8 +1112,8 @@ static int anthropic_response(const struct lx_provider_call *call, struct lx_str
         cJSON_Delete(j);
         return resp_fail(err, LX_EUPSTREAM, "Anthropic response is not a JSON object");
     }
-    if (lx_str_eq_c(str_of(get(j, "type")), "error")) {
-        struct lx_str msg = str_of(get(get(j, "error"), "message"));
+    if (lx_str_eq_c(lx_json_str_of(lx_json_get(j, "type")), "error")) {
+        struct lx_str msg = lx_json_str_of(lx_json_get(lx_json_get(j, "error"), "message"));
         lx_error_set(err, LX_EUPSTREAM, "Anthropic returned an error: %.*s",
                      (int)LX_MIN(msg.n, 300), msg.p ? msg.p : "(no message)");
         cJSON_Delete(j);
@@ -1261,15 +1121,15 @@ static int anthropic_response(const struct lx_provider_call *call, struct lx_str
     }
     struct lx_buf tmp;
     lx_buf_init(&tmp, out->limit);
-    struct jw w;
+    struct lx_jw w;
     size_t mark = out->len;
-    jw_init(&w, out);
+    lx_jw_init(&w, out);
     int rc = write_response(call, j, &w, &tmp, err);
     if (!rc && w.rc) {
         rc = resp_fail(err, w.rc, "Response too large or out of memory");
     }
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
     }
     lx_buf_fini(&tmp);
     cJSON_Delete(j);
@@ -1287,9 +1147,9 @@ static int anthropic_error(const struct lx_provider_call *call, struct lx_str bo
         status = 503; /* overloaded_error: https://docs.anthropic.com/en/api/errors */
     }
     cJSON *j = cJSON_ParseWithLength(body.p ? body.p : "", body.n);
-    const cJSON *e = get(j, "error");
-    struct lx_str type = str_of(get(e, "type"));
-    struct lx_str msg = str_of(get(e, "message"));
+    const cJSON *e = lx_json_get(j, "error");
+    struct lx_str type = lx_json_str_of(lx_json_get(e, "type"));
+    struct lx_str msg = lx_json_str_of(lx_json_get(e, "message"));
     char type_c[64];
     char fallback[96];
     if (type.p && type.n < sizeof(type_c)) {
@@ -1342,7 +1202,8 @@ static void *anthropic_stream_new(const struct lx_provider_call *call)
     memset(s, 0, sizeof(*s));
     lx_buf_init(&s->chunk, ANT_MAX_CHUNK_BYTES);
     s->created = lx_wall_s();
-    s->include_usage = cJSON_IsTrue(get(get(call->json, "stream_options"), "include_usage"));
+    s->include_usage =
+        cJSON_IsTrue(lx_json_get(lx_json_get(call->json, "stream_options"), "include_usage"));
     const char *m = call->upstream_model ? call->upstream_model : "";
     snprintf(s->model, sizeof(s->model), "%s", m);
     return s;
@@ -1354,44 +1215,44 @@ static void anthropic_stream_free(void *state)
     lx_buf_fini(&s->chunk);
 }
 
-static void chunk_begin(struct ant_stream *s, struct jw *w)
+static void chunk_begin(struct ant_stream *s, struct lx_jw *w)
 {
     lx_buf_reset(&s->chunk);
-    jw_init(w, &s->chunk);
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(s->id));
-    jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
-    jw_kint(w, "created", (long long)s->created);
-    jw_kstr(w, "model", lx_str_c(s->model));
+    lx_jw_init(w, &s->chunk);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(s->id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
+    lx_jw_kint(w, "created", (long long)s->created);
+    lx_jw_kstr(w, "model", lx_str_c(s->model));
 }
 
-static void choice_begin(struct jw *w)
+static void choice_begin(struct lx_jw *w)
 {
-    jw_key(w, "choices");
-    jw_open(w, '[');
-    jw_open(w, '{');
-    jw_kint(w, "index", 0);
-    jw_key(w, "delta");
-    jw_open(w, '{');
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", 0);
+    lx_jw_key(w, "delta");
+    lx_jw_open(w, '{');
 }
 
-static void choice_end(struct jw *w, const char *finish)
+static void choice_end(struct lx_jw *w, const char *finish)
 {
-    jw_close(w, '}');
-    jw_klit(w, "logprobs", "null");
-    jw_key(w, "finish_reason");
+    lx_jw_close(w, '}');
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_key(w, "finish_reason");
     if (finish) {
-        jw_str(w, lx_str_c(finish));
+        lx_jw_str(w, lx_str_c(finish));
     } else {
-        jw_lit(w, "null");
+        lx_jw_lit(w, "null");
     }
-    jw_close(w, '}');
-    jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
 }
 
-static int chunk_emit(struct ant_stream *s, struct jw *w, struct lx_buf *out)
+static int chunk_emit(struct ant_stream *s, struct lx_jw *w, struct lx_buf *out)
 {
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     if (w->rc) {
         return w->rc;
     }
@@ -1402,10 +1263,10 @@ static int chunk_emit(struct ant_stream *s, struct jw *w, struct lx_buf *out)
 static int emit_delta_str(struct ant_stream *s, struct lx_buf *out, const char *key,
                           struct lx_str v)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    jw_kstr(&w, key, v);
+    lx_jw_kstr(&w, key, v);
     choice_end(&w, NULL);
     return chunk_emit(s, &w, out);
 }
@@ -1413,26 +1274,26 @@ static int emit_delta_str(struct ant_stream *s, struct lx_buf *out, const char *
 static int emit_tool_delta(struct ant_stream *s, struct lx_buf *out, size_t index, struct lx_str id,
                            struct lx_str name, struct lx_str args)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    jw_key(&w, "tool_calls");
-    jw_open(&w, '[');
-    jw_open(&w, '{');
-    jw_kint(&w, "index", (long long)index);
+    lx_jw_key(&w, "tool_calls");
+    lx_jw_open(&w, '[');
+    lx_jw_open(&w, '{');
+    lx_jw_kint(&w, "index", (long long)index);
     if (id.p) {
-        jw_kstr(&w, "id", id);
-        jw_kstr(&w, "type", LX_STR("function"));
+        lx_jw_kstr(&w, "id", id);
+        lx_jw_kstr(&w, "type", LX_STR("function"));
     }
-    jw_key(&w, "function");
-    jw_open(&w, '{');
+    lx_jw_key(&w, "function");
+    lx_jw_open(&w, '{');
     if (name.p) {
-        jw_kstr(&w, "name", name);
+        lx_jw_kstr(&w, "name", name);
     }
-    jw_kstr(&w, "arguments", args);
-    jw_close(&w, '}');
-    jw_close(&w, '}');
-    jw_close(&w, ']');
+    lx_jw_kstr(&w, "arguments", args);
+    lx_jw_close(&w, '}');
+    lx_jw_close(&w, '}');
+    lx_jw_close(&w, ']');
     choice_end(&w, NULL);
     return chunk_emit(s, &w, out);
 }
@@ -1445,7 +1306,7 @@ static int ev_fail(struct lx_error *err, const char *what)
 /* The content block index of an event, or -1. */
 static int block_index(const cJSON *d)
 {
-    const cJSON *v = get(d, "index");
+    const cJSON *v = lx_json_get(d, "index");
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble >= ANT_MAX_BLOCKS ||
         floor(v->valuedouble) != v->valuedouble) {
         return -1;
@@ -1459,13 +1320,13 @@ static int on_message_start(struct ant_stream *s, const cJSON *d, struct lx_buf 
     if (s->started) {
         return ev_fail(err, "message_start sent twice");
     }
-    const cJSON *msg = get(d, "message");
-    struct lx_str id = str_of(get(msg, "id"));
-    struct lx_str model = str_of(get(msg, "model"));
+    const cJSON *msg = lx_json_get(d, "message");
+    struct lx_str id = lx_json_str_of(lx_json_get(msg, "id"));
+    struct lx_str model = lx_json_str_of(lx_json_get(msg, "model"));
     if (!id.p || id.n > ANT_MAX_NAME || model.n > ANT_MAX_NAME) {
         return ev_fail(err, "message_start without a valid message id");
     }
-    if (read_usage(get(msg, "usage"), &s->usage, false)) {
+    if (read_usage(lx_json_get(msg, "usage"), &s->usage, false)) {
         return ev_fail(err, "message_start with invalid usage");
     }
     memcpy(s->id, id.p, id.n);
@@ -1475,11 +1336,11 @@ static int on_message_start(struct ant_stream *s, const cJSON *d, struct lx_buf 
         s->model[model.n] = '\0';
     }
     s->started = true;
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    jw_kstr(&w, "role", LX_STR("assistant"));
-    jw_kstr(&w, "content", LX_STR(""));
+    lx_jw_kstr(&w, "role", LX_STR("assistant"));
+    lx_jw_kstr(&w, "content", LX_STR(""));
     choice_end(&w, NULL);
     return chunk_emit(s, &w, out);
 }
@@ -1488,8 +1349,8 @@ static int on_block_start(struct ant_stream *s, const cJSON *d, struct lx_buf *o
                           struct lx_error *err)
 {
     int idx = block_index(d);
-    const cJSON *blk = get(d, "content_block");
-    struct lx_str type = str_of(get(blk, "type"));
+    const cJSON *blk = lx_json_get(d, "content_block");
+    struct lx_str type = lx_json_str_of(lx_json_get(blk, "type"));
     if (idx < 0 || !type.p) {
         return ev_fail(err, "content_block_start without a valid index and type");
     }
@@ -1498,17 +1359,17 @@ static int on_block_start(struct ant_stream *s, const cJSON *d, struct lx_buf *o
     }
     if (lx_str_eq_c(type, "text")) {
         s->block_kind[idx] = BLK_TEXT;
-        struct lx_str t = str_of(get(blk, "text"));
+        struct lx_str t = lx_json_str_of(lx_json_get(blk, "text"));
         return t.n ? emit_delta_str(s, out, "content", t) : 0;
     }
     if (lx_str_eq_c(type, "thinking")) {
         s->block_kind[idx] = BLK_THINKING;
-        struct lx_str t = str_of(get(blk, "thinking"));
+        struct lx_str t = lx_json_str_of(lx_json_get(blk, "thinking"));
         return t.n ? emit_delta_str(s, out, "reasoning_content", t) : 0;
     }
     if (lx_str_eq_c(type, "tool_use")) {
-        struct lx_str id = str_of(get(blk, "id"));
-        struct lx_str name = str_of(get(blk, "name"));
+        struct lx_str id = lx_json_str_of(lx_json_get(blk, "id"));
+        struct lx_str name = lx_json_str_of(lx_json_get(blk, "name"));
         if (!id.p || !name.p) {
             return ev_fail(err, "tool_use block without id or name");
         }
@@ -1524,8 +1385,8 @@ static int on_block_delta(struct ant_stream *s, const cJSON *d, struct lx_buf *o
                           struct lx_error *err)
 {
     int idx = block_index(d);
-    const cJSON *delta = get(d, "delta");
-    struct lx_str type = str_of(get(delta, "type"));
+    const cJSON *delta = lx_json_get(d, "delta");
+    struct lx_str type = lx_json_str_of(lx_json_get(delta, "type"));
     if (idx < 0 || !type.p) {
         return ev_fail(err, "content_block_delta without a valid index and type");
     }
@@ -1533,44 +1394,46 @@ static int on_block_delta(struct ant_stream *s, const cJSON *d, struct lx_buf *o
         return ev_fail(err, "content_block_delta for a block that was not started");
     }
     if (lx_str_eq_c(type, "text_delta")) {
-        const cJSON *t = get(delta, "text");
+        const cJSON *t = lx_json_get(delta, "text");
         if (!cJSON_IsString(t)) {
             return ev_fail(err, "text_delta without text");
         }
-        return str_of(t).n ? emit_delta_str(s, out, "content", str_of(t)) : 0;
+        return lx_json_str_of(t).n ? emit_delta_str(s, out, "content", lx_json_str_of(t)) : 0;
     }
     if (lx_str_eq_c(type, "thinking_delta")) {
-        const cJSON *t = get(delta, "thinking");
+        const cJSON *t = lx_json_get(delta, "thinking");
         if (!cJSON_IsString(t)) {
             return ev_fail(err, "thinking_delta without thinking");
         }
-        return str_of(t).n ? emit_delta_str(s, out, "reasoning_content", str_of(t)) : 0;
+        return lx_json_str_of(t).n ? emit_delta_str(s, out, "reasoning_content", lx_json_str_of(t))
+                                   : 0;
     }
     if (lx_str_eq_c(type, "input_json_delta")) {
-        const cJSON *pj = get(delta, "partial_json");
+        const cJSON *pj = lx_json_get(delta, "partial_json");
         if (!cJSON_IsString(pj)) {
             return ev_fail(err, "input_json_delta without partial_json");
         }
-        if (s->block_kind[idx] != BLK_TOOL || !str_of(pj).n) {
+        if (s->block_kind[idx] != BLK_TOOL || !lx_json_str_of(pj).n) {
             return 0; /* a server tool's input, or an empty piece */
         }
-        return emit_tool_delta(s, out, s->tool_index[idx], LX_STR_NULL, LX_STR_NULL, str_of(pj));
+        return emit_tool_delta(s, out, s->tool_index[idx], LX_STR_NULL, LX_STR_NULL,
+                               lx_json_str_of(pj));
     }
     return 0; /* signature_delta, citations_delta, future kinds */
 }
 
 static int on_message_delta(struct ant_stream *s, const cJSON *d, struct lx_error *err)
 {
-    const cJSON *delta = get(d, "delta");
-    const cJSON *sr = get(delta, "stop_reason");
+    const cJSON *delta = lx_json_get(d, "delta");
+    const cJSON *sr = lx_json_get(delta, "stop_reason");
     if (sr && !cJSON_IsNull(sr) && !cJSON_IsString(sr)) {
         return ev_fail(err, "message_delta with an invalid stop_reason");
     }
     if (cJSON_IsString(sr)) {
-        s->finish = lx_anthropic_finish_reason(str_of(sr));
+        s->finish = lx_anthropic_finish_reason(lx_json_str_of(sr));
     }
     /* usage in message_delta is cumulative (messages-streaming, "Event types"). */
-    if (read_usage(get(d, "usage"), &s->usage, true)) {
+    if (read_usage(lx_json_get(d, "usage"), &s->usage, true)) {
         return ev_fail(err, "message_delta with invalid usage");
     }
     return 0;
@@ -1578,15 +1441,15 @@ static int on_message_delta(struct ant_stream *s, const cJSON *d, struct lx_erro
 
 static int on_message_stop(struct ant_stream *s, struct lx_buf *out)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
     choice_end(&w, s->finish ? s->finish : "stop");
     int rc = chunk_emit(s, &w, out);
     if (!rc && s->include_usage) {
         chunk_begin(s, &w);
-        jw_key(&w, "choices");
-        jw_lit(&w, "[]");
+        lx_jw_key(&w, "choices");
+        lx_jw_lit(&w, "[]");
         write_usage(&w, &s->usage);
         rc = chunk_emit(s, &w, out);
     }
@@ -1599,9 +1462,9 @@ static int on_message_stop(struct ant_stream *s, struct lx_buf *out)
 
 static int on_error_event(struct ant_stream *s, const cJSON *d, struct lx_buf *out)
 {
-    const cJSON *e = get(d, "error");
-    struct lx_str type = str_of(get(e, "type"));
-    struct lx_str msg = str_of(get(e, "message"));
+    const cJSON *e = lx_json_get(d, "error");
+    struct lx_str type = lx_json_str_of(lx_json_get(e, "type"));
+    struct lx_str msg = lx_json_str_of(lx_json_get(e, "message"));
     char code[16];
     snprintf(code, sizeof(code), "%d", status_for_error_type(type));
     lx_buf_reset(&s->chunk);
@@ -1668,7 +1531,7 @@ static int anthropic_event(void *state, const struct lx_sse_event *ev, struct lx
         return ev_fail(err, "event data is not a JSON object");
     }
     /* The data's type and the SSE event name agree; the data's is authoritative. */
-    struct lx_str type = str_of(get(d, "type"));
+    struct lx_str type = lx_json_str_of(lx_json_get(d, "type"));
     if (!type.p) {
         type = ev->name;
     }
@@ -1680,7 +1543,7 @@ static int anthropic_event(void *state, const struct lx_sse_event *ev, struct lx
     int rc = dispatch(s, type, d, out, err);
     cJSON_Delete(d);
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
         if (rc != LX_EUPSTREAM) {
             lx_error_set(err, rc, "Anthropic stream: %s translating an event",
                          rc == LX_ETOOBIG ? "output too large" : lx_strerror(rc));

@@ -46,11 +46,11 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
-#include "core/assert.h"
 #include "core/rand.h"
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "json/writer.h"
 #include "providers/eventstream.h"
 #include "providers/provider.h"
 #include "providers/sigv4.h"
@@ -68,149 +68,7 @@
 /* Longest credential or region string accepted. */
 #define BR_MAX_CRED 4096
 
-/* ---- a small JSON writer with a sticky error (as in anthropic.c) ---- */
-
-#define JW_MAX_DEPTH 16
-
-struct jw {
-    struct lx_buf *b;
-    int rc;
-    int depth;
-    bool first[JW_MAX_DEPTH];
-    bool after_key;
-};
-
-static void jw_init(struct jw *w, struct lx_buf *b)
-{
-    memset(w, 0, sizeof(*w));
-    w->b = b;
-    w->first[0] = true;
-}
-
-static void jw_raw(struct jw *w, const char *p, size_t n)
-{
-    if (!w->rc) {
-        w->rc = lx_buf_append(w->b, p, n);
-    }
-}
-
-#define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
-
-static void jw_sep(struct jw *w)
-{
-    if (w->after_key) {
-        w->after_key = false;
-        return;
-    }
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-}
-
-/* key is a literal from this file: no escaping needed. */
-static void jw_key(struct jw *w, const char *key)
-{
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-    JW_LIT(w, "\"");
-    jw_raw(w, key, strlen(key));
-    JW_LIT(w, "\":");
-    w->after_key = true;
-}
-
-static void jw_open(struct jw *w, char c)
-{
-    jw_sep(w);
-    jw_raw(w, &c, 1);
-    LX_ASSERT(w->depth + 1 < JW_MAX_DEPTH); /* our own structure, never input-driven */
-    w->depth++;
-    w->first[w->depth] = true;
-}
-
-static void jw_close(struct jw *w, char c)
-{
-    jw_raw(w, &c, 1);
-    w->depth--;
-}
-
-static void jw_str(struct jw *w, struct lx_str s)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_json_append_string(w->b, s);
-    }
-}
-
-static void jw_lit(struct jw *w, const char *lit)
-{
-    jw_sep(w);
-    jw_raw(w, lit, strlen(lit));
-}
-
-static void jw_int(struct jw *w, long long v)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_buf_printf(w->b, "%lld", v);
-    }
-}
-
-/* A cJSON value printed as is (cJSON's allocations are lx_try_malloc: may fail). */
-static void jw_cjson(struct jw *w, const cJSON *v)
-{
-    jw_sep(w);
-    if (w->rc) {
-        return;
-    }
-    char *s = cJSON_PrintUnformatted(v);
-    if (!s) {
-        w->rc = LX_ENOMEM;
-        return;
-    }
-    w->rc = lx_buf_append_c(w->b, s);
-    cJSON_free(s);
-}
-
-static void jw_kstr(struct jw *w, const char *key, struct lx_str s)
-{
-    jw_key(w, key);
-    jw_str(w, s);
-}
-
-static void jw_klit(struct jw *w, const char *key, const char *lit)
-{
-    jw_key(w, key);
-    jw_lit(w, lit);
-}
-
-static void jw_kint(struct jw *w, const char *key, long long v)
-{
-    jw_key(w, key);
-    jw_int(w, v);
-}
-
-static void buf_restore(struct lx_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data) {
-        b->data[len] = '\0';
-    }
-}
-
 /* ---- shared helpers ---- */
-
-static struct lx_str str_of(const cJSON *v)
-{
-    return cJSON_IsString(v) && v->valuestring ? lx_str_c(v->valuestring) : LX_STR_NULL;
-}
-
-static const cJSON *get(const cJSON *obj, const char *key)
-{
-    return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-}
 
 /* The model id sent upstream: LiteLLM's "converse/" route prefix removed. */
 static struct lx_str model_id(const struct lx_provider_call *call)
@@ -276,7 +134,7 @@ LX_TESTABLE int lx_bedrock_exception_status(struct lx_str name)
  */
 static long long token_count(const cJSON *usage, const char *key)
 {
-    const cJSON *v = get(usage, key);
+    const cJSON *v = lx_json_get(usage, key);
     if (!v || cJSON_IsNull(v)) {
         return 0;
     }
@@ -308,23 +166,23 @@ static int read_usage(const cJSON *usage, struct usage *u)
     return 0;
 }
 
-static void write_usage(struct jw *w, const struct usage *u)
+static void write_usage(struct lx_jw *w, const struct usage *u)
 {
     /* inputTokens exclude tokens read from or written to the prompt cache; OpenAI's include them.
      */
     long long prompt = u->input + u->cache_read + u->cache_write;
-    jw_key(w, "usage");
-    jw_open(w, '{');
-    jw_kint(w, "prompt_tokens", prompt);
-    jw_kint(w, "completion_tokens", u->output);
-    jw_kint(w, "total_tokens", prompt + u->output);
-    jw_key(w, "prompt_tokens_details");
-    jw_open(w, '{');
-    jw_kint(w, "cached_tokens", u->cache_read);
-    jw_close(w, '}');
-    jw_kint(w, "cache_read_input_tokens", u->cache_read);
-    jw_kint(w, "cache_creation_input_tokens", u->cache_write);
-    jw_close(w, '}');
+    lx_jw_key(w, "usage");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "prompt_tokens", prompt);
+    lx_jw_kint(w, "completion_tokens", u->output);
+    lx_jw_kint(w, "total_tokens", prompt + u->output);
+    lx_jw_key(w, "prompt_tokens_details");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "cached_tokens", u->cache_read);
+    lx_jw_close(w, '}');
+    lx_jw_kint(w, "cache_read_input_tokens", u->cache_read);
+    lx_jw_kint(w, "cache_creation_input_tokens", u->cache_write);
+    lx_jw_close(w, '}');
 }
 
 /* ---- request body ---- */
@@ -333,7 +191,7 @@ enum turn { TURN_NONE, TURN_USER, TURN_ASSISTANT };
 
 struct req {
     const struct lx_provider_call *call;
-    struct jw w;
+    struct lx_jw w;
     struct lx_error *err;
     enum turn turn; /* role of the open message, TURN_NONE before the first */
 };
@@ -353,9 +211,9 @@ static int req_fail(struct req *r, int code, const char *fmt, ...)
 /* A request field: the client's, else the deployment's default; null counts as absent. */
 static const cJSON *param(const struct lx_provider_call *call, const char *key)
 {
-    const cJSON *v = get(call->json, key);
+    const cJSON *v = lx_json_get(call->json, key);
     if (!v && call->dep && call->dep->extra_params) {
-        v = get(call->dep->extra_params, key);
+        v = lx_json_get(call->dep->extra_params, key);
     }
     return cJSON_IsNull(v) ? NULL : v;
 }
@@ -363,16 +221,16 @@ static const cJSON *param(const struct lx_provider_call *call, const char *key)
 /* Open a block in a message of role t, closing the previous message if its role differs. */
 static void begin_block(struct req *r, enum turn t)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (r->turn != t) {
         if (r->turn != TURN_NONE) {
-            jw_close(w, ']');
-            jw_close(w, '}');
+            lx_jw_close(w, ']');
+            lx_jw_close(w, '}');
         }
-        jw_open(w, '{');
-        jw_kstr(w, "role", t == TURN_USER ? LX_STR("user") : LX_STR("assistant"));
-        jw_key(w, "content");
-        jw_open(w, '[');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "role", t == TURN_USER ? LX_STR("user") : LX_STR("assistant"));
+        lx_jw_key(w, "content");
+        lx_jw_open(w, '[');
         r->turn = t;
     }
 }
@@ -418,7 +276,7 @@ static bool parse_data_url(struct lx_str url, struct lx_str *media, struct lx_st
 
 static int put_image(struct req *r, const char *where, struct lx_str url)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     struct lx_str media, data;
     if (!lx_str_has_prefix(url, LX_STR("data:"))) {
         return req_fail(r, LX_EINVAL,
@@ -434,26 +292,26 @@ static int put_image(struct req *r, const char *where, struct lx_str url)
                         "%s: image type '%.*s' is not supported by Bedrock (png, jpeg, gif, webp)",
                         where, (int)LX_MIN(media.n, 64), media.p);
     }
-    jw_open(w, '{');
-    jw_key(w, "image");
-    jw_open(w, '{');
-    jw_kstr(w, "format", lx_str_c(fmt));
-    jw_key(w, "source");
-    jw_open(w, '{');
-    jw_kstr(w, "bytes", data);
-    jw_close(w, '}');
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "image");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "format", lx_str_c(fmt));
+    lx_jw_key(w, "source");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "bytes", data);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
 /* Whether a content part produces no block (empty text, or a kind we drop). */
 static bool part_is_empty(const cJSON *part)
 {
-    struct lx_str type = str_of(get(part, "type"));
+    struct lx_str type = lx_json_str_of(lx_json_get(part, "type"));
     if (lx_str_eq_c(type, "text")) {
-        const cJSON *t = get(part, "text");
-        return cJSON_IsString(t) && str_of(t).n == 0;
+        const cJSON *t = lx_json_get(part, "text");
+        return cJSON_IsString(t) && lx_json_str_of(t).n == 0;
     }
     return lx_str_eq_c(type, "refusal") || lx_str_eq_c(type, "thinking") ||
            lx_str_eq_c(type, "redacted_thinking");
@@ -462,28 +320,28 @@ static bool part_is_empty(const cJSON *part)
 /* One OpenAI content part as a Converse content block at the writer's position. */
 static int put_part(struct req *r, const char *where, const cJSON *part)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!cJSON_IsObject(part)) {
         return req_fail(r, LX_EINVAL, "%s: a content part must be an object", where);
     }
-    struct lx_str type = str_of(get(part, "type"));
+    struct lx_str type = lx_json_str_of(lx_json_get(part, "type"));
     if (lx_str_eq_c(type, "text")) {
-        const cJSON *t = get(part, "text");
+        const cJSON *t = lx_json_get(part, "text");
         if (!cJSON_IsString(t)) {
             return req_fail(r, LX_EINVAL, "%s: a text part needs a string 'text'", where);
         }
-        jw_open(w, '{');
-        jw_kstr(w, "text", str_of(t));
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "text", lx_json_str_of(t));
+        lx_jw_close(w, '}');
         return 0;
     }
     if (lx_str_eq_c(type, "image_url")) {
-        const cJSON *iu = get(part, "image_url");
-        const cJSON *u = cJSON_IsObject(iu) ? get(iu, "url") : iu;
+        const cJSON *iu = lx_json_get(part, "image_url");
+        const cJSON *u = cJSON_IsObject(iu) ? lx_json_get(iu, "url") : iu;
         if (!cJSON_IsString(u)) {
             return req_fail(r, LX_EINVAL, "%s: an image_url part needs image_url.url", where);
         }
-        return put_image(r, where, str_of(u));
+        return put_image(r, where, lx_json_str_of(u));
     }
     if (!type.p) {
         return req_fail(r, LX_EINVAL, "%s: a content part needs a string 'type'", where);
@@ -495,16 +353,16 @@ static int put_part(struct req *r, const char *where, const cJSON *part)
 /* A message's content as blocks of a turn of role t. */
 static int put_content(struct req *r, const char *where, enum turn t, const cJSON *content)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (cJSON_IsString(content)) {
-        struct lx_str s = str_of(content);
+        struct lx_str s = lx_json_str_of(content);
         if (!s.n) {
             return 0;
         }
         begin_block(r, t);
-        jw_open(w, '{');
-        jw_kstr(w, "text", s);
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "text", s);
+        lx_jw_close(w, '}');
         return 0;
     }
     if (!cJSON_IsArray(content)) {
@@ -527,18 +385,18 @@ static int put_content(struct req *r, const char *where, enum turn t, const cJSO
 
 static int put_tool_use(struct req *r, const char *where, const cJSON *tc)
 {
-    struct jw *w = &r->w;
-    const cJSON *fn = get(tc, "function");
-    struct lx_str id = str_of(get(tc, "id"));
-    struct lx_str name = str_of(get(fn, "name"));
+    struct lx_jw *w = &r->w;
+    const cJSON *fn = lx_json_get(tc, "function");
+    struct lx_str id = lx_json_str_of(lx_json_get(tc, "id"));
+    struct lx_str name = lx_json_str_of(lx_json_get(fn, "name"));
     if (!cJSON_IsObject(tc) || !id.p || !name.p) {
         return req_fail(r, LX_EINVAL, "%s: a tool call needs a string id and function.name", where);
     }
-    const cJSON *args = get(fn, "arguments");
+    const cJSON *args = lx_json_get(fn, "arguments");
     cJSON *parsed = NULL;
     const cJSON *input = args;
     if (cJSON_IsString(args)) {
-        struct lx_str a = lx_str_trim(str_of(args));
+        struct lx_str a = lx_str_trim(lx_json_str_of(args));
         if (a.n) {
             parsed = cJSON_ParseWithLength(a.p, a.n);
             struct lx_str unused;
@@ -561,41 +419,41 @@ static int put_tool_use(struct req *r, const char *where, const cJSON *tc)
                         (int)LX_MIN(id.n, 64), id.p);
     }
     begin_block(r, TURN_ASSISTANT);
-    jw_open(w, '{');
-    jw_key(w, "toolUse");
-    jw_open(w, '{');
-    jw_kstr(w, "toolUseId", id);
-    jw_kstr(w, "name", name);
-    jw_key(w, "input");
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "toolUse");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "toolUseId", id);
+    lx_jw_kstr(w, "name", name);
+    lx_jw_key(w, "input");
     if (input) {
-        jw_cjson(w, input);
+        lx_jw_cjson(w, input);
     } else {
-        jw_lit(w, "{}");
+        lx_jw_lit(w, "{}");
     }
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     cJSON_Delete(parsed);
     return 0;
 }
 
 static int put_tool_result(struct req *r, const char *where, const cJSON *msg)
 {
-    struct jw *w = &r->w;
-    struct lx_str id = str_of(get(msg, "tool_call_id"));
+    struct lx_jw *w = &r->w;
+    struct lx_str id = lx_json_str_of(lx_json_get(msg, "tool_call_id"));
     if (!id.p) {
         return req_fail(r, LX_EINVAL, "%s: a tool message needs a string tool_call_id", where);
     }
-    const cJSON *content = get(msg, "content");
+    const cJSON *content = lx_json_get(msg, "content");
     if (content && !cJSON_IsNull(content) && !cJSON_IsString(content) && !cJSON_IsArray(content)) {
         return req_fail(r, LX_EINVAL, "%s: content must be a string or an array of parts", where);
     }
     begin_block(r, TURN_USER);
-    jw_open(w, '{');
-    jw_key(w, "toolResult");
-    jw_open(w, '{');
-    jw_kstr(w, "toolUseId", id);
-    jw_key(w, "content");
-    jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "toolResult");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "toolUseId", id);
+    lx_jw_key(w, "content");
+    lx_jw_open(w, '[');
     size_t n = 0;
     if (cJSON_IsArray(content)) {
         const cJSON *part;
@@ -613,29 +471,29 @@ static int put_tool_result(struct req *r, const char *where, const cJSON *msg)
     }
     if (!n) {
         /* A string, or nothing: one text block (the API wants at least one). */
-        jw_open(w, '{');
-        jw_kstr(w, "text", cJSON_IsString(content) ? str_of(content) : LX_STR(""));
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "text", cJSON_IsString(content) ? lx_json_str_of(content) : LX_STR(""));
+        lx_jw_close(w, '}');
     }
-    jw_close(w, ']');
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
 static int put_messages(struct req *r, const cJSON *messages)
 {
-    struct jw *w = &r->w;
-    jw_key(w, "messages");
-    jw_open(w, '[');
+    struct lx_jw *w = &r->w;
+    lx_jw_key(w, "messages");
+    lx_jw_open(w, '[');
     size_t i = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, messages)
     {
         char where[48];
         snprintf(where, sizeof(where), "messages[%zu]", i++);
-        struct lx_str role = str_of(get(m, "role"));
-        const cJSON *content = get(m, "content");
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
+        const cJSON *content = lx_json_get(m, "content");
         int rc = 0;
         if (lx_str_eq_c(role, "system") || lx_str_eq_c(role, "developer")) {
             continue; /* written into `system` */
@@ -645,7 +503,7 @@ static int put_messages(struct req *r, const cJSON *messages)
             }
             rc = put_content(r, where, TURN_USER, content);
         } else if (lx_str_eq_c(role, "assistant")) {
-            const cJSON *calls = get(m, "tool_calls");
+            const cJSON *calls = lx_json_get(m, "tool_calls");
             if (content && !cJSON_IsNull(content)) {
                 rc = put_content(r, where, TURN_ASSISTANT, content);
             }
@@ -677,25 +535,25 @@ static int put_messages(struct req *r, const cJSON *messages)
         }
     }
     if (r->turn != TURN_NONE) {
-        jw_close(w, ']');
-        jw_close(w, '}');
+        lx_jw_close(w, ']');
+        lx_jw_close(w, '}');
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     return 0;
 }
 
-static void open_system(struct jw *w, bool *opened)
+static void open_system(struct lx_jw *w, bool *opened)
 {
     if (!*opened) {
-        jw_key(w, "system");
-        jw_open(w, '[');
+        lx_jw_key(w, "system");
+        lx_jw_open(w, '[');
         *opened = true;
     }
 }
 
 static int put_system(struct req *r, const cJSON *messages)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     bool opened = false;
     size_t i = 0;
     const cJSON *m;
@@ -703,17 +561,17 @@ static int put_system(struct req *r, const cJSON *messages)
     {
         char where[48];
         snprintf(where, sizeof(where), "messages[%zu]", i++);
-        struct lx_str role = str_of(get(m, "role"));
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
         if (!lx_str_eq_c(role, "system") && !lx_str_eq_c(role, "developer")) {
             continue;
         }
-        const cJSON *content = get(m, "content");
+        const cJSON *content = lx_json_get(m, "content");
         if (cJSON_IsString(content)) {
-            if (str_of(content).n) {
+            if (lx_json_str_of(content).n) {
                 open_system(w, &opened);
-                jw_open(w, '{');
-                jw_kstr(w, "text", str_of(content));
-                jw_close(w, '}');
+                lx_jw_open(w, '{');
+                lx_jw_kstr(w, "text", lx_json_str_of(content));
+                lx_jw_close(w, '}');
             }
             continue;
         }
@@ -724,20 +582,21 @@ static int put_system(struct req *r, const cJSON *messages)
         const cJSON *part;
         cJSON_ArrayForEach(part, content)
         {
-            const cJSON *t = get(part, "text");
-            if (!lx_str_eq_c(str_of(get(part, "type")), "text") || !cJSON_IsString(t)) {
+            const cJSON *t = lx_json_get(part, "text");
+            if (!lx_str_eq_c(lx_json_str_of(lx_json_get(part, "type")), "text") ||
+                !cJSON_IsString(t)) {
                 return req_fail(r, LX_EINVAL, "%s: system content parts must be text", where);
             }
-            if (str_of(t).n) {
+            if (lx_json_str_of(t).n) {
                 open_system(w, &opened);
-                jw_open(w, '{');
-                jw_kstr(w, "text", str_of(t));
-                jw_close(w, '}');
+                lx_jw_open(w, '{');
+                lx_jw_kstr(w, "text", lx_json_str_of(t));
+                lx_jw_close(w, '}');
             }
         }
     }
     if (opened) {
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
     return 0;
 }
@@ -758,7 +617,7 @@ static long long int_param(const cJSON *v)
 static int put_inference_config(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     const cJSON *mct = param(call, "max_completion_tokens");
     long long max_tokens = int_param(mct ? mct : param(call, "max_tokens"));
     if (max_tokens < 0) {
@@ -791,35 +650,35 @@ static int put_inference_config(struct req *r)
     if (!max_tokens && !temperature && !top_p && !stop) {
         return 0;
     }
-    jw_key(w, "inferenceConfig");
-    jw_open(w, '{');
+    lx_jw_key(w, "inferenceConfig");
+    lx_jw_open(w, '{');
     if (max_tokens) {
-        jw_kint(w, "maxTokens", max_tokens);
+        lx_jw_kint(w, "maxTokens", max_tokens);
     }
     if (temperature) {
-        jw_key(w, "temperature");
-        jw_cjson(w, temperature);
+        lx_jw_key(w, "temperature");
+        lx_jw_cjson(w, temperature);
     }
     if (top_p) {
-        jw_key(w, "topP");
-        jw_cjson(w, top_p);
+        lx_jw_key(w, "topP");
+        lx_jw_cjson(w, top_p);
     }
     if (cJSON_IsString(stop)) {
-        jw_key(w, "stopSequences");
-        jw_open(w, '[');
-        jw_str(w, str_of(stop));
-        jw_close(w, ']');
+        lx_jw_key(w, "stopSequences");
+        lx_jw_open(w, '[');
+        lx_jw_str(w, lx_json_str_of(stop));
+        lx_jw_close(w, ']');
     } else if (stop) {
-        jw_key(w, "stopSequences");
-        jw_cjson(w, stop);
+        lx_jw_key(w, "stopSequences");
+        lx_jw_cjson(w, stop);
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
 static int put_tools(struct req *r)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     const cJSON *tools = param(r->call, "tools");
     if (!tools) {
         return 0;
@@ -831,7 +690,7 @@ static int put_tools(struct req *r)
     const cJSON *tc = param(r->call, "tool_choice");
     struct lx_str choice = LX_STR_NULL, name = LX_STR_NULL;
     if (cJSON_IsString(tc)) {
-        struct lx_str s = str_of(tc);
+        struct lx_str s = lx_json_str_of(tc);
         if (lx_str_eq_c(s, "auto")) {
             choice = LX_STR("auto");
         } else if (lx_str_eq_c(s, "required")) {
@@ -842,11 +701,11 @@ static int put_tools(struct req *r)
             return req_fail(r, LX_EINVAL, "tool_choice must be auto, required, none or a function");
         }
     } else if (cJSON_IsObject(tc)) {
-        if (!lx_str_eq_c(str_of(get(tc, "type")), "function")) {
+        if (!lx_str_eq_c(lx_json_str_of(lx_json_get(tc, "type")), "function")) {
             return req_fail(r, LX_EINVAL, "tool_choice must be auto, required, none or a function");
         }
         choice = LX_STR("tool");
-        name = str_of(get(get(tc, "function"), "name"));
+        name = lx_json_str_of(lx_json_get(lx_json_get(tc, "function"), "name"));
         if (!name.p) {
             return req_fail(r, LX_EINVAL, "tool_choice needs function.name");
         }
@@ -856,10 +715,10 @@ static int put_tools(struct req *r)
     if (!cJSON_GetArraySize(tools)) {
         return 0;
     }
-    jw_key(w, "toolConfig");
-    jw_open(w, '{');
-    jw_key(w, "tools");
-    jw_open(w, '[');
+    lx_jw_key(w, "toolConfig");
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "tools");
+    lx_jw_open(w, '[');
     size_t i = 0;
     const cJSON *t;
     cJSON_ArrayForEach(t, tools)
@@ -867,69 +726,69 @@ static int put_tools(struct req *r)
         if (!cJSON_IsObject(t)) {
             return req_fail(r, LX_EINVAL, "tools[%zu] must be an object", i);
         }
-        struct lx_str type = str_of(get(t, "type"));
+        struct lx_str type = lx_json_str_of(lx_json_get(t, "type"));
         if (type.p && !lx_str_eq_c(type, "function")) {
             return req_fail(r, LX_EINVAL,
                             "tools[%zu]: tool type '%.*s' is not supported by Bedrock", i,
                             (int)LX_MIN(type.n, 64), type.p);
         }
-        const cJSON *fn = get(t, "function");
-        struct lx_str fname = str_of(get(fn, "name"));
+        const cJSON *fn = lx_json_get(t, "function");
+        struct lx_str fname = lx_json_str_of(lx_json_get(fn, "name"));
         if (!fname.p) {
             return req_fail(r, LX_EINVAL, "tools[%zu] needs function.name", i);
         }
-        const cJSON *params = get(fn, "parameters");
+        const cJSON *params = lx_json_get(fn, "parameters");
         if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
             return req_fail(r, LX_EINVAL, "tools[%zu].function.parameters must be an object", i);
         }
-        jw_open(w, '{');
-        jw_key(w, "toolSpec");
-        jw_open(w, '{');
-        jw_kstr(w, "name", fname);
-        struct lx_str desc = str_of(get(fn, "description"));
+        lx_jw_open(w, '{');
+        lx_jw_key(w, "toolSpec");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "name", fname);
+        struct lx_str desc = lx_json_str_of(lx_json_get(fn, "description"));
         if (desc.n) {
-            jw_kstr(w, "description", desc);
+            lx_jw_kstr(w, "description", desc);
         }
-        jw_key(w, "inputSchema");
-        jw_open(w, '{');
-        jw_key(w, "json");
+        lx_jw_key(w, "inputSchema");
+        lx_jw_open(w, '{');
+        lx_jw_key(w, "json");
         if (cJSON_IsObject(params)) {
-            jw_cjson(w, params);
+            lx_jw_cjson(w, params);
         } else {
-            jw_lit(w, "{\"type\":\"object\",\"properties\":{}}");
+            lx_jw_lit(w, "{\"type\":\"object\",\"properties\":{}}");
         }
-        jw_close(w, '}');
-        jw_close(w, '}');
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
         i++;
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     if (choice.p) {
-        jw_key(w, "toolChoice");
-        jw_open(w, '{');
+        lx_jw_key(w, "toolChoice");
+        lx_jw_open(w, '{');
         if (lx_str_eq_c(choice, "tool")) {
-            jw_key(w, "tool");
-            jw_open(w, '{');
-            jw_kstr(w, "name", name);
-            jw_close(w, '}');
+            lx_jw_key(w, "tool");
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "name", name);
+            lx_jw_close(w, '}');
         } else {
-            jw_key(w, choice.p[0] == 'a' && choice.n == 3 ? "any" : "auto");
-            jw_lit(w, "{}");
+            lx_jw_key(w, choice.p[0] == 'a' && choice.n == 3 ? "any" : "auto");
+            lx_jw_lit(w, "{}");
         }
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
 static int build_body(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!cJSON_IsObject(call->json)) {
         return req_fail(r, LX_EINVAL, "The request body must be a JSON object");
     }
-    const cJSON *messages = get(call->json, "messages");
+    const cJSON *messages = lx_json_get(call->json, "messages");
     if (!cJSON_IsArray(messages)) {
         return req_fail(r, LX_EINVAL, "messages must be an array");
     }
@@ -937,7 +796,7 @@ static int build_body(struct req *r)
     if (n && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
         return req_fail(r, LX_EINVAL, "Bedrock supports only n=1");
     }
-    jw_open(w, '{');
+    lx_jw_open(w, '{');
     int rc = put_messages(r, messages);
     if (!rc) {
         rc = put_system(r, messages);
@@ -951,7 +810,7 @@ static int build_body(struct req *r)
     if (rc) {
         return rc;
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -1139,14 +998,14 @@ LX_TESTABLE int lx_bedrock_build_at(const struct lx_provider_call *call,
     /* Body. */
     struct req r = {.call = call, .err = err};
     size_t mark = out->body->len;
-    jw_init(&r.w, out->body);
+    lx_jw_init(&r.w, out->body);
     rc = build_body(&r);
     if (!rc && r.w.rc) {
         rc = r.w.rc == LX_ETOOBIG ? lx_error_set(err, LX_ETOOBIG, "Request body too large")
                                   : lx_error_set(err, r.w.rc, "Out of memory");
     }
     if (rc) {
-        buf_restore(out->body, mark);
+        lx_buf_truncate(out->body, mark);
         return rc;
     }
     struct lx_str body = {out->body->data + mark, out->body->len - mark};
@@ -1185,7 +1044,7 @@ LX_TESTABLE int lx_bedrock_build_at(const struct lx_provider_call *call,
     rc = lx_sigv4_authorization(&sreq, &scope, &auth);
     if (rc) {
         lx_buf_fini(&auth);
-        buf_restore(out->body, mark);
+        lx_buf_truncate(out->body, mark);
         return rc == LX_ENOMEM ? lx_error_set(err, rc, "Out of memory")
                                : lx_error_set(err, LX_ECONFIG,
                                               "Could not sign the Bedrock request for model group "
@@ -1229,11 +1088,11 @@ static int resp_fail(struct lx_error *err, int code, const char *msg)
     return lx_error_set(err, code, "%s", msg);
 }
 
-static int write_response(const struct lx_provider_call *call, const cJSON *j, struct jw *w,
+static int write_response(const struct lx_provider_call *call, const cJSON *j, struct lx_jw *w,
                           struct lx_buf *tmp, struct lx_error *err)
 {
-    const cJSON *msg = get(get(j, "output"), "message");
-    const cJSON *content = get(msg, "content");
+    const cJSON *msg = lx_json_get(lx_json_get(j, "output"), "message");
+    const cJSON *content = lx_json_get(msg, "content");
     if (!cJSON_IsArray(content)) {
         return resp_fail(err, LX_EUPSTREAM, "Bedrock response has no output.message.content");
     }
@@ -1245,14 +1104,15 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         if (!cJSON_IsObject(blk)) {
             return resp_fail(err, LX_EUPSTREAM, "Bedrock content block is not an object");
         }
-        const cJSON *t = get(blk, "text");
-        const cJSON *tu = get(blk, "toolUse");
+        const cJSON *t = lx_json_get(blk, "text");
+        const cJSON *tu = lx_json_get(blk, "toolUse");
         if (t && !cJSON_IsString(t)) {
             return resp_fail(err, LX_EUPSTREAM, "Bedrock text block has no text");
         }
         any_text = any_text || t;
         if (tu) {
-            if (!str_of(get(tu, "toolUseId")).p || !str_of(get(tu, "name")).p) {
+            if (!lx_json_str_of(lx_json_get(tu, "toolUseId")).p ||
+                !lx_json_str_of(lx_json_get(tu, "name")).p) {
                 return resp_fail(err, LX_EUPSTREAM,
                                  "Bedrock toolUse block lacks toolUseId or name");
             }
@@ -1260,14 +1120,15 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         }
         any_reasoning =
             any_reasoning ||
-            cJSON_IsString(get(get(get(blk, "reasoningContent"), "reasoningText"), "text"));
+            cJSON_IsString(lx_json_get(
+                lx_json_get(lx_json_get(blk, "reasoningContent"), "reasoningText"), "text"));
     }
-    const cJSON *sr = get(j, "stopReason");
+    const cJSON *sr = lx_json_get(j, "stopReason");
     if (sr && !cJSON_IsString(sr)) {
         return resp_fail(err, LX_EUPSTREAM, "Bedrock response has an invalid stopReason");
     }
     struct usage u = {0};
-    if (read_usage(get(j, "usage"), &u)) {
+    if (read_usage(lx_json_get(j, "usage"), &u)) {
         return resp_fail(err, LX_EUPSTREAM, "Bedrock response has invalid usage");
     }
     char uuid[37];
@@ -1275,25 +1136,25 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
     char id[48];
     snprintf(id, sizeof(id), "chatcmpl-%s", uuid);
 
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(id));
-    jw_kstr(w, "object", LX_STR("chat.completion"));
-    jw_kint(w, "created", (long long)lx_wall_s());
-    jw_kstr(w, "model", model_id(call));
-    jw_key(w, "choices");
-    jw_open(w, '[');
-    jw_open(w, '{');
-    jw_kint(w, "index", 0);
-    jw_key(w, "message");
-    jw_open(w, '{');
-    jw_kstr(w, "role", LX_STR("assistant"));
-    jw_key(w, "content");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion"));
+    lx_jw_kint(w, "created", (long long)lx_wall_s());
+    lx_jw_kstr(w, "model", model_id(call));
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", 0);
+    lx_jw_key(w, "message");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "role", LX_STR("assistant"));
+    lx_jw_key(w, "content");
     if (any_text) {
         lx_buf_reset(tmp);
         int rc = 0;
         cJSON_ArrayForEach(blk, content)
         {
-            struct lx_str t = str_of(get(blk, "text"));
+            struct lx_str t = lx_json_str_of(lx_json_get(blk, "text"));
             if (t.n && !rc) {
                 rc = lx_buf_append_str(tmp, t);
             }
@@ -1301,17 +1162,17 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         if (rc) {
             return resp_fail(err, rc, "Response too large or out of memory");
         }
-        jw_str(w, lx_buf_str(tmp));
+        lx_jw_str(w, lx_buf_str(tmp));
     } else {
-        jw_lit(w, n_tools ? "null" : "\"\"");
+        lx_jw_lit(w, n_tools ? "null" : "\"\"");
     }
     if (any_reasoning) {
         lx_buf_reset(tmp);
         int rc = 0;
         cJSON_ArrayForEach(blk, content)
         {
-            struct lx_str t =
-                str_of(get(get(get(blk, "reasoningContent"), "reasoningText"), "text"));
+            struct lx_str t = lx_json_str_of(lx_json_get(
+                lx_json_get(lx_json_get(blk, "reasoningContent"), "reasoningText"), "text"));
             if (t.n && !rc) {
                 rc = lx_buf_append_str(tmp, t);
             }
@@ -1319,26 +1180,26 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         if (rc) {
             return resp_fail(err, rc, "Response too large or out of memory");
         }
-        jw_kstr(w, "reasoning_content", lx_buf_str(tmp));
+        lx_jw_kstr(w, "reasoning_content", lx_buf_str(tmp));
     }
     if (n_tools) {
-        jw_key(w, "tool_calls");
-        jw_open(w, '[');
+        lx_jw_key(w, "tool_calls");
+        lx_jw_open(w, '[');
         size_t k = 0;
         cJSON_ArrayForEach(blk, content)
         {
-            const cJSON *tu = get(blk, "toolUse");
+            const cJSON *tu = lx_json_get(blk, "toolUse");
             if (!tu) {
                 continue;
             }
-            const cJSON *input = get(tu, "input");
-            jw_open(w, '{');
-            jw_kint(w, "index", (long long)k++);
-            jw_kstr(w, "id", str_of(get(tu, "toolUseId")));
-            jw_kstr(w, "type", LX_STR("function"));
-            jw_key(w, "function");
-            jw_open(w, '{');
-            jw_kstr(w, "name", str_of(get(tu, "name")));
+            const cJSON *input = lx_json_get(tu, "input");
+            lx_jw_open(w, '{');
+            lx_jw_kint(w, "index", (long long)k++);
+            lx_jw_kstr(w, "id", lx_json_str_of(lx_json_get(tu, "toolUseId")));
+            lx_jw_kstr(w, "type", LX_STR("function"));
+            lx_jw_key(w, "function");
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "name", lx_json_str_of(lx_json_get(tu, "name")));
             lx_buf_reset(tmp);
             int rc;
             if (input) {
@@ -1354,19 +1215,19 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
             if (rc) {
                 return resp_fail(err, rc, "Response too large or out of memory");
             }
-            jw_kstr(w, "arguments", lx_buf_str(tmp));
-            jw_close(w, '}');
-            jw_close(w, '}');
+            lx_jw_kstr(w, "arguments", lx_buf_str(tmp));
+            lx_jw_close(w, '}');
+            lx_jw_close(w, '}');
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
-    jw_close(w, '}');
-    jw_kstr(w, "finish_reason", lx_str_c(lx_bedrock_finish_reason(str_of(sr))));
-    jw_klit(w, "logprobs", "null");
-    jw_close(w, '}');
-    jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_kstr(w, "finish_reason", lx_str_c(lx_bedrock_finish_reason(lx_json_str_of(sr))));
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
     write_usage(w, &u);
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -1380,15 +1241,15 @@ static int bedrock_response(const struct lx_provider_call *call, struct lx_str b
     }
     struct lx_buf tmp;
     lx_buf_init(&tmp, out->limit);
-    struct jw w;
+    struct lx_jw w;
     size_t mark = out->len;
-    jw_init(&w, out);
+    lx_jw_init(&w, out);
     int rc = write_response(call, j, &w, &tmp, err);
     if (!rc && w.rc) {
         rc = resp_fail(err, w.rc, "Response too large or out of memory");
     }
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
     }
     lx_buf_fini(&tmp);
     cJSON_Delete(j);
@@ -1422,11 +1283,11 @@ static int bedrock_error(const struct lx_provider_call *call, struct lx_str body
     (void)call;
     int status = *io_status;
     cJSON *j = cJSON_ParseWithLength(body.p ? body.p : "", body.n);
-    struct lx_str msg = str_of(get(j, "message"));
+    struct lx_str msg = lx_json_str_of(lx_json_get(j, "message"));
     if (!msg.p) {
-        msg = str_of(get(j, "Message"));
+        msg = lx_json_str_of(lx_json_get(j, "Message"));
     }
-    struct lx_str type = exception_name(str_of(get(j, "__type")));
+    struct lx_str type = exception_name(lx_json_str_of(lx_json_get(j, "__type")));
     char text[1024];
     if (!msg.p) {
         snprintf(text, sizeof(text), "Bedrock returned HTTP %d", status);
@@ -1482,7 +1343,8 @@ static void *bedrock_stream_new(const struct lx_provider_call *call)
     lx_eventstream_init(&s->parser, LX_EVENTSTREAM_MAX_MESSAGE);
     lx_buf_init(&s->chunk, BR_MAX_CHUNK_BYTES);
     s->created = lx_wall_s();
-    s->include_usage = cJSON_IsTrue(get(get(call->json, "stream_options"), "include_usage"));
+    s->include_usage =
+        cJSON_IsTrue(lx_json_get(lx_json_get(call->json, "stream_options"), "include_usage"));
     char uuid[37];
     lx_uuid4(uuid);
     snprintf(s->id, sizeof(s->id), "chatcmpl-%s", uuid);
@@ -1499,44 +1361,44 @@ static void bedrock_stream_free(void *state)
     lx_free(s);
 }
 
-static void chunk_begin(struct br_stream *s, struct jw *w)
+static void chunk_begin(struct br_stream *s, struct lx_jw *w)
 {
     lx_buf_reset(&s->chunk);
-    jw_init(w, &s->chunk);
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(s->id));
-    jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
-    jw_kint(w, "created", (long long)s->created);
-    jw_kstr(w, "model", lx_str_c(s->model));
+    lx_jw_init(w, &s->chunk);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(s->id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
+    lx_jw_kint(w, "created", (long long)s->created);
+    lx_jw_kstr(w, "model", lx_str_c(s->model));
 }
 
-static void choice_begin(struct jw *w)
+static void choice_begin(struct lx_jw *w)
 {
-    jw_key(w, "choices");
-    jw_open(w, '[');
-    jw_open(w, '{');
-    jw_kint(w, "index", 0);
-    jw_key(w, "delta");
-    jw_open(w, '{');
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", 0);
+    lx_jw_key(w, "delta");
+    lx_jw_open(w, '{');
 }
 
-static void choice_end(struct jw *w, const char *finish)
+static void choice_end(struct lx_jw *w, const char *finish)
 {
-    jw_close(w, '}');
-    jw_klit(w, "logprobs", "null");
-    jw_key(w, "finish_reason");
+    lx_jw_close(w, '}');
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_key(w, "finish_reason");
     if (finish) {
-        jw_str(w, lx_str_c(finish));
+        lx_jw_str(w, lx_str_c(finish));
     } else {
-        jw_lit(w, "null");
+        lx_jw_lit(w, "null");
     }
-    jw_close(w, '}');
-    jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
 }
 
-static int chunk_emit(struct br_stream *s, struct jw *w)
+static int chunk_emit(struct br_stream *s, struct lx_jw *w)
 {
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     if (w->rc) {
         return w->rc;
     }
@@ -1545,10 +1407,10 @@ static int chunk_emit(struct br_stream *s, struct jw *w)
 
 static int emit_delta_str(struct br_stream *s, const char *key, struct lx_str v)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    jw_kstr(&w, key, v);
+    lx_jw_kstr(&w, key, v);
     choice_end(&w, NULL);
     return chunk_emit(s, &w);
 }
@@ -1556,26 +1418,26 @@ static int emit_delta_str(struct br_stream *s, const char *key, struct lx_str v)
 static int emit_tool_delta(struct br_stream *s, size_t index, struct lx_str id, struct lx_str name,
                            struct lx_str args)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    jw_key(&w, "tool_calls");
-    jw_open(&w, '[');
-    jw_open(&w, '{');
-    jw_kint(&w, "index", (long long)index);
+    lx_jw_key(&w, "tool_calls");
+    lx_jw_open(&w, '[');
+    lx_jw_open(&w, '{');
+    lx_jw_kint(&w, "index", (long long)index);
     if (id.p) {
-        jw_kstr(&w, "id", id);
-        jw_kstr(&w, "type", LX_STR("function"));
+        lx_jw_kstr(&w, "id", id);
+        lx_jw_kstr(&w, "type", LX_STR("function"));
     }
-    jw_key(&w, "function");
-    jw_open(&w, '{');
+    lx_jw_key(&w, "function");
+    lx_jw_open(&w, '{');
     if (name.p) {
-        jw_kstr(&w, "name", name);
+        lx_jw_kstr(&w, "name", name);
     }
-    jw_kstr(&w, "arguments", args);
-    jw_close(&w, '}');
-    jw_close(&w, '}');
-    jw_close(&w, ']');
+    lx_jw_kstr(&w, "arguments", args);
+    lx_jw_close(&w, '}');
+    lx_jw_close(&w, '}');
+    lx_jw_close(&w, ']');
     choice_end(&w, NULL);
     return chunk_emit(s, &w);
 }
@@ -1588,7 +1450,7 @@ static int ev_fail(struct br_stream *s, const char *what)
 /* contentBlockIndex of an event, or -1. */
 static int block_index(const cJSON *d)
 {
-    const cJSON *v = get(d, "contentBlockIndex");
+    const cJSON *v = lx_json_get(d, "contentBlockIndex");
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble >= BR_MAX_BLOCKS ||
         floor(v->valuedouble) != v->valuedouble) {
         return -1;
@@ -1602,11 +1464,11 @@ static int on_message_start(struct br_stream *s)
         return ev_fail(s, "messageStart sent twice");
     }
     s->started = true;
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    jw_kstr(&w, "role", LX_STR("assistant"));
-    jw_kstr(&w, "content", LX_STR(""));
+    lx_jw_kstr(&w, "role", LX_STR("assistant"));
+    lx_jw_kstr(&w, "content", LX_STR(""));
     choice_end(&w, NULL);
     return chunk_emit(s, &w);
 }
@@ -1620,13 +1482,13 @@ static int on_block_start(struct br_stream *s, const cJSON *d)
     if (s->block_kind[idx] != BLK_NONE) {
         return ev_fail(s, "contentBlockStart for a block already started");
     }
-    const cJSON *tu = get(get(d, "start"), "toolUse");
+    const cJSON *tu = lx_json_get(lx_json_get(d, "start"), "toolUse");
     if (!tu) {
         s->block_kind[idx] = BLK_OTHER;
         return 0;
     }
-    struct lx_str id = str_of(get(tu, "toolUseId"));
-    struct lx_str name = str_of(get(tu, "name"));
+    struct lx_str id = lx_json_str_of(lx_json_get(tu, "toolUseId"));
+    struct lx_str name = lx_json_str_of(lx_json_get(tu, "name"));
     if (!id.p || !name.p || id.n > BR_MAX_NAME || name.n > BR_MAX_NAME) {
         return ev_fail(s, "toolUse block start without a valid toolUseId and name");
     }
@@ -1638,11 +1500,11 @@ static int on_block_start(struct br_stream *s, const cJSON *d)
 static int on_block_delta(struct br_stream *s, const cJSON *d)
 {
     int idx = block_index(d);
-    const cJSON *delta = get(d, "delta");
+    const cJSON *delta = lx_json_get(d, "delta");
     if (idx < 0 || !cJSON_IsObject(delta)) {
         return ev_fail(s, "contentBlockDelta without a valid contentBlockIndex and delta");
     }
-    const cJSON *text = get(delta, "text");
+    const cJSON *text = lx_json_get(delta, "text");
     if (text) {
         if (!cJSON_IsString(text)) {
             return ev_fail(s, "text delta is not a string");
@@ -1651,35 +1513,35 @@ static int on_block_delta(struct br_stream *s, const cJSON *d)
             return ev_fail(s, "text delta in a toolUse block");
         }
         s->block_kind[idx] = BLK_TEXT; /* text blocks have no contentBlockStart */
-        return str_of(text).n ? emit_delta_str(s, "content", str_of(text)) : 0;
+        return lx_json_str_of(text).n ? emit_delta_str(s, "content", lx_json_str_of(text)) : 0;
     }
-    const cJSON *tu = get(delta, "toolUse");
+    const cJSON *tu = lx_json_get(delta, "toolUse");
     if (tu) {
-        const cJSON *input = get(tu, "input");
+        const cJSON *input = lx_json_get(tu, "input");
         if (!cJSON_IsString(input)) {
             return ev_fail(s, "toolUse delta without a string input");
         }
         if (s->block_kind[idx] != BLK_TOOL) {
             return ev_fail(s, "toolUse delta for a block that is not a started toolUse");
         }
-        return str_of(input).n
-                   ? emit_tool_delta(s, s->tool_index[idx], LX_STR_NULL, LX_STR_NULL, str_of(input))
-                   : 0;
+        return lx_json_str_of(input).n ? emit_tool_delta(s, s->tool_index[idx], LX_STR_NULL,
+                                                         LX_STR_NULL, lx_json_str_of(input))
+                                       : 0;
     }
-    const cJSON *rt = get(get(delta, "reasoningContent"), "text");
-    if (cJSON_IsString(rt) && str_of(rt).n) {
-        return emit_delta_str(s, "reasoning_content", str_of(rt));
+    const cJSON *rt = lx_json_get(lx_json_get(delta, "reasoningContent"), "text");
+    if (cJSON_IsString(rt) && lx_json_str_of(rt).n) {
+        return emit_delta_str(s, "reasoning_content", lx_json_str_of(rt));
     }
     return 0; /* reasoning signatures, citations, future kinds */
 }
 
 static int on_message_stop(struct br_stream *s, const cJSON *d)
 {
-    const cJSON *sr = get(d, "stopReason");
+    const cJSON *sr = lx_json_get(d, "stopReason");
     if (sr && !cJSON_IsString(sr)) {
         return ev_fail(s, "messageStop with an invalid stopReason");
     }
-    s->finish = lx_bedrock_finish_reason(str_of(sr));
+    s->finish = lx_bedrock_finish_reason(lx_json_str_of(sr));
     s->stopped = true;
     return 0;
 }
@@ -1687,15 +1549,15 @@ static int on_message_stop(struct br_stream *s, const cJSON *d)
 /* The finish chunk, the usage chunk when asked for, and [DONE]. */
 static int finish_stream(struct br_stream *s)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
     choice_end(&w, s->finish ? s->finish : "stop");
     int rc = chunk_emit(s, &w);
     if (!rc && s->include_usage) {
         chunk_begin(s, &w);
-        jw_key(&w, "choices");
-        jw_lit(&w, "[]");
+        lx_jw_key(&w, "choices");
+        lx_jw_lit(&w, "[]");
         write_usage(&w, &s->usage);
         rc = chunk_emit(s, &w);
     }
@@ -1708,7 +1570,7 @@ static int finish_stream(struct br_stream *s)
 
 static int on_metadata(struct br_stream *s, const cJSON *d)
 {
-    if (read_usage(get(d, "usage"), &s->usage)) {
+    if (read_usage(lx_json_get(d, "usage"), &s->usage)) {
         return ev_fail(s, "metadata with invalid usage");
     }
     return finish_stream(s);
@@ -1718,9 +1580,9 @@ static int on_metadata(struct br_stream *s, const cJSON *d)
 static int on_exception(struct br_stream *s, const struct lx_eventstream_message *m, const cJSON *d)
 {
     struct lx_str type = m->exception_type.n ? m->exception_type : m->error_code;
-    struct lx_str msg = str_of(get(d, "message"));
+    struct lx_str msg = lx_json_str_of(lx_json_get(d, "message"));
     if (!msg.p) {
-        msg = str_of(get(d, "Message"));
+        msg = lx_json_str_of(lx_json_get(d, "Message"));
     }
     if (!msg.p && m->error_message.n) {
         msg = m->error_message;
@@ -1805,7 +1667,7 @@ static int on_message(void *ud, const struct lx_eventstream_message *m)
     size_t mark = s->out->len;
     int rc = dispatch(s, m);
     if (rc) {
-        buf_restore(s->out, mark);
+        lx_buf_truncate(s->out, mark);
         if (rc != LX_EUPSTREAM) {
             lx_error_set(s->err, rc, "Bedrock stream: %s translating an event",
                          rc == LX_ETOOBIG ? "output too large" : lx_strerror(rc));
@@ -1839,8 +1701,12 @@ static int bedrock_stream_end(void *state, struct lx_buf *out, struct lx_error *
     if (lx_eventstream_pending(&s->parser)) {
         return lx_error_set(err, LX_EUPSTREAM, "Bedrock stream ended in the middle of a message");
     }
-    if (s->done || !s->stopped || s->parser.error) {
+    if (s->done || s->parser.error) {
         return 0;
+    }
+    if (!s->stopped) {
+        /* The connection ended between frames but before messageStop: the answer is cut. */
+        return lx_error_set(err, LX_EUPSTREAM, "Bedrock stream ended before messageStop");
     }
     /* messageStop without metadata: finish without usage numbers. */
     s->out = out;
@@ -1848,7 +1714,7 @@ static int bedrock_stream_end(void *state, struct lx_buf *out, struct lx_error *
     size_t mark = out->len;
     int rc = finish_stream(s);
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
         lx_error_set(err, rc, "Bedrock stream: %s finishing the stream", lx_strerror(rc));
     }
     s->out = NULL;

@@ -65,12 +65,13 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
-#include "core/assert.h"
 #include "core/rand.h"
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "json/writer.h"
 #include "providers/provider.h"
+#include "providers/provider_util.h"
 
 /* Longest response id and model name accepted from upstream. */
 #define GEM_MAX_NAME 255
@@ -83,165 +84,7 @@
 /* Tool calls of one assistant message searched for a tool message's name. */
 #define GEM_MAX_CALL_SCAN 4096
 
-/* ---- a small JSON writer with a sticky error ---- */
-
-#define JW_MAX_DEPTH 16
-
-struct jw {
-    struct lx_buf *b;
-    int rc;
-    int depth;
-    bool first[JW_MAX_DEPTH];
-    bool after_key;
-};
-
-static void jw_init(struct jw *w, struct lx_buf *b)
-{
-    memset(w, 0, sizeof(*w));
-    w->b = b;
-    w->first[0] = true;
-}
-
-static void jw_raw(struct jw *w, const char *p, size_t n)
-{
-    if (!w->rc) {
-        w->rc = lx_buf_append(w->b, p, n);
-    }
-}
-
-#define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
-
-/* The comma before a value, unless it follows a key or opens a container. */
-static void jw_sep(struct jw *w)
-{
-    if (w->after_key) {
-        w->after_key = false;
-        return;
-    }
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-}
-
-/* key is a literal from this file: no escaping needed. */
-static void jw_key(struct jw *w, const char *key)
-{
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-    JW_LIT(w, "\"");
-    jw_raw(w, key, strlen(key));
-    JW_LIT(w, "\":");
-    w->after_key = true;
-}
-
-static void jw_open(struct jw *w, char c)
-{
-    jw_sep(w);
-    jw_raw(w, &c, 1);
-    LX_ASSERT(w->depth + 1 < JW_MAX_DEPTH); /* our own structure, never input-driven */
-    w->depth++;
-    w->first[w->depth] = true;
-}
-
-static void jw_close(struct jw *w, char c)
-{
-    jw_raw(w, &c, 1);
-    w->depth--;
-}
-
-static void jw_str(struct jw *w, struct lx_str s)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_json_append_string(w->b, s);
-    }
-}
-
-static void jw_lit(struct jw *w, const char *lit)
-{
-    jw_sep(w);
-    jw_raw(w, lit, strlen(lit));
-}
-
-static void jw_int(struct jw *w, long long v)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_buf_printf(w->b, "%lld", v);
-    }
-}
-
-/* A cJSON value printed as is (cJSON's allocations are lx_try_malloc: may fail). */
-static void jw_cjson(struct jw *w, const cJSON *v)
-{
-    jw_sep(w);
-    if (w->rc) {
-        return;
-    }
-    char *s = cJSON_PrintUnformatted(v);
-    if (!s) {
-        w->rc = LX_ENOMEM;
-        return;
-    }
-    w->rc = lx_buf_append_c(w->b, s);
-    cJSON_free(s);
-}
-
-static void jw_kstr(struct jw *w, const char *key, struct lx_str s)
-{
-    jw_key(w, key);
-    jw_str(w, s);
-}
-
-static void jw_klit(struct jw *w, const char *key, const char *lit)
-{
-    jw_key(w, key);
-    jw_lit(w, lit);
-}
-
-static void jw_kint(struct jw *w, const char *key, long long v)
-{
-    jw_key(w, key);
-    jw_int(w, v);
-}
-
-static void buf_restore(struct lx_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data) {
-        b->data[len] = '\0';
-    }
-}
-
 /* ---- shared helpers ---- */
-
-static struct lx_str str_of(const cJSON *v)
-{
-    return cJSON_IsString(v) && v->valuestring ? lx_str_c(v->valuestring) : LX_STR_NULL;
-}
-
-static const cJSON *get(const cJSON *obj, const char *key)
-{
-    return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-}
-
-/* "call_" plus 24 random hex digits, NUL-terminated. */
-static void make_call_id(char out[32])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint64_t a = lx_rand_u64(), b = lx_rand_u64();
-    memcpy(out, "call_", 5);
-    for (int i = 0; i < 16; i++) {
-        out[5 + i] = hex[(a >> (i * 4)) & 15];
-    }
-    for (int i = 0; i < 8; i++) {
-        out[21 + i] = hex[(b >> (i * 4)) & 15];
-    }
-    out[29] = '\0';
-}
 
 /* Gemini finishReason -> OpenAI finish_reason (FinishReason enum of the API reference). */
 LX_TESTABLE const char *lx_gemini_finish_reason(struct lx_str reason, bool has_tool_calls);
@@ -292,7 +135,7 @@ LX_TESTABLE const char *lx_gemini_error_type(struct lx_str s, int http_status)
 /* A token count: absent or null is 0; anything but a number in [0, 2^53] is malformed (-1). */
 static long long token_count(const cJSON *usage, const char *key)
 {
-    const cJSON *v = get(usage, key);
+    const cJSON *v = lx_json_get(usage, key);
     if (!v || cJSON_IsNull(v)) {
         return 0;
     }
@@ -327,23 +170,23 @@ static int read_usage(const cJSON *um, struct usage *u)
     return 0;
 }
 
-static void write_usage(struct jw *w, const struct usage *u)
+static void write_usage(struct lx_jw *w, const struct usage *u)
 {
     long long completion = u->candidates + u->thoughts;
-    jw_key(w, "usage");
-    jw_open(w, '{');
-    jw_kint(w, "prompt_tokens", u->prompt);
-    jw_kint(w, "completion_tokens", completion);
-    jw_kint(w, "total_tokens", u->prompt + completion);
-    jw_key(w, "prompt_tokens_details");
-    jw_open(w, '{');
-    jw_kint(w, "cached_tokens", u->cached);
-    jw_close(w, '}');
-    jw_key(w, "completion_tokens_details");
-    jw_open(w, '{');
-    jw_kint(w, "reasoning_tokens", u->thoughts);
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_key(w, "usage");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "prompt_tokens", u->prompt);
+    lx_jw_kint(w, "completion_tokens", completion);
+    lx_jw_kint(w, "total_tokens", u->prompt + completion);
+    lx_jw_key(w, "prompt_tokens_details");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "cached_tokens", u->cached);
+    lx_jw_close(w, '}');
+    lx_jw_key(w, "completion_tokens_details");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "reasoning_tokens", u->thoughts);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
 }
 
 /*
@@ -390,7 +233,7 @@ enum turn { TURN_NONE, TURN_USER, TURN_MODEL };
 
 struct req {
     const struct lx_provider_call *call;
-    struct jw w;
+    struct lx_jw w;
     struct lx_error *err;
     enum turn turn;          /* role of the open Content, TURN_NONE before the first */
     const cJSON *last_calls; /* tool_calls of the latest assistant message */
@@ -412,9 +255,9 @@ static int req_fail(struct req *r, int code, const char *fmt, ...)
 /* A request field: the client's, else the deployment's default; null counts as absent. */
 static const cJSON *param(const struct lx_provider_call *call, const char *key)
 {
-    const cJSON *v = get(call->json, key);
+    const cJSON *v = lx_json_get(call->json, key);
     if (!v && call->dep && call->dep->extra_params) {
-        v = get(call->dep->extra_params, key);
+        v = lx_json_get(call->dep->extra_params, key);
     }
     return cJSON_IsNull(v) ? NULL : v;
 }
@@ -422,27 +265,27 @@ static const cJSON *param(const struct lx_provider_call *call, const char *key)
 /* Open a part in a Content of role t, closing the previous Content if its role differs. */
 static void begin_part(struct req *r, enum turn t)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (r->turn != t) {
         if (r->turn != TURN_NONE) {
-            jw_close(w, ']');
-            jw_close(w, '}');
+            lx_jw_close(w, ']');
+            lx_jw_close(w, '}');
         }
-        jw_open(w, '{');
-        jw_kstr(w, "role", t == TURN_USER ? LX_STR("user") : LX_STR("model"));
-        jw_key(w, "parts");
-        jw_open(w, '[');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "role", t == TURN_USER ? LX_STR("user") : LX_STR("model"));
+        lx_jw_key(w, "parts");
+        lx_jw_open(w, '[');
         r->turn = t;
     }
 }
 
 static void put_text_part(struct req *r, enum turn t, struct lx_str text)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     begin_part(r, t);
-    jw_open(w, '{');
-    jw_kstr(w, "text", text);
-    jw_close(w, '}');
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "text", text);
+    lx_jw_close(w, '}');
 }
 
 /* "data:<media type>[;params];base64,<data>" */
@@ -494,20 +337,20 @@ static struct lx_str mime_for_url(struct lx_str url)
 static int put_media(struct req *r, enum turn t, const char *where, struct lx_str url,
                      struct lx_str mime)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     struct lx_str media, data;
     if (lx_str_has_prefix(url, LX_STR("data:"))) {
         if (!parse_data_url(url, &media, &data)) {
             return req_fail(r, LX_EINVAL, "%s: only base64 data URLs are supported", where);
         }
         begin_part(r, t);
-        jw_open(w, '{');
-        jw_key(w, "inlineData");
-        jw_open(w, '{');
-        jw_kstr(w, "mimeType", mime.p ? mime : media);
-        jw_kstr(w, "data", data);
-        jw_close(w, '}');
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_key(w, "inlineData");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "mimeType", mime.p ? mime : media);
+        lx_jw_kstr(w, "data", data);
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
         return 0;
     }
     if (!url.n || memchr(url.p, ':', url.n) == NULL) {
@@ -517,15 +360,15 @@ static int put_media(struct req *r, enum turn t, const char *where, struct lx_st
         mime = mime_for_url(url);
     }
     begin_part(r, t);
-    jw_open(w, '{');
-    jw_key(w, "fileData");
-    jw_open(w, '{');
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "fileData");
+    lx_jw_open(w, '{');
     if (mime.p) {
-        jw_kstr(w, "mimeType", mime);
+        lx_jw_kstr(w, "mimeType", mime);
     }
-    jw_kstr(w, "fileUri", url);
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_kstr(w, "fileUri", url);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -534,55 +377,55 @@ static int put_part(struct req *r, enum turn t, const char *where, const cJSON *
     if (!cJSON_IsObject(part)) {
         return req_fail(r, LX_EINVAL, "%s: a content part must be an object", where);
     }
-    struct lx_str type = str_of(get(part, "type"));
+    struct lx_str type = lx_json_str_of(lx_json_get(part, "type"));
     if (lx_str_eq_c(type, "text")) {
-        const cJSON *tx = get(part, "text");
+        const cJSON *tx = lx_json_get(part, "text");
         if (!cJSON_IsString(tx)) {
             return req_fail(r, LX_EINVAL, "%s: a text part needs a string 'text'", where);
         }
-        if (str_of(tx).n) {
-            put_text_part(r, t, str_of(tx));
+        if (lx_json_str_of(tx).n) {
+            put_text_part(r, t, lx_json_str_of(tx));
         }
         return 0;
     }
     if (lx_str_eq_c(type, "image_url")) {
-        const cJSON *iu = get(part, "image_url");
-        const cJSON *u = cJSON_IsObject(iu) ? get(iu, "url") : iu;
+        const cJSON *iu = lx_json_get(part, "image_url");
+        const cJSON *u = cJSON_IsObject(iu) ? lx_json_get(iu, "url") : iu;
         if (!cJSON_IsString(u)) {
             return req_fail(r, LX_EINVAL, "%s: an image_url part needs image_url.url", where);
         }
-        return put_media(r, t, where, str_of(u), str_of(get(iu, "format")));
+        return put_media(r, t, where, lx_json_str_of(u), lx_json_str_of(lx_json_get(iu, "format")));
     }
     if (lx_str_eq_c(type, "file")) {
-        const cJSON *f = get(part, "file");
-        const cJSON *fd = get(f, "file_data");
+        const cJSON *f = lx_json_get(part, "file");
+        const cJSON *fd = lx_json_get(f, "file_data");
         if (!cJSON_IsString(fd)) {
-            fd = get(f, "file_id");
+            fd = lx_json_get(f, "file_id");
         }
         if (!cJSON_IsString(fd)) {
             return req_fail(r, LX_EINVAL, "%s: a file part needs file.file_data or file.file_id",
                             where);
         }
-        return put_media(r, t, where, str_of(fd), str_of(get(f, "format")));
+        return put_media(r, t, where, lx_json_str_of(fd), lx_json_str_of(lx_json_get(f, "format")));
     }
     if (lx_str_eq_c(type, "input_audio")) {
-        const cJSON *a = get(part, "input_audio");
-        struct lx_str data = str_of(get(a, "data"));
-        struct lx_str fmt = str_of(get(a, "format"));
+        const cJSON *a = lx_json_get(part, "input_audio");
+        struct lx_str data = lx_json_str_of(lx_json_get(a, "data"));
+        struct lx_str fmt = lx_json_str_of(lx_json_get(a, "format"));
         if (!data.p || !fmt.p || fmt.n > 32) {
             return req_fail(r, LX_EINVAL, "%s: an input_audio part needs data and format", where);
         }
         char mime[48];
         snprintf(mime, sizeof(mime), "audio/%.*s", (int)fmt.n, fmt.p);
-        struct jw *w = &r->w;
+        struct lx_jw *w = &r->w;
         begin_part(r, t);
-        jw_open(w, '{');
-        jw_key(w, "inlineData");
-        jw_open(w, '{');
-        jw_kstr(w, "mimeType", lx_str_c(mime));
-        jw_kstr(w, "data", data);
-        jw_close(w, '}');
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_key(w, "inlineData");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "mimeType", lx_str_c(mime));
+        lx_jw_kstr(w, "data", data);
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
         return 0;
     }
     if (lx_str_eq_c(type, "refusal") || lx_str_eq_c(type, "thinking") ||
@@ -599,8 +442,8 @@ static int put_part(struct req *r, enum turn t, const char *where, const cJSON *
 static int put_content(struct req *r, enum turn t, const char *where, const cJSON *content)
 {
     if (cJSON_IsString(content)) {
-        if (str_of(content).n) {
-            put_text_part(r, t, str_of(content));
+        if (lx_json_str_of(content).n) {
+            put_text_part(r, t, lx_json_str_of(content));
         }
         return 0;
     }
@@ -634,7 +477,7 @@ static int parse_args(struct req *r, const char *where, const cJSON *args, cJSON
     if (!cJSON_IsString(args)) {
         return req_fail(r, LX_EINVAL, "%s: function.arguments must be a JSON string", where);
     }
-    struct lx_str a = lx_str_trim(str_of(args));
+    struct lx_str a = lx_str_trim(lx_json_str_of(args));
     if (!a.n) {
         return 0;
     }
@@ -658,31 +501,31 @@ static int parse_args(struct req *r, const char *where, const cJSON *args, cJSON
 
 static int put_function_call(struct req *r, const char *where, const cJSON *tc)
 {
-    struct jw *w = &r->w;
-    const cJSON *fn = get(tc, "function");
-    struct lx_str name = str_of(get(fn, "name"));
+    struct lx_jw *w = &r->w;
+    const cJSON *fn = lx_json_get(tc, "function");
+    struct lx_str name = lx_json_str_of(lx_json_get(fn, "name"));
     if (!cJSON_IsObject(tc) || !name.p) {
         return req_fail(r, LX_EINVAL, "%s: a tool call needs function.name", where);
     }
     cJSON *owned;
     const cJSON *args;
-    int rc = parse_args(r, where, get(fn, "arguments"), &owned, &args);
+    int rc = parse_args(r, where, lx_json_get(fn, "arguments"), &owned, &args);
     if (rc) {
         return rc;
     }
     begin_part(r, TURN_MODEL);
-    jw_open(w, '{');
-    jw_key(w, "functionCall");
-    jw_open(w, '{');
-    jw_kstr(w, "name", name);
-    jw_key(w, "args");
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "functionCall");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "name", name);
+    lx_jw_key(w, "args");
     if (args) {
-        jw_cjson(w, args);
+        lx_jw_cjson(w, args);
     } else {
-        jw_lit(w, "{}");
+        lx_jw_lit(w, "{}");
     }
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     cJSON_Delete(owned);
     return 0;
 }
@@ -690,14 +533,14 @@ static int put_function_call(struct req *r, const char *where, const cJSON *tc)
 /* The function name of the tool call a tool message answers. */
 static struct lx_str tool_name_for(struct req *r, const cJSON *msg)
 {
-    struct lx_str id = str_of(get(msg, "tool_call_id"));
+    struct lx_str id = lx_json_str_of(lx_json_get(msg, "tool_call_id"));
     const cJSON *calls = r->last_calls;
     if (id.p && calls) {
         /* Tool messages usually answer the calls in order: look at the cursor first. */
         const cJSON *tc = cJSON_GetArrayItem(calls, r->call_cursor);
-        if (lx_str_eq(str_of(get(tc, "id")), id)) {
+        if (lx_str_eq(lx_json_str_of(lx_json_get(tc, "id")), id)) {
             r->call_cursor++;
-            return str_of(get(get(tc, "function"), "name"));
+            return lx_json_str_of(lx_json_get(lx_json_get(tc, "function"), "name"));
         }
         int i = 0;
         cJSON_ArrayForEach(tc, calls)
@@ -705,21 +548,21 @@ static struct lx_str tool_name_for(struct req *r, const cJSON *msg)
             if (i >= GEM_MAX_CALL_SCAN) {
                 break;
             }
-            if (lx_str_eq(str_of(get(tc, "id")), id)) {
+            if (lx_str_eq(lx_json_str_of(lx_json_get(tc, "id")), id)) {
                 r->call_cursor = i + 1;
-                return str_of(get(get(tc, "function"), "name"));
+                return lx_json_str_of(lx_json_get(lx_json_get(tc, "function"), "name"));
             }
             i++;
         }
     }
-    return str_of(get(msg, "name"));
+    return lx_json_str_of(lx_json_get(msg, "name"));
 }
 
 /* A tool message's text: a string, or its text parts joined. */
 static int tool_text(struct req *r, const char *where, const cJSON *content, struct lx_buf *b)
 {
     if (cJSON_IsString(content)) {
-        return lx_buf_append_str(b, str_of(content));
+        return lx_buf_append_str(b, lx_json_str_of(content));
     }
     if (!content || cJSON_IsNull(content)) {
         return 0;
@@ -730,11 +573,12 @@ static int tool_text(struct req *r, const char *where, const cJSON *content, str
     const cJSON *part;
     cJSON_ArrayForEach(part, content)
     {
-        const cJSON *tx = get(part, "text");
-        if (!lx_str_eq_c(str_of(get(part, "type")), "text") || !cJSON_IsString(tx)) {
+        const cJSON *tx = lx_json_get(part, "text");
+        if (!lx_str_eq_c(lx_json_str_of(lx_json_get(part, "type")), "text") ||
+            !cJSON_IsString(tx)) {
             return req_fail(r, LX_EINVAL, "%s: tool message content parts must be text", where);
         }
-        int rc = lx_buf_append_str(b, str_of(tx));
+        int rc = lx_buf_append_str(b, lx_json_str_of(tx));
         if (rc) {
             return rc;
         }
@@ -744,7 +588,7 @@ static int tool_text(struct req *r, const char *where, const cJSON *content, str
 
 static int put_function_response(struct req *r, const char *where, const cJSON *msg)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     struct lx_str name = tool_name_for(r, msg);
     if (!name.p) {
         return req_fail(r, LX_EINVAL,
@@ -753,7 +597,7 @@ static int put_function_response(struct req *r, const char *where, const cJSON *
     }
     struct lx_buf text;
     lx_buf_init(&text, w->b->limit);
-    int rc = tool_text(r, where, get(msg, "content"), &text);
+    int rc = tool_text(r, where, lx_json_get(msg, "content"), &text);
     if (rc) {
         lx_buf_fini(&text);
         if (rc == LX_EINVAL) {
@@ -763,33 +607,33 @@ static int put_function_response(struct req *r, const char *where, const cJSON *
                                 : req_fail(r, rc, "Out of memory");
     }
     begin_part(r, TURN_USER);
-    jw_open(w, '{');
-    jw_key(w, "functionResponse");
-    jw_open(w, '{');
-    jw_kstr(w, "name", name);
-    jw_key(w, "response");
-    jw_open(w, '{');
-    jw_kstr(w, "content", lx_buf_str(&text));
-    jw_close(w, '}');
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "functionResponse");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "name", name);
+    lx_jw_key(w, "response");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "content", lx_buf_str(&text));
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     lx_buf_fini(&text);
     return 0;
 }
 
 static int put_contents(struct req *r, const cJSON *messages)
 {
-    struct jw *w = &r->w;
-    jw_key(w, "contents");
-    jw_open(w, '[');
+    struct lx_jw *w = &r->w;
+    lx_jw_key(w, "contents");
+    lx_jw_open(w, '[');
     size_t i = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, messages)
     {
         char where[48];
         snprintf(where, sizeof(where), "messages[%zu]", i++);
-        struct lx_str role = str_of(get(m, "role"));
-        const cJSON *content = get(m, "content");
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
+        const cJSON *content = lx_json_get(m, "content");
         int rc = 0;
         if (!cJSON_IsObject(m)) {
             return req_fail(r, LX_EINVAL, "%s: a message must be an object", where);
@@ -802,7 +646,7 @@ static int put_contents(struct req *r, const cJSON *messages)
             }
             rc = put_content(r, TURN_USER, where, content);
         } else if (lx_str_eq_c(role, "assistant")) {
-            const cJSON *calls = get(m, "tool_calls");
+            const cJSON *calls = lx_json_get(m, "tool_calls");
             if (content && !cJSON_IsNull(content)) {
                 rc = put_content(r, TURN_MODEL, where, content);
             }
@@ -834,16 +678,16 @@ static int put_contents(struct req *r, const cJSON *messages)
         }
     }
     if (r->turn != TURN_NONE) {
-        jw_close(w, ']');
-        jw_close(w, '}');
+        lx_jw_close(w, ']');
+        lx_jw_close(w, '}');
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     return 0;
 }
 
 static int put_system(struct req *r, const cJSON *messages)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     bool opened = false;
     size_t i = 0;
     const cJSON *m;
@@ -851,11 +695,11 @@ static int put_system(struct req *r, const cJSON *messages)
     {
         char where[48];
         snprintf(where, sizeof(where), "messages[%zu]", i++);
-        struct lx_str role = str_of(get(m, "role"));
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
         if (!lx_str_eq_c(role, "system") && !lx_str_eq_c(role, "developer")) {
             continue;
         }
-        const cJSON *content = get(m, "content");
+        const cJSON *content = lx_json_get(m, "content");
         const cJSON *single = cJSON_IsString(content) ? content : NULL;
         if (!single && !cJSON_IsArray(content)) {
             return req_fail(r, LX_EINVAL, "%s: system content must be a string or text parts",
@@ -863,29 +707,29 @@ static int put_system(struct req *r, const cJSON *messages)
         }
         const cJSON *part = single ? single : content->child;
         for (; part; part = single ? NULL : part->next) {
-            const cJSON *tx = single ? single : get(part, "text");
-            if (!single &&
-                (!lx_str_eq_c(str_of(get(part, "type")), "text") || !cJSON_IsString(tx))) {
+            const cJSON *tx = single ? single : lx_json_get(part, "text");
+            if (!single && (!lx_str_eq_c(lx_json_str_of(lx_json_get(part, "type")), "text") ||
+                            !cJSON_IsString(tx))) {
                 return req_fail(r, LX_EINVAL, "%s: system content parts must be text", where);
             }
-            if (!str_of(tx).n) {
+            if (!lx_json_str_of(tx).n) {
                 continue;
             }
             if (!opened) {
-                jw_key(w, "systemInstruction");
-                jw_open(w, '{');
-                jw_key(w, "parts");
-                jw_open(w, '[');
+                lx_jw_key(w, "systemInstruction");
+                lx_jw_open(w, '{');
+                lx_jw_key(w, "parts");
+                lx_jw_open(w, '[');
                 opened = true;
             }
-            jw_open(w, '{');
-            jw_kstr(w, "text", str_of(tx));
-            jw_close(w, '}');
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "text", lx_json_str_of(tx));
+            lx_jw_close(w, '}');
         }
     }
     if (opened) {
-        jw_close(w, ']');
-        jw_close(w, '}');
+        lx_jw_close(w, ']');
+        lx_jw_close(w, '}');
     }
     return 0;
 }
@@ -898,7 +742,7 @@ static int put_schema(struct req *r, const cJSON *schema)
         return req_fail(r, LX_ENOMEM, "Out of memory");
     }
     clean_schema(copy);
-    jw_cjson(&r->w, copy);
+    lx_jw_cjson(&r->w, copy);
     cJSON_Delete(copy);
     return 0;
 }
@@ -906,68 +750,69 @@ static int put_schema(struct req *r, const cJSON *schema)
 /* Whether a parameters schema declares nothing (Gemini rejects an object without properties). */
 static bool schema_is_empty(const cJSON *params)
 {
-    const cJSON *props = get(params, "properties");
-    return !cJSON_IsObject(params) || ((!props || !props->child) && !get(params, "anyOf") &&
-                                       !get(params, "oneOf") && !get(params, "$ref"));
+    const cJSON *props = lx_json_get(params, "properties");
+    return !cJSON_IsObject(params) ||
+           ((!props || !props->child) && !lx_json_get(params, "anyOf") &&
+            !lx_json_get(params, "oneOf") && !lx_json_get(params, "$ref"));
 }
 
 static int put_tools(struct req *r)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     const cJSON *tools = param(r->call, "tools");
     if (tools && !cJSON_IsArray(tools)) {
         return req_fail(r, LX_EINVAL, "tools must be an array");
     }
     if (tools && cJSON_GetArraySize(tools)) {
-        jw_key(w, "tools");
-        jw_open(w, '[');
-        jw_open(w, '{');
-        jw_key(w, "functionDeclarations");
-        jw_open(w, '[');
+        lx_jw_key(w, "tools");
+        lx_jw_open(w, '[');
+        lx_jw_open(w, '{');
+        lx_jw_key(w, "functionDeclarations");
+        lx_jw_open(w, '[');
         size_t i = 0;
         const cJSON *t;
         cJSON_ArrayForEach(t, tools)
         {
-            struct lx_str type = str_of(get(t, "type"));
-            const cJSON *fn = get(t, "function");
+            struct lx_str type = lx_json_str_of(lx_json_get(t, "type"));
+            const cJSON *fn = lx_json_get(t, "function");
             if (!cJSON_IsObject(t) || (type.p && !lx_str_eq_c(type, "function"))) {
                 return req_fail(r, LX_EINVAL, "tools[%zu] must be a function tool", i);
             }
-            struct lx_str name = str_of(get(fn, "name"));
+            struct lx_str name = lx_json_str_of(lx_json_get(fn, "name"));
             if (!name.p) {
                 return req_fail(r, LX_EINVAL, "tools[%zu] needs function.name", i);
             }
-            const cJSON *params = get(fn, "parameters");
+            const cJSON *params = lx_json_get(fn, "parameters");
             if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params)) {
                 return req_fail(r, LX_EINVAL, "tools[%zu].function.parameters must be an object",
                                 i);
             }
-            jw_open(w, '{');
-            jw_kstr(w, "name", name);
-            struct lx_str desc = str_of(get(fn, "description"));
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "name", name);
+            struct lx_str desc = lx_json_str_of(lx_json_get(fn, "description"));
             if (desc.p) {
-                jw_kstr(w, "description", desc);
+                lx_jw_kstr(w, "description", desc);
             }
             if (!schema_is_empty(params)) {
-                jw_key(w, "parameters");
+                lx_jw_key(w, "parameters");
                 int rc = put_schema(r, params);
                 if (rc) {
                     return rc;
                 }
             }
-            jw_close(w, '}');
+            lx_jw_close(w, '}');
             i++;
         }
-        jw_close(w, ']');
-        jw_close(w, '}');
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
+        lx_jw_close(w, '}');
+        lx_jw_close(w, ']');
     }
 
     const cJSON *tc = param(r->call, "tool_choice");
     const char *mode = NULL;
     struct lx_str name = LX_STR_NULL;
     if (cJSON_IsString(tc)) {
-        struct lx_str s = str_of(tc);
+        struct lx_str s = lx_json_str_of(tc);
         mode = lx_str_eq_c(s, "auto")       ? "AUTO"
                : lx_str_eq_c(s, "none")     ? "NONE"
                : lx_str_eq_c(s, "required") ? "ANY"
@@ -976,8 +821,8 @@ static int put_tools(struct req *r)
             return req_fail(r, LX_EINVAL, "tool_choice must be auto, required, none or a function");
         }
     } else if (cJSON_IsObject(tc)) {
-        name = str_of(get(get(tc, "function"), "name"));
-        if (!lx_str_eq_c(str_of(get(tc, "type")), "function") || !name.p) {
+        name = lx_json_str_of(lx_json_get(lx_json_get(tc, "function"), "name"));
+        if (!lx_str_eq_c(lx_json_str_of(lx_json_get(tc, "type")), "function") || !name.p) {
             return req_fail(r, LX_EINVAL, "tool_choice needs type 'function' and function.name");
         }
         mode = "ANY";
@@ -985,19 +830,19 @@ static int put_tools(struct req *r)
         return req_fail(r, LX_EINVAL, "tool_choice must be a string or an object");
     }
     if (mode) {
-        jw_key(w, "toolConfig");
-        jw_open(w, '{');
-        jw_key(w, "functionCallingConfig");
-        jw_open(w, '{');
-        jw_kstr(w, "mode", lx_str_c(mode));
+        lx_jw_key(w, "toolConfig");
+        lx_jw_open(w, '{');
+        lx_jw_key(w, "functionCallingConfig");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "mode", lx_str_c(mode));
         if (name.p) {
-            jw_key(w, "allowedFunctionNames");
-            jw_open(w, '[');
-            jw_str(w, name);
-            jw_close(w, ']');
+            lx_jw_key(w, "allowedFunctionNames");
+            lx_jw_open(w, '[');
+            lx_jw_str(w, name);
+            lx_jw_close(w, ']');
         }
-        jw_close(w, '}');
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
     return 0;
 }
@@ -1022,13 +867,13 @@ struct gen_cfg {
 
 static void gen_key(struct gen_cfg *g, const char *key)
 {
-    struct jw *w = &g->r->w;
+    struct lx_jw *w = &g->r->w;
     if (!g->opened) {
-        jw_key(w, "generationConfig");
-        jw_open(w, '{');
+        lx_jw_key(w, "generationConfig");
+        lx_jw_open(w, '{');
         g->opened = true;
     }
-    jw_key(w, key);
+    lx_jw_key(w, key);
 }
 
 static int gen_number(struct gen_cfg *g, const char *from, const char *to)
@@ -1041,14 +886,14 @@ static int gen_number(struct gen_cfg *g, const char *from, const char *to)
         return req_fail(g->r, LX_EINVAL, "%s must be a number", from);
     }
     gen_key(g, to);
-    jw_cjson(&g->r->w, v);
+    lx_jw_cjson(&g->r->w, v);
     return 0;
 }
 
 static int put_generation_config(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     struct gen_cfg g = {.r = r};
     static const char *const numbers[][2] = {
         {"temperature", "temperature"},
@@ -1070,7 +915,7 @@ static int put_generation_config(struct req *r)
     }
     if (seed) {
         gen_key(&g, "seed");
-        jw_int(w, (long long)seed->valuedouble);
+        lx_jw_int(w, (long long)seed->valuedouble);
     }
     const cJSON *mct = param(call, "max_completion_tokens");
     const cJSON *mt = mct ? mct : param(call, "max_tokens");
@@ -1081,7 +926,7 @@ static int put_generation_config(struct req *r)
     }
     if (max_tokens) {
         gen_key(&g, "maxOutputTokens");
-        jw_int(w, max_tokens);
+        lx_jw_int(w, max_tokens);
     }
     long long n = int_param(param(call, "n"), 1);
     if (n < 0) {
@@ -1089,14 +934,14 @@ static int put_generation_config(struct req *r)
     }
     if (n > 1) {
         gen_key(&g, "candidateCount");
-        jw_int(w, n);
+        lx_jw_int(w, n);
     }
     const cJSON *stop = param(call, "stop");
     if (cJSON_IsString(stop)) {
         gen_key(&g, "stopSequences");
-        jw_open(w, '[');
-        jw_str(w, str_of(stop));
-        jw_close(w, ']');
+        lx_jw_open(w, '[');
+        lx_jw_str(w, lx_json_str_of(stop));
+        lx_jw_close(w, ']');
     } else if (cJSON_IsArray(stop)) {
         const cJSON *s;
         cJSON_ArrayForEach(s, stop)
@@ -1107,20 +952,20 @@ static int put_generation_config(struct req *r)
         }
         if (cJSON_GetArraySize(stop)) {
             gen_key(&g, "stopSequences");
-            jw_cjson(w, stop);
+            lx_jw_cjson(w, stop);
         }
     } else if (stop) {
         return req_fail(r, LX_EINVAL, "stop must be a string or a list of strings");
     }
     const cJSON *rf = param(call, "response_format");
-    struct lx_str rf_type = str_of(get(rf, "type"));
+    struct lx_str rf_type = lx_json_str_of(lx_json_get(rf, "type"));
     if (rf && !cJSON_IsObject(rf)) {
         return req_fail(r, LX_EINVAL, "response_format must be an object");
     }
     if (lx_str_eq_c(rf_type, "json_object") || lx_str_eq_c(rf_type, "json_schema")) {
         gen_key(&g, "responseMimeType");
-        jw_str(w, LX_STR("application/json"));
-        const cJSON *schema = get(get(rf, "json_schema"), "schema");
+        lx_jw_str(w, LX_STR("application/json"));
+        const cJSON *schema = lx_json_get(lx_json_get(rf, "json_schema"), "schema");
         if (lx_str_eq_c(rf_type, "json_schema") && cJSON_IsObject(schema)) {
             gen_key(&g, "responseSchema");
             int rc = put_schema(r, schema);
@@ -1130,7 +975,7 @@ static int put_generation_config(struct req *r)
         }
     }
     if (g.opened) {
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
     return 0;
 }
@@ -1138,15 +983,15 @@ static int put_generation_config(struct req *r)
 static int build_body(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!cJSON_IsObject(call->json)) {
         return req_fail(r, LX_EINVAL, "The request body must be a JSON object");
     }
-    const cJSON *messages = get(call->json, "messages");
+    const cJSON *messages = lx_json_get(call->json, "messages");
     if (!cJSON_IsArray(messages)) {
         return req_fail(r, LX_EINVAL, "messages must be an array");
     }
-    jw_open(w, '{');
+    lx_jw_open(w, '{');
     int rc = put_contents(r, messages);
     if (!rc) {
         rc = put_system(r, messages);
@@ -1160,7 +1005,7 @@ static int build_body(struct req *r)
     if (rc) {
         return rc;
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -1215,14 +1060,14 @@ static int gemini_build(const struct lx_provider_call *call, struct lx_provider_
 
     struct req r = {.call = call, .err = err};
     size_t mark = out->body->len;
-    jw_init(&r.w, out->body);
+    lx_jw_init(&r.w, out->body);
     int rc = build_body(&r);
     if (!rc && r.w.rc) {
         rc = r.w.rc == LX_ETOOBIG ? lx_error_set(err, LX_ETOOBIG, "Request body too large")
                                   : lx_error_set(err, r.w.rc, "Out of memory");
     }
     if (rc) {
-        buf_restore(out->body, mark);
+        lx_buf_truncate(out->body, mark);
     }
     return rc;
 }
@@ -1250,21 +1095,21 @@ static int read_candidate(const cJSON *c, long long fallback_index, struct cand 
     if (!cJSON_IsObject(c)) {
         return -1;
     }
-    const cJSON *content = get(c, "content");
+    const cJSON *content = lx_json_get(c, "content");
     if (content && !cJSON_IsObject(content)) {
         return -1;
     }
-    const cJSON *parts = get(content, "parts");
+    const cJSON *parts = lx_json_get(content, "parts");
     if (parts && !cJSON_IsArray(parts)) {
         return -1;
     }
     out->parts = parts;
-    const cJSON *fr = get(c, "finishReason");
+    const cJSON *fr = lx_json_get(c, "finishReason");
     if (fr && !cJSON_IsNull(fr) && !cJSON_IsString(fr)) {
         return -1;
     }
-    out->finish = str_of(fr);
-    const cJSON *idx = get(c, "index");
+    out->finish = lx_json_str_of(fr);
+    const cJSON *idx = lx_json_get(c, "index");
     out->index = fallback_index;
     if (idx) {
         if (!cJSON_IsNumber(idx) || !(idx->valuedouble >= 0) ||
@@ -1279,21 +1124,21 @@ static int read_candidate(const cJSON *c, long long fallback_index, struct cand 
         if (!cJSON_IsObject(p)) {
             return -1;
         }
-        const cJSON *tx = get(p, "text");
-        const cJSON *fc = get(p, "functionCall");
+        const cJSON *tx = lx_json_get(p, "text");
+        const cJSON *fc = lx_json_get(p, "functionCall");
         if (tx && !cJSON_IsString(tx)) {
             return -1;
         }
         if (tx) {
-            if (cJSON_IsTrue(get(p, "thought"))) {
+            if (cJSON_IsTrue(lx_json_get(p, "thought"))) {
                 out->has_thought = true;
             } else {
                 out->has_text = true;
             }
         }
         if (fc) {
-            const cJSON *args = get(fc, "args");
-            if (!str_of(get(fc, "name")).p ||
+            const cJSON *args = lx_json_get(fc, "args");
+            if (!lx_json_str_of(lx_json_get(fc, "name")).p ||
                 (args && !cJSON_IsNull(args) && !cJSON_IsObject(args))) {
                 return -1;
             }
@@ -1309,9 +1154,9 @@ static int join_text(const cJSON *parts, bool thoughts, struct lx_buf *b)
     const cJSON *p;
     cJSON_ArrayForEach(p, parts)
     {
-        const cJSON *tx = get(p, "text");
-        if (cJSON_IsString(tx) && cJSON_IsTrue(get(p, "thought")) == thoughts) {
-            int rc = lx_buf_append_str(b, str_of(tx));
+        const cJSON *tx = lx_json_get(p, "text");
+        if (cJSON_IsString(tx) && cJSON_IsTrue(lx_json_get(p, "thought")) == thoughts) {
+            int rc = lx_buf_append_str(b, lx_json_str_of(tx));
             if (rc) {
                 return rc;
             }
@@ -1323,7 +1168,7 @@ static int join_text(const cJSON *parts, bool thoughts, struct lx_buf *b)
 /* args as a JSON string in tmp ("{}" when absent). */
 static int args_json(const cJSON *fc, struct lx_buf *tmp)
 {
-    const cJSON *args = get(fc, "args");
+    const cJSON *args = lx_json_get(fc, "args");
     lx_buf_reset(tmp);
     if (!cJSON_IsObject(args)) {
         return lx_buf_append_c(tmp, "{}");
@@ -1337,39 +1182,39 @@ static int args_json(const cJSON *fc, struct lx_buf *tmp)
     return rc;
 }
 
-static void put_tool_call(struct jw *w, size_t index, const char *id, struct lx_str name,
+static void put_tool_call(struct lx_jw *w, size_t index, const char *id, struct lx_str name,
                           struct lx_str args)
 {
-    jw_open(w, '{');
-    jw_kint(w, "index", (long long)index);
-    jw_kstr(w, "id", lx_str_c(id));
-    jw_kstr(w, "type", LX_STR("function"));
-    jw_key(w, "function");
-    jw_open(w, '{');
-    jw_kstr(w, "name", name);
-    jw_kstr(w, "arguments", args);
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", (long long)index);
+    lx_jw_kstr(w, "id", lx_str_c(id));
+    lx_jw_kstr(w, "type", LX_STR("function"));
+    lx_jw_key(w, "function");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "name", name);
+    lx_jw_kstr(w, "arguments", args);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
 }
 
-static int write_choice(struct jw *w, const struct cand *c, struct lx_buf *tmp,
+static int write_choice(struct lx_jw *w, const struct cand *c, struct lx_buf *tmp,
                         struct lx_error *err)
 {
-    jw_open(w, '{');
-    jw_kint(w, "index", c->index);
-    jw_key(w, "message");
-    jw_open(w, '{');
-    jw_kstr(w, "role", LX_STR("assistant"));
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", c->index);
+    lx_jw_key(w, "message");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "role", LX_STR("assistant"));
     lx_buf_reset(tmp);
     int rc = join_text(c->parts, false, tmp);
     if (rc) {
         return resp_fail(err, rc, "response too large or out of memory");
     }
-    jw_key(w, "content");
+    lx_jw_key(w, "content");
     if (c->has_text || !c->n_calls) {
-        jw_str(w, lx_buf_str(tmp));
+        lx_jw_str(w, lx_buf_str(tmp));
     } else {
-        jw_lit(w, "null");
+        lx_jw_lit(w, "null");
     }
     if (c->has_thought) {
         lx_buf_reset(tmp);
@@ -1377,16 +1222,16 @@ static int write_choice(struct jw *w, const struct cand *c, struct lx_buf *tmp,
         if (rc) {
             return resp_fail(err, rc, "response too large or out of memory");
         }
-        jw_kstr(w, "reasoning_content", lx_buf_str(tmp));
+        lx_jw_kstr(w, "reasoning_content", lx_buf_str(tmp));
     }
     if (c->n_calls) {
-        jw_key(w, "tool_calls");
-        jw_open(w, '[');
+        lx_jw_key(w, "tool_calls");
+        lx_jw_open(w, '[');
         size_t k = 0;
         const cJSON *p;
         cJSON_ArrayForEach(p, c->parts)
         {
-            const cJSON *fc = get(p, "functionCall");
+            const cJSON *fc = lx_json_get(p, "functionCall");
             if (!fc) {
                 continue;
             }
@@ -1395,26 +1240,27 @@ static int write_choice(struct jw *w, const struct cand *c, struct lx_buf *tmp,
                 return resp_fail(err, rc, "response too large or out of memory");
             }
             char id[32];
-            make_call_id(id);
-            put_tool_call(w, k++, id, str_of(get(fc, "name")), lx_buf_str(tmp));
+            lx_provider__call_id(id);
+            put_tool_call(w, k++, id, lx_json_str_of(lx_json_get(fc, "name")), lx_buf_str(tmp));
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
-    jw_close(w, '}');
-    jw_kstr(w, "finish_reason", lx_str_c(lx_gemini_finish_reason(c->finish, c->n_calls > 0)));
-    jw_klit(w, "logprobs", "null");
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
+    lx_jw_kstr(w, "finish_reason", lx_str_c(lx_gemini_finish_reason(c->finish, c->n_calls > 0)));
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_close(w, '}');
     return 0;
 }
 
-static int write_response(const struct lx_provider_call *call, const cJSON *j, struct jw *w,
+static int write_response(const struct lx_provider_call *call, const cJSON *j, struct lx_jw *w,
                           struct lx_buf *tmp, struct lx_error *err)
 {
-    const cJSON *cands = get(j, "candidates");
+    const cJSON *cands = lx_json_get(j, "candidates");
     if (cands && !cJSON_IsNull(cands) && !cJSON_IsArray(cands)) {
         return resp_fail(err, LX_EUPSTREAM, "candidates is not an array");
     }
-    struct lx_str block = str_of(get(get(j, "promptFeedback"), "blockReason"));
+    struct lx_str block =
+        lx_json_str_of(lx_json_get(lx_json_get(j, "promptFeedback"), "blockReason"));
     int n_cands = cJSON_GetArraySize(cands);
     if (!n_cands && !block.p) {
         return resp_fail(err, LX_EUPSTREAM, "response has no candidates");
@@ -1423,10 +1269,10 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         return resp_fail(err, LX_EUPSTREAM, "too many candidates");
     }
     struct usage u = {0};
-    if (read_usage(get(j, "usageMetadata"), &u)) {
+    if (read_usage(lx_json_get(j, "usageMetadata"), &u)) {
         return resp_fail(err, LX_EUPSTREAM, "invalid usageMetadata");
     }
-    struct lx_str rid = str_of(get(j, "responseId"));
+    struct lx_str rid = lx_json_str_of(lx_json_get(j, "responseId"));
     char gen_id[64];
     if (rid.p && rid.n && rid.n <= GEM_MAX_NAME) {
         snprintf(gen_id, sizeof(gen_id), "chatcmpl-%.*s", (int)LX_MIN(rid.n, 48), rid.p);
@@ -1435,28 +1281,28 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         lx_uuid4(uuid);
         snprintf(gen_id, sizeof(gen_id), "chatcmpl-%s", uuid);
     }
-    struct lx_str model = str_of(get(j, "modelVersion"));
+    struct lx_str model = lx_json_str_of(lx_json_get(j, "modelVersion"));
     if (!model.p || model.n > GEM_MAX_NAME) {
         model = lx_str_c(call->upstream_model ? call->upstream_model : "");
     }
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(gen_id));
-    jw_kstr(w, "object", LX_STR("chat.completion"));
-    jw_kint(w, "created", (long long)lx_wall_s());
-    jw_kstr(w, "model", model);
-    jw_key(w, "choices");
-    jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(gen_id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion"));
+    lx_jw_kint(w, "created", (long long)lx_wall_s());
+    lx_jw_kstr(w, "model", model);
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
     if (!n_cands) {
-        jw_open(w, '{');
-        jw_kint(w, "index", 0);
-        jw_key(w, "message");
-        jw_open(w, '{');
-        jw_kstr(w, "role", LX_STR("assistant"));
-        jw_kstr(w, "content", LX_STR(""));
-        jw_close(w, '}');
-        jw_kstr(w, "finish_reason", LX_STR("content_filter"));
-        jw_klit(w, "logprobs", "null");
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_kint(w, "index", 0);
+        lx_jw_key(w, "message");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "role", LX_STR("assistant"));
+        lx_jw_kstr(w, "content", LX_STR(""));
+        lx_jw_close(w, '}');
+        lx_jw_kstr(w, "finish_reason", LX_STR("content_filter"));
+        lx_jw_klit(w, "logprobs", "null");
+        lx_jw_close(w, '}');
     }
     long long i = 0;
     const cJSON *c;
@@ -1471,9 +1317,9 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
             return rc;
         }
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     write_usage(w, &u);
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -1483,7 +1329,7 @@ static const cJSON *error_object(const cJSON *j)
     if (cJSON_IsArray(j)) {
         j = cJSON_GetArrayItem(j, 0);
     }
-    const cJSON *e = get(j, "error");
+    const cJSON *e = lx_json_get(j, "error");
     return cJSON_IsObject(e) ? e : NULL;
 }
 
@@ -1497,7 +1343,7 @@ static int gemini_response(const struct lx_provider_call *call, struct lx_str bo
     }
     const cJSON *e = error_object(j);
     if (e) {
-        struct lx_str msg = str_of(get(e, "message"));
+        struct lx_str msg = lx_json_str_of(lx_json_get(e, "message"));
         lx_error_set(err, LX_EUPSTREAM, "Gemini returned an error: %.*s", (int)LX_MIN(msg.n, 300),
                      msg.p ? msg.p : "(no message)");
         cJSON_Delete(j);
@@ -1505,15 +1351,15 @@ static int gemini_response(const struct lx_provider_call *call, struct lx_str bo
     }
     struct lx_buf tmp;
     lx_buf_init(&tmp, out->limit);
-    struct jw w;
+    struct lx_jw w;
     size_t mark = out->len;
-    jw_init(&w, out);
+    lx_jw_init(&w, out);
     int rc = write_response(call, j, &w, &tmp, err);
     if (!rc && w.rc) {
         rc = resp_fail(err, w.rc, "response too large or out of memory");
     }
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
     }
     lx_buf_fini(&tmp);
     cJSON_Delete(j);
@@ -1528,8 +1374,8 @@ static int gemini_error(const struct lx_provider_call *call, struct lx_str body,
     (void)call;
     cJSON *j = cJSON_ParseWithLength(body.p ? body.p : "", body.n);
     const cJSON *e = error_object(j);
-    struct lx_str status = str_of(get(e, "status"));
-    struct lx_str msg = str_of(get(e, "message"));
+    struct lx_str status = lx_json_str_of(lx_json_get(e, "status"));
+    struct lx_str msg = lx_json_str_of(lx_json_get(e, "message"));
     char fallback[96];
     if (!msg.p) {
         snprintf(fallback, sizeof(fallback), "Gemini returned HTTP %d", *io_status);
@@ -1569,7 +1415,8 @@ static void *gemini_stream_new(const struct lx_provider_call *call)
     lx_buf_init(&s->chunk, GEM_MAX_CHUNK_BYTES);
     lx_buf_init(&s->tmp, GEM_MAX_CHUNK_BYTES);
     s->created = lx_wall_s();
-    s->include_usage = cJSON_IsTrue(get(get(call->json, "stream_options"), "include_usage"));
+    s->include_usage =
+        cJSON_IsTrue(lx_json_get(lx_json_get(call->json, "stream_options"), "include_usage"));
     char uuid[37];
     lx_uuid4(uuid);
     snprintf(s->id, sizeof(s->id), "chatcmpl-%s", uuid);
@@ -1584,44 +1431,44 @@ static void gemini_stream_free(void *state)
     lx_buf_fini(&s->tmp);
 }
 
-static void chunk_begin(struct gem_stream *s, struct jw *w)
+static void chunk_begin(struct gem_stream *s, struct lx_jw *w)
 {
     lx_buf_reset(&s->chunk);
-    jw_init(w, &s->chunk);
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(s->id));
-    jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
-    jw_kint(w, "created", (long long)s->created);
-    jw_kstr(w, "model", lx_str_c(s->model));
+    lx_jw_init(w, &s->chunk);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(s->id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
+    lx_jw_kint(w, "created", (long long)s->created);
+    lx_jw_kstr(w, "model", lx_str_c(s->model));
 }
 
-static void choice_begin(struct jw *w, long long index)
+static void choice_begin(struct lx_jw *w, long long index)
 {
-    jw_key(w, "choices");
-    jw_open(w, '[');
-    jw_open(w, '{');
-    jw_kint(w, "index", index);
-    jw_key(w, "delta");
-    jw_open(w, '{');
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", index);
+    lx_jw_key(w, "delta");
+    lx_jw_open(w, '{');
 }
 
-static void choice_end(struct jw *w, const char *finish)
+static void choice_end(struct lx_jw *w, const char *finish)
 {
-    jw_close(w, '}');
-    jw_klit(w, "logprobs", "null");
-    jw_key(w, "finish_reason");
+    lx_jw_close(w, '}');
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_key(w, "finish_reason");
     if (finish) {
-        jw_str(w, lx_str_c(finish));
+        lx_jw_str(w, lx_str_c(finish));
     } else {
-        jw_lit(w, "null");
+        lx_jw_lit(w, "null");
     }
-    jw_close(w, '}');
-    jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
 }
 
-static int chunk_emit(struct gem_stream *s, struct jw *w, struct lx_buf *out)
+static int chunk_emit(struct gem_stream *s, struct lx_jw *w, struct lx_buf *out)
 {
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     if (w->rc) {
         return w->rc;
     }
@@ -1631,10 +1478,10 @@ static int chunk_emit(struct gem_stream *s, struct jw *w, struct lx_buf *out)
 static int emit_delta_str(struct gem_stream *s, struct lx_buf *out, long long index,
                           const char *key, struct lx_str v)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w, index);
-    jw_kstr(&w, key, v);
+    lx_jw_kstr(&w, key, v);
     choice_end(&w, NULL);
     return chunk_emit(s, &w, out);
 }
@@ -1642,7 +1489,7 @@ static int emit_delta_str(struct gem_stream *s, struct lx_buf *out, long long in
 static int emit_finish(struct gem_stream *s, struct lx_buf *out, long long index,
                        const char *finish)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w, index);
     choice_end(&w, finish);
@@ -1653,10 +1500,10 @@ static int emit_end(struct gem_stream *s, struct lx_buf *out)
 {
     int rc = 0;
     if (s->include_usage) {
-        struct jw w;
+        struct lx_jw w;
         chunk_begin(s, &w);
-        jw_key(&w, "choices");
-        jw_lit(&w, "[]");
+        lx_jw_key(&w, "choices");
+        lx_jw_lit(&w, "[]");
         write_usage(&w, &s->usage);
         rc = chunk_emit(s, &w, out);
     }
@@ -1674,9 +1521,9 @@ static int ev_fail(struct lx_error *err, const char *what)
 
 static int on_error_chunk(struct gem_stream *s, const cJSON *e, struct lx_buf *out)
 {
-    struct lx_str status = str_of(get(e, "status"));
-    struct lx_str msg = str_of(get(e, "message"));
-    const cJSON *code_v = get(e, "code");
+    struct lx_str status = lx_json_str_of(lx_json_get(e, "status"));
+    struct lx_str msg = lx_json_str_of(lx_json_get(e, "message"));
+    const cJSON *code_v = lx_json_get(e, "code");
     int http = cJSON_IsNumber(code_v) && code_v->valuedouble >= 400 && code_v->valuedouble < 600
                    ? (int)code_v->valuedouble
                    : 500;
@@ -1706,26 +1553,28 @@ static int on_candidate(struct gem_stream *s, const struct cand *c, struct lx_bu
     bool calls = false;
     cJSON_ArrayForEach(p, c->parts)
     {
-        const cJSON *tx = get(p, "text");
-        const cJSON *fc = get(p, "functionCall");
-        if (cJSON_IsString(tx) && str_of(tx).n) {
+        const cJSON *tx = lx_json_get(p, "text");
+        const cJSON *fc = lx_json_get(p, "functionCall");
+        if (cJSON_IsString(tx) && lx_json_str_of(tx).n) {
             rc = emit_delta_str(s, out, c->index,
-                                cJSON_IsTrue(get(p, "thought")) ? "reasoning_content" : "content",
-                                str_of(tx));
+                                cJSON_IsTrue(lx_json_get(p, "thought")) ? "reasoning_content"
+                                                                        : "content",
+                                lx_json_str_of(tx));
         }
         if (!rc && fc) {
             calls = true;
             rc = args_json(fc, &s->tmp);
             if (!rc) {
                 char id[32];
-                make_call_id(id);
-                struct jw w;
+                lx_provider__call_id(id);
+                struct lx_jw w;
                 chunk_begin(s, &w);
                 choice_begin(&w, c->index);
-                jw_key(&w, "tool_calls");
-                jw_open(&w, '[');
-                put_tool_call(&w, s->n_tools++, id, str_of(get(fc, "name")), lx_buf_str(&s->tmp));
-                jw_close(&w, ']');
+                lx_jw_key(&w, "tool_calls");
+                lx_jw_open(&w, '[');
+                put_tool_call(&w, s->n_tools++, id, lx_json_str_of(lx_json_get(fc, "name")),
+                              lx_buf_str(&s->tmp));
+                lx_jw_close(&w, ']');
                 choice_end(&w, NULL);
                 rc = chunk_emit(s, &w, out);
             }
@@ -1747,7 +1596,7 @@ static int dispatch(struct gem_stream *s, const cJSON *d, struct lx_buf *out, st
     if (e) {
         return on_error_chunk(s, e, out);
     }
-    const cJSON *cands = get(d, "candidates");
+    const cJSON *cands = lx_json_get(d, "candidates");
     if (cands && !cJSON_IsNull(cands) && !cJSON_IsArray(cands)) {
         return ev_fail(err, "candidates is not an array");
     }
@@ -1771,13 +1620,14 @@ static int dispatch(struct gem_stream *s, const cJSON *d, struct lx_buf *out, st
     if (n > (int)LX_ARRAY_LEN(cd)) {
         return ev_fail(err, "too many candidates");
     }
-    const cJSON *um = get(d, "usageMetadata");
+    const cJSON *um = lx_json_get(d, "usageMetadata");
     if (um && read_usage(um, &s->usage)) {
         return ev_fail(err, "invalid usageMetadata");
     }
-    struct lx_str rid = str_of(get(d, "responseId"));
-    struct lx_str model = str_of(get(d, "modelVersion"));
-    struct lx_str block = str_of(get(get(d, "promptFeedback"), "blockReason"));
+    struct lx_str rid = lx_json_str_of(lx_json_get(d, "responseId"));
+    struct lx_str model = lx_json_str_of(lx_json_get(d, "modelVersion"));
+    struct lx_str block =
+        lx_json_str_of(lx_json_get(lx_json_get(d, "promptFeedback"), "blockReason"));
     int rc = 0;
     if (!s->started) {
         if (rid.p && rid.n && rid.n <= 48) {
@@ -1787,11 +1637,11 @@ static int dispatch(struct gem_stream *s, const cJSON *d, struct lx_buf *out, st
             memcpy(s->model, model.p, model.n);
             s->model[model.n] = '\0';
         }
-        struct jw w;
+        struct lx_jw w;
         chunk_begin(s, &w);
         choice_begin(&w, 0);
-        jw_kstr(&w, "role", LX_STR("assistant"));
-        jw_kstr(&w, "content", LX_STR(""));
+        lx_jw_kstr(&w, "role", LX_STR("assistant"));
+        lx_jw_kstr(&w, "content", LX_STR(""));
         choice_end(&w, NULL);
         rc = chunk_emit(s, &w, out);
         s->started = true;
@@ -1827,7 +1677,7 @@ static int gemini_event(void *state, const struct lx_sse_event *ev, struct lx_bu
     int rc = dispatch(s, d, out, err);
     cJSON_Delete(d);
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
         s->started = was_started;
         s->done = false;
         if (rc != LX_EUPSTREAM) {

@@ -47,12 +47,13 @@
 #include <cjson/cJSON.h>
 
 #include "core/alloc.h"
-#include "core/assert.h"
 #include "core/rand.h"
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "json/writer.h"
 #include "providers/provider.h"
+#include "providers/provider_util.h"
 
 /* Longest model name accepted from upstream. */
 #define OLL_MAX_NAME 255
@@ -65,170 +66,12 @@
 /* Tool calls of one assistant message searched for a tool message's name. */
 #define OLL_MAX_CALL_SCAN 4096
 
-/* ---- a small JSON writer with a sticky error ---- */
-
-#define JW_MAX_DEPTH 16
-
-struct jw {
-    struct lx_buf *b;
-    int rc;
-    int depth;
-    bool first[JW_MAX_DEPTH];
-    bool after_key;
-};
-
-static void jw_init(struct jw *w, struct lx_buf *b)
-{
-    memset(w, 0, sizeof(*w));
-    w->b = b;
-    w->first[0] = true;
-}
-
-static void jw_raw(struct jw *w, const char *p, size_t n)
-{
-    if (!w->rc) {
-        w->rc = lx_buf_append(w->b, p, n);
-    }
-}
-
-#define JW_LIT(w, lit) jw_raw((w), (lit), sizeof(lit) - 1)
-
-/* The comma before a value, unless it follows a key or opens a container. */
-static void jw_sep(struct jw *w)
-{
-    if (w->after_key) {
-        w->after_key = false;
-        return;
-    }
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-}
-
-/* key is a literal from this file: no escaping needed. */
-static void jw_key(struct jw *w, const char *key)
-{
-    if (!w->first[w->depth]) {
-        JW_LIT(w, ",");
-    }
-    w->first[w->depth] = false;
-    JW_LIT(w, "\"");
-    jw_raw(w, key, strlen(key));
-    JW_LIT(w, "\":");
-    w->after_key = true;
-}
-
-static void jw_open(struct jw *w, char c)
-{
-    jw_sep(w);
-    jw_raw(w, &c, 1);
-    LX_ASSERT(w->depth + 1 < JW_MAX_DEPTH); /* our own structure, never input-driven */
-    w->depth++;
-    w->first[w->depth] = true;
-}
-
-static void jw_close(struct jw *w, char c)
-{
-    jw_raw(w, &c, 1);
-    w->depth--;
-}
-
-static void jw_str(struct jw *w, struct lx_str s)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_json_append_string(w->b, s);
-    }
-}
-
-static void jw_lit(struct jw *w, const char *lit)
-{
-    jw_sep(w);
-    jw_raw(w, lit, strlen(lit));
-}
-
-static void jw_int(struct jw *w, long long v)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_buf_printf(w->b, "%lld", v);
-    }
-}
-
-/* A cJSON value printed as is (cJSON's allocations are lx_try_malloc: may fail). */
-static void jw_cjson(struct jw *w, const cJSON *v)
-{
-    jw_sep(w);
-    if (w->rc) {
-        return;
-    }
-    char *s = cJSON_PrintUnformatted(v);
-    if (!s) {
-        w->rc = LX_ENOMEM;
-        return;
-    }
-    w->rc = lx_buf_append_c(w->b, s);
-    cJSON_free(s);
-}
-
-static void jw_kstr(struct jw *w, const char *key, struct lx_str s)
-{
-    jw_key(w, key);
-    jw_str(w, s);
-}
-
-static void jw_klit(struct jw *w, const char *key, const char *lit)
-{
-    jw_key(w, key);
-    jw_lit(w, lit);
-}
-
-static void jw_kint(struct jw *w, const char *key, long long v)
-{
-    jw_key(w, key);
-    jw_int(w, v);
-}
-
-static void buf_restore(struct lx_buf *b, size_t len)
-{
-    b->len = len;
-    if (b->data) {
-        b->data[len] = '\0';
-    }
-}
-
 /* ---- shared helpers ---- */
-
-static struct lx_str str_of(const cJSON *v)
-{
-    return cJSON_IsString(v) && v->valuestring ? lx_str_c(v->valuestring) : LX_STR_NULL;
-}
-
-static const cJSON *get(const cJSON *obj, const char *key)
-{
-    return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-}
-
-/* "call_" plus 24 random hex digits, NUL-terminated. */
-static void make_call_id(char out[32])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint64_t a = lx_rand_u64(), b = lx_rand_u64();
-    memcpy(out, "call_", 5);
-    for (int i = 0; i < 16; i++) {
-        out[5 + i] = hex[(a >> (i * 4)) & 15];
-    }
-    for (int i = 0; i < 8; i++) {
-        out[21 + i] = hex[(b >> (i * 4)) & 15];
-    }
-    out[29] = '\0';
-}
 
 /* A token count: absent or null is 0; anything but a number in [0, 2^53] is malformed (-1). */
 static long long token_count(const cJSON *obj, const char *key)
 {
-    const cJSON *v = get(obj, key);
+    const cJSON *v = lx_json_get(obj, key);
     if (!v || cJSON_IsNull(v)) {
         return 0;
     }
@@ -238,14 +81,14 @@ static long long token_count(const cJSON *obj, const char *key)
     return (long long)v->valuedouble;
 }
 
-static void write_usage(struct jw *w, long long prompt, long long completion)
+static void write_usage(struct lx_jw *w, long long prompt, long long completion)
 {
-    jw_key(w, "usage");
-    jw_open(w, '{');
-    jw_kint(w, "prompt_tokens", prompt);
-    jw_kint(w, "completion_tokens", completion);
-    jw_kint(w, "total_tokens", prompt + completion);
-    jw_close(w, '}');
+    lx_jw_key(w, "usage");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "prompt_tokens", prompt);
+    lx_jw_kint(w, "completion_tokens", completion);
+    lx_jw_kint(w, "total_tokens", prompt + completion);
+    lx_jw_close(w, '}');
 }
 
 /* Ollama done_reason -> OpenAI finish_reason. */
@@ -261,10 +104,10 @@ LX_TESTABLE const char *lx_ollama_finish_reason(struct lx_str r, bool has_tool_c
 /* A tool call's arguments as a JSON string in tmp: an object printed, a string as is. */
 static int args_json(const cJSON *fn, struct lx_buf *tmp)
 {
-    const cJSON *args = get(fn, "arguments");
+    const cJSON *args = lx_json_get(fn, "arguments");
     lx_buf_reset(tmp);
     if (cJSON_IsString(args)) {
-        return lx_buf_append_str(tmp, str_of(args));
+        return lx_buf_append_str(tmp, lx_json_str_of(args));
     }
     if (!cJSON_IsObject(args)) {
         return lx_buf_append_c(tmp, "{}");
@@ -290,9 +133,9 @@ static int check_tool_calls(const cJSON *calls)
     const cJSON *tc;
     cJSON_ArrayForEach(tc, calls)
     {
-        const cJSON *fn = get(tc, "function");
-        const cJSON *args = get(fn, "arguments");
-        if (!str_of(get(fn, "name")).p ||
+        const cJSON *fn = lx_json_get(tc, "function");
+        const cJSON *args = lx_json_get(fn, "arguments");
+        if (!lx_json_str_of(lx_json_get(fn, "name")).p ||
             (args && !cJSON_IsNull(args) && !cJSON_IsObject(args) && !cJSON_IsString(args))) {
             return -1;
         }
@@ -300,26 +143,26 @@ static int check_tool_calls(const cJSON *calls)
     return 0;
 }
 
-static void put_tool_call(struct jw *w, size_t index, const char *id, struct lx_str name,
+static void put_tool_call(struct lx_jw *w, size_t index, const char *id, struct lx_str name,
                           struct lx_str args)
 {
-    jw_open(w, '{');
-    jw_kint(w, "index", (long long)index);
-    jw_kstr(w, "id", lx_str_c(id));
-    jw_kstr(w, "type", LX_STR("function"));
-    jw_key(w, "function");
-    jw_open(w, '{');
-    jw_kstr(w, "name", name);
-    jw_kstr(w, "arguments", args);
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", (long long)index);
+    lx_jw_kstr(w, "id", lx_str_c(id));
+    lx_jw_kstr(w, "type", LX_STR("function"));
+    lx_jw_key(w, "function");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "name", name);
+    lx_jw_kstr(w, "arguments", args);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
 }
 
 /* ---- request ---- */
 
 struct req {
     const struct lx_provider_call *call;
-    struct jw w;
+    struct lx_jw w;
     struct lx_error *err;
     struct lx_buf text;      /* a message's content being joined */
     const cJSON *last_calls; /* tool_calls of the latest assistant message */
@@ -347,9 +190,9 @@ static int buf_fail(struct req *r, int rc)
 /* A request field: the client's, else the deployment's default; null counts as absent. */
 static const cJSON *param(const struct lx_provider_call *call, const char *key)
 {
-    const cJSON *v = get(call->json, key);
+    const cJSON *v = lx_json_get(call->json, key);
     if (!v && call->dep && call->dep->extra_params) {
-        v = get(call->dep->extra_params, key);
+        v = lx_json_get(call->dep->extra_params, key);
     }
     return cJSON_IsNull(v) ? NULL : v;
 }
@@ -374,13 +217,13 @@ static struct lx_str data_url_payload(struct lx_str url)
 /* Write "content" (and "images" when the parts hold any) of one message. */
 static int put_content(struct req *r, const char *where, const cJSON *content)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!content || cJSON_IsNull(content)) {
-        jw_kstr(w, "content", LX_STR(""));
+        lx_jw_kstr(w, "content", LX_STR(""));
         return 0;
     }
     if (cJSON_IsString(content)) {
-        jw_kstr(w, "content", str_of(content));
+        lx_jw_kstr(w, "content", lx_json_str_of(content));
         return 0;
     }
     if (!cJSON_IsArray(content)) {
@@ -391,23 +234,23 @@ static int put_content(struct req *r, const char *where, const cJSON *content)
     const cJSON *part;
     cJSON_ArrayForEach(part, content)
     {
-        struct lx_str type = str_of(get(part, "type"));
+        struct lx_str type = lx_json_str_of(lx_json_get(part, "type"));
         if (lx_str_eq_c(type, "text")) {
-            const cJSON *tx = get(part, "text");
+            const cJSON *tx = lx_json_get(part, "text");
             if (!cJSON_IsString(tx)) {
                 return req_fail(r, LX_EINVAL, "%s: a text part needs a string 'text'", where);
             }
-            int rc = lx_buf_append_str(&r->text, str_of(tx));
+            int rc = lx_buf_append_str(&r->text, lx_json_str_of(tx));
             if (rc) {
                 return buf_fail(r, rc);
             }
         } else if (lx_str_eq_c(type, "image_url")) {
-            const cJSON *iu = get(part, "image_url");
-            const cJSON *u = cJSON_IsObject(iu) ? get(iu, "url") : iu;
+            const cJSON *iu = lx_json_get(part, "image_url");
+            const cJSON *u = cJSON_IsObject(iu) ? lx_json_get(iu, "url") : iu;
             if (!cJSON_IsString(u)) {
                 return req_fail(r, LX_EINVAL, "%s: an image_url part needs image_url.url", where);
             }
-            if (!data_url_payload(str_of(u)).p) {
+            if (!data_url_payload(lx_json_str_of(u)).p) {
                 return req_fail(r, LX_EINVAL, "%s: Ollama takes images only as base64 data: URLs",
                                 where);
             }
@@ -421,45 +264,45 @@ static int put_content(struct req *r, const char *where, const cJSON *content)
                             where, (int)LX_MIN(type.n, 64), type.p);
         }
     }
-    jw_kstr(w, "content", lx_buf_str(&r->text));
+    lx_jw_kstr(w, "content", lx_buf_str(&r->text));
     if (n_images) {
-        jw_key(w, "images");
-        jw_open(w, '[');
+        lx_jw_key(w, "images");
+        lx_jw_open(w, '[');
         cJSON_ArrayForEach(part, content)
         {
-            if (lx_str_eq_c(str_of(get(part, "type")), "image_url")) {
-                const cJSON *iu = get(part, "image_url");
-                const cJSON *u = cJSON_IsObject(iu) ? get(iu, "url") : iu;
-                jw_str(w, data_url_payload(str_of(u)));
+            if (lx_str_eq_c(lx_json_str_of(lx_json_get(part, "type")), "image_url")) {
+                const cJSON *iu = lx_json_get(part, "image_url");
+                const cJSON *u = cJSON_IsObject(iu) ? lx_json_get(iu, "url") : iu;
+                lx_jw_str(w, data_url_payload(lx_json_str_of(u)));
             }
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
     return 0;
 }
 
 static int put_tool_calls(struct req *r, const char *where, const cJSON *calls)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!cJSON_IsArray(calls)) {
         return req_fail(r, LX_EINVAL, "%s: tool_calls must be an array", where);
     }
     r->last_calls = calls;
     r->call_cursor = 0;
-    jw_key(w, "tool_calls");
-    jw_open(w, '[');
+    lx_jw_key(w, "tool_calls");
+    lx_jw_open(w, '[');
     const cJSON *tc;
     cJSON_ArrayForEach(tc, calls)
     {
-        const cJSON *fn = get(tc, "function");
-        struct lx_str name = str_of(get(fn, "name"));
+        const cJSON *fn = lx_json_get(tc, "function");
+        struct lx_str name = lx_json_str_of(lx_json_get(fn, "name"));
         if (!name.p) {
             return req_fail(r, LX_EINVAL, "%s: a tool call needs function.name", where);
         }
-        const cJSON *args = get(fn, "arguments");
+        const cJSON *args = lx_json_get(fn, "arguments");
         cJSON *parsed = NULL;
         if (cJSON_IsString(args)) {
-            struct lx_str a = lx_str_trim(str_of(args));
+            struct lx_str a = lx_str_trim(lx_json_str_of(args));
             if (a.n) {
                 parsed = cJSON_ParseWithLength(a.p, a.n);
                 struct lx_str unused;
@@ -477,37 +320,37 @@ static int put_tool_calls(struct req *r, const char *where, const cJSON *calls)
         } else if (args && !cJSON_IsNull(args) && !cJSON_IsObject(args)) {
             return req_fail(r, LX_EINVAL, "%s: function.arguments must be a JSON string", where);
         }
-        jw_open(w, '{');
-        jw_key(w, "function");
-        jw_open(w, '{');
-        jw_kstr(w, "name", name);
-        jw_key(w, "arguments");
+        lx_jw_open(w, '{');
+        lx_jw_key(w, "function");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "name", name);
+        lx_jw_key(w, "arguments");
         if (cJSON_IsObject(args)) {
-            jw_cjson(w, args);
+            lx_jw_cjson(w, args);
         } else {
-            jw_lit(w, "{}");
+            lx_jw_lit(w, "{}");
         }
-        jw_close(w, '}');
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
         cJSON_Delete(parsed);
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     return 0;
 }
 
 /* The function name of the assistant tool call a tool message answers, or a NULL slice. */
 static struct lx_str tool_name_for(struct req *r, const cJSON *msg)
 {
-    struct lx_str name = str_of(get(msg, "name"));
-    struct lx_str id = str_of(get(msg, "tool_call_id"));
+    struct lx_str name = lx_json_str_of(lx_json_get(msg, "name"));
+    struct lx_str id = lx_json_str_of(lx_json_get(msg, "tool_call_id"));
     const cJSON *calls = r->last_calls;
     if (name.p || !id.p || !calls) {
         return name;
     }
     const cJSON *tc = cJSON_GetArrayItem(calls, r->call_cursor);
-    if (lx_str_eq(str_of(get(tc, "id")), id)) {
+    if (lx_str_eq(lx_json_str_of(lx_json_get(tc, "id")), id)) {
         r->call_cursor++;
-        return str_of(get(get(tc, "function"), "name"));
+        return lx_json_str_of(lx_json_get(lx_json_get(tc, "function"), "name"));
     }
     int i = 0;
     cJSON_ArrayForEach(tc, calls)
@@ -515,9 +358,9 @@ static struct lx_str tool_name_for(struct req *r, const cJSON *msg)
         if (i >= OLL_MAX_CALL_SCAN) {
             break;
         }
-        if (lx_str_eq(str_of(get(tc, "id")), id)) {
+        if (lx_str_eq(lx_json_str_of(lx_json_get(tc, "id")), id)) {
             r->call_cursor = i + 1;
-            return str_of(get(get(tc, "function"), "name"));
+            return lx_json_str_of(lx_json_get(lx_json_get(tc, "function"), "name"));
         }
         i++;
     }
@@ -526,9 +369,9 @@ static struct lx_str tool_name_for(struct req *r, const cJSON *msg)
 
 static int put_messages(struct req *r, const cJSON *messages)
 {
-    struct jw *w = &r->w;
-    jw_key(w, "messages");
-    jw_open(w, '[');
+    struct lx_jw *w = &r->w;
+    lx_jw_key(w, "messages");
+    lx_jw_open(w, '[');
     size_t i = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, messages)
@@ -538,7 +381,7 @@ static int put_messages(struct req *r, const cJSON *messages)
         if (!cJSON_IsObject(m)) {
             return req_fail(r, LX_EINVAL, "%s: a message must be an object", where);
         }
-        struct lx_str role = str_of(get(m, "role"));
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
         const char *out_role = lx_str_eq_c(role, "system") || lx_str_eq_c(role, "developer")
                                    ? "system"
                                : lx_str_eq_c(role, "user")      ? "user"
@@ -552,17 +395,17 @@ static int put_messages(struct req *r, const cJSON *messages)
             return req_fail(r, LX_EINVAL, "%s: role '%.*s' is not supported by Ollama", where,
                             (int)LX_MIN(role.n, 64), role.p);
         }
-        const cJSON *content = get(m, "content");
+        const cJSON *content = lx_json_get(m, "content");
         if (!strcmp(out_role, "user") && !content) {
             return req_fail(r, LX_EINVAL, "%s: a user message needs content", where);
         }
-        jw_open(w, '{');
-        jw_kstr(w, "role", lx_str_c(out_role));
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "role", lx_str_c(out_role));
         int rc = put_content(r, where, content);
         if (rc) {
             return rc;
         }
-        const cJSON *calls = get(m, "tool_calls");
+        const cJSON *calls = lx_json_get(m, "tool_calls");
         if (!strcmp(out_role, "assistant") && calls && !cJSON_IsNull(calls)) {
             rc = put_tool_calls(r, where, calls);
             if (rc) {
@@ -572,12 +415,12 @@ static int put_messages(struct req *r, const cJSON *messages)
         if (!strcmp(out_role, "tool")) {
             struct lx_str name = tool_name_for(r, m);
             if (name.p) {
-                jw_kstr(w, "tool_name", name);
+                lx_jw_kstr(w, "tool_name", name);
             }
         }
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     return 0;
 }
 
@@ -601,19 +444,19 @@ struct opts {
 
 static void opt_key(struct opts *o, const char *key)
 {
-    struct jw *w = &o->r->w;
+    struct lx_jw *w = &o->r->w;
     if (!o->opened) {
-        jw_key(w, "options");
-        jw_open(w, '{');
+        lx_jw_key(w, "options");
+        lx_jw_open(w, '{');
         o->opened = true;
     }
-    jw_key(w, key);
+    lx_jw_key(w, key);
 }
 
 static int put_options(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     struct opts o = {.r = r};
     static const char *const numbers[][2] = {
         {"temperature", "temperature"},
@@ -632,7 +475,7 @@ static int put_options(struct req *r)
             return req_fail(r, LX_EINVAL, "%s must be a number", numbers[i][0]);
         }
         opt_key(&o, numbers[i][1]);
-        jw_cjson(w, v);
+        lx_jw_cjson(w, v);
     }
     const cJSON *mct = param(call, "max_completion_tokens");
     long long max_tokens = int_param(mct ? mct : param(call, "max_tokens"));
@@ -642,14 +485,14 @@ static int put_options(struct req *r)
     }
     if (max_tokens) {
         opt_key(&o, "num_predict");
-        jw_int(w, max_tokens);
+        lx_jw_int(w, max_tokens);
     }
     const cJSON *stop = param(call, "stop");
     if (cJSON_IsString(stop)) {
         opt_key(&o, "stop");
-        jw_open(w, '[');
-        jw_str(w, str_of(stop));
-        jw_close(w, ']');
+        lx_jw_open(w, '[');
+        lx_jw_str(w, lx_json_str_of(stop));
+        lx_jw_close(w, ']');
     } else if (cJSON_IsArray(stop)) {
         const cJSON *s;
         cJSON_ArrayForEach(s, stop)
@@ -660,13 +503,13 @@ static int put_options(struct req *r)
         }
         if (cJSON_GetArraySize(stop)) {
             opt_key(&o, "stop");
-            jw_cjson(w, stop);
+            lx_jw_cjson(w, stop);
         }
     } else if (stop) {
         return req_fail(r, LX_EINVAL, "stop must be a string or a list of strings");
     }
     if (o.opened) {
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
     return 0;
 }
@@ -674,7 +517,7 @@ static int put_options(struct req *r)
 static int put_params(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     const cJSON *n = param(call, "n");
     if (n && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
         return req_fail(r, LX_EINVAL, "Ollama supports only n=1");
@@ -688,32 +531,33 @@ static int put_params(struct req *r)
     size_t i = 0;
     cJSON_ArrayForEach(t, tools)
     {
-        if (!cJSON_IsObject(t) || !str_of(get(get(t, "function"), "name")).p) {
+        if (!cJSON_IsObject(t) ||
+            !lx_json_str_of(lx_json_get(lx_json_get(t, "function"), "name")).p) {
             return req_fail(r, LX_EINVAL, "tools[%zu] needs function.name", i);
         }
         i++;
     }
     /* Ollama has no tool_choice: "none" is honoured by not offering the tools. */
-    if (i && !lx_str_eq_c(str_of(tc), "none")) {
-        jw_key(w, "tools");
-        jw_cjson(w, tools);
+    if (i && !lx_str_eq_c(lx_json_str_of(tc), "none")) {
+        lx_jw_key(w, "tools");
+        lx_jw_cjson(w, tools);
     }
     const cJSON *rf = param(call, "response_format");
     if (rf && !cJSON_IsObject(rf)) {
         return req_fail(r, LX_EINVAL, "response_format must be an object");
     }
-    struct lx_str rf_type = str_of(get(rf, "type"));
-    const cJSON *schema = get(get(rf, "json_schema"), "schema");
+    struct lx_str rf_type = lx_json_str_of(lx_json_get(rf, "type"));
+    const cJSON *schema = lx_json_get(lx_json_get(rf, "json_schema"), "schema");
     if (lx_str_eq_c(rf_type, "json_schema") && cJSON_IsObject(schema)) {
-        jw_key(w, "format");
-        jw_cjson(w, schema);
+        lx_jw_key(w, "format");
+        lx_jw_cjson(w, schema);
     } else if (lx_str_eq_c(rf_type, "json_object") || lx_str_eq_c(rf_type, "json_schema")) {
-        jw_kstr(w, "format", LX_STR("json"));
+        lx_jw_kstr(w, "format", LX_STR("json"));
     }
     const cJSON *ka = param(call, "keep_alive");
     if (cJSON_IsString(ka) || cJSON_IsNumber(ka)) {
-        jw_key(w, "keep_alive");
-        jw_cjson(w, ka);
+        lx_jw_key(w, "keep_alive");
+        lx_jw_cjson(w, ka);
     }
     return put_options(r);
 }
@@ -721,19 +565,19 @@ static int put_params(struct req *r)
 static int build_body(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!cJSON_IsObject(call->json)) {
         return req_fail(r, LX_EINVAL, "The request body must be a JSON object");
     }
-    const cJSON *messages = get(call->json, "messages");
+    const cJSON *messages = lx_json_get(call->json, "messages");
     if (!cJSON_IsArray(messages)) {
         return req_fail(r, LX_EINVAL, "messages must be an array");
     }
     const char *model = call->upstream_model ? call->upstream_model
                         : call->dep          ? call->dep->upstream_model
                                              : NULL;
-    jw_open(w, '{');
-    jw_kstr(w, "model", lx_str_c(model ? model : ""));
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "model", lx_str_c(model ? model : ""));
     int rc = put_messages(r, messages);
     if (!rc) {
         rc = put_params(r);
@@ -741,8 +585,8 @@ static int build_body(struct req *r)
     if (rc) {
         return rc;
     }
-    jw_klit(w, "stream", call->stream ? "true" : "false");
-    jw_close(w, '}');
+    lx_jw_klit(w, "stream", call->stream ? "true" : "false");
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -786,13 +630,13 @@ static int ollama_build(const struct lx_provider_call *call, struct lx_provider_
     struct req r = {.call = call, .err = err};
     lx_buf_init(&r.text, out->body->limit);
     size_t mark = out->body->len;
-    jw_init(&r.w, out->body);
+    lx_jw_init(&r.w, out->body);
     int rc = build_body(&r);
     if (!rc && r.w.rc) {
         rc = buf_fail(&r, r.w.rc);
     }
     if (rc) {
-        buf_restore(out->body, mark);
+        lx_buf_truncate(out->body, mark);
     }
     lx_buf_fini(&r.text);
     return rc;
@@ -805,17 +649,17 @@ static int resp_fail(struct lx_error *err, int code, const char *msg)
     return lx_error_set(err, code, "Ollama: %s", msg);
 }
 
-static int write_response(const struct lx_provider_call *call, const cJSON *j, struct jw *w,
+static int write_response(const struct lx_provider_call *call, const cJSON *j, struct lx_jw *w,
                           struct lx_buf *tmp, struct lx_error *err)
 {
-    const cJSON *msg = get(j, "message");
+    const cJSON *msg = lx_json_get(j, "message");
     if (!cJSON_IsObject(msg)) {
         return resp_fail(err, LX_EUPSTREAM, "response has no message object");
     }
-    const cJSON *content = get(msg, "content");
-    const cJSON *thinking = get(msg, "thinking");
-    const cJSON *calls = get(msg, "tool_calls");
-    const cJSON *dr = get(j, "done_reason");
+    const cJSON *content = lx_json_get(msg, "content");
+    const cJSON *thinking = lx_json_get(msg, "thinking");
+    const cJSON *calls = lx_json_get(msg, "tool_calls");
+    const cJSON *dr = lx_json_get(j, "done_reason");
     if ((content && !cJSON_IsNull(content) && !cJSON_IsString(content)) ||
         (thinking && !cJSON_IsNull(thinking) && !cJSON_IsString(thinking)) ||
         (dr && !cJSON_IsNull(dr) && !cJSON_IsString(dr)) || check_tool_calls(calls)) {
@@ -827,60 +671,61 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         return resp_fail(err, LX_EUPSTREAM, "invalid token counts");
     }
     size_t n_calls = (size_t)cJSON_GetArraySize(calls);
-    struct lx_str model = str_of(get(j, "model"));
+    struct lx_str model = lx_json_str_of(lx_json_get(j, "model"));
     if (!model.p || model.n > OLL_MAX_NAME) {
         model = lx_str_c(call->upstream_model ? call->upstream_model : "");
     }
     char id[48], uuid[37];
     lx_uuid4(uuid);
     snprintf(id, sizeof(id), "chatcmpl-%s", uuid);
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(id));
-    jw_kstr(w, "object", LX_STR("chat.completion"));
-    jw_kint(w, "created", (long long)lx_wall_s());
-    jw_kstr(w, "model", model);
-    jw_key(w, "choices");
-    jw_open(w, '[');
-    jw_open(w, '{');
-    jw_kint(w, "index", 0);
-    jw_key(w, "message");
-    jw_open(w, '{');
-    jw_kstr(w, "role", LX_STR("assistant"));
-    struct lx_str text = str_of(content);
-    jw_key(w, "content");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion"));
+    lx_jw_kint(w, "created", (long long)lx_wall_s());
+    lx_jw_kstr(w, "model", model);
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", 0);
+    lx_jw_key(w, "message");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "role", LX_STR("assistant"));
+    struct lx_str text = lx_json_str_of(content);
+    lx_jw_key(w, "content");
     if (text.n || !n_calls) {
-        jw_str(w, text.p ? text : LX_STR(""));
+        lx_jw_str(w, text.p ? text : LX_STR(""));
     } else {
-        jw_lit(w, "null");
+        lx_jw_lit(w, "null");
     }
-    if (str_of(thinking).n) {
-        jw_kstr(w, "reasoning_content", str_of(thinking));
+    if (lx_json_str_of(thinking).n) {
+        lx_jw_kstr(w, "reasoning_content", lx_json_str_of(thinking));
     }
     if (n_calls) {
-        jw_key(w, "tool_calls");
-        jw_open(w, '[');
+        lx_jw_key(w, "tool_calls");
+        lx_jw_open(w, '[');
         size_t k = 0;
         const cJSON *tc;
         cJSON_ArrayForEach(tc, calls)
         {
-            const cJSON *fn = get(tc, "function");
+            const cJSON *fn = lx_json_get(tc, "function");
             int rc = args_json(fn, tmp);
             if (rc) {
                 return resp_fail(err, rc, "response too large or out of memory");
             }
             char cid[32];
-            make_call_id(cid);
-            put_tool_call(w, k++, cid, str_of(get(fn, "name")), lx_buf_str(tmp));
+            lx_provider__call_id(cid);
+            put_tool_call(w, k++, cid, lx_json_str_of(lx_json_get(fn, "name")), lx_buf_str(tmp));
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
-    jw_close(w, '}');
-    jw_kstr(w, "finish_reason", lx_str_c(lx_ollama_finish_reason(str_of(dr), n_calls > 0)));
-    jw_klit(w, "logprobs", "null");
-    jw_close(w, '}');
-    jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_kstr(w, "finish_reason",
+               lx_str_c(lx_ollama_finish_reason(lx_json_str_of(dr), n_calls > 0)));
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
     write_usage(w, prompt, completion);
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -892,7 +737,7 @@ static int ollama_response(const struct lx_provider_call *call, struct lx_str bo
         cJSON_Delete(j);
         return resp_fail(err, LX_EUPSTREAM, "response is not a JSON object");
     }
-    struct lx_str e = str_of(get(j, "error"));
+    struct lx_str e = lx_json_str_of(lx_json_get(j, "error"));
     if (e.p) {
         lx_error_set(err, LX_EUPSTREAM, "Ollama returned an error: %.*s", (int)LX_MIN(e.n, 300),
                      e.p);
@@ -901,15 +746,15 @@ static int ollama_response(const struct lx_provider_call *call, struct lx_str bo
     }
     struct lx_buf tmp;
     lx_buf_init(&tmp, out->limit);
-    struct jw w;
+    struct lx_jw w;
     size_t mark = out->len;
-    jw_init(&w, out);
+    lx_jw_init(&w, out);
     int rc = write_response(call, j, &w, &tmp, err);
     if (!rc && w.rc) {
         rc = resp_fail(err, w.rc, "response too large or out of memory");
     }
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
     }
     lx_buf_fini(&tmp);
     cJSON_Delete(j);
@@ -921,9 +766,9 @@ static int ollama_response(const struct lx_provider_call *call, struct lx_str bo
 /* The message of an Ollama error body: {"error":"..."} (or OpenAI's {"error":{"message"}}). */
 static struct lx_str error_message(const cJSON *j)
 {
-    const cJSON *e = get(j, "error");
-    struct lx_str m = str_of(e);
-    return m.p ? m : str_of(get(e, "message"));
+    const cJSON *e = lx_json_get(j, "error");
+    struct lx_str m = lx_json_str_of(e);
+    return m.p ? m : lx_json_str_of(lx_json_get(e, "message"));
 }
 
 static int ollama_error(const struct lx_provider_call *call, struct lx_str body, int *io_status,
@@ -968,7 +813,8 @@ static void *ollama_stream_new(const struct lx_provider_call *call)
     lx_buf_init(&s->chunk, OLL_MAX_CHUNK_BYTES);
     lx_buf_init(&s->tmp, OLL_MAX_CHUNK_BYTES);
     s->created = lx_wall_s();
-    s->include_usage = cJSON_IsTrue(get(get(call->json, "stream_options"), "include_usage"));
+    s->include_usage =
+        cJSON_IsTrue(lx_json_get(lx_json_get(call->json, "stream_options"), "include_usage"));
     char uuid[37];
     lx_uuid4(uuid);
     snprintf(s->id, sizeof(s->id), "chatcmpl-%s", uuid);
@@ -984,44 +830,44 @@ static void ollama_stream_free(void *state)
     lx_buf_fini(&s->tmp);
 }
 
-static void chunk_begin(struct oll_stream *s, struct jw *w)
+static void chunk_begin(struct oll_stream *s, struct lx_jw *w)
 {
     lx_buf_reset(&s->chunk);
-    jw_init(w, &s->chunk);
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(s->id));
-    jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
-    jw_kint(w, "created", (long long)s->created);
-    jw_kstr(w, "model", lx_str_c(s->model));
+    lx_jw_init(w, &s->chunk);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(s->id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
+    lx_jw_kint(w, "created", (long long)s->created);
+    lx_jw_kstr(w, "model", lx_str_c(s->model));
 }
 
-static void choice_begin(struct jw *w)
+static void choice_begin(struct lx_jw *w)
 {
-    jw_key(w, "choices");
-    jw_open(w, '[');
-    jw_open(w, '{');
-    jw_kint(w, "index", 0);
-    jw_key(w, "delta");
-    jw_open(w, '{');
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", 0);
+    lx_jw_key(w, "delta");
+    lx_jw_open(w, '{');
 }
 
-static void choice_end(struct jw *w, const char *finish)
+static void choice_end(struct lx_jw *w, const char *finish)
 {
-    jw_close(w, '}');
-    jw_klit(w, "logprobs", "null");
-    jw_key(w, "finish_reason");
+    lx_jw_close(w, '}');
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_key(w, "finish_reason");
     if (finish) {
-        jw_str(w, lx_str_c(finish));
+        lx_jw_str(w, lx_str_c(finish));
     } else {
-        jw_lit(w, "null");
+        lx_jw_lit(w, "null");
     }
-    jw_close(w, '}');
-    jw_close(w, ']');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
 }
 
-static int chunk_emit(struct oll_stream *s, struct jw *w, struct lx_buf *out)
+static int chunk_emit(struct oll_stream *s, struct lx_jw *w, struct lx_buf *out)
 {
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     if (w->rc) {
         return w->rc;
     }
@@ -1031,10 +877,10 @@ static int chunk_emit(struct oll_stream *s, struct jw *w, struct lx_buf *out)
 static int emit_delta_str(struct oll_stream *s, struct lx_buf *out, const char *key,
                           struct lx_str v)
 {
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    jw_kstr(&w, key, v);
+    lx_jw_kstr(&w, key, v);
     choice_end(&w, NULL);
     return chunk_emit(s, &w, out);
 }
@@ -1058,16 +904,16 @@ static int on_error_line(struct oll_stream *s, struct lx_str msg, struct lx_buf 
 
 static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, struct lx_error *err)
 {
-    const cJSON *e = get(j, "error");
+    const cJSON *e = lx_json_get(j, "error");
     if (e) {
         return on_error_line(s, error_message(j), out);
     }
-    const cJSON *msg = get(j, "message");
-    const cJSON *content = get(msg, "content");
-    const cJSON *thinking = get(msg, "thinking");
-    const cJSON *calls = get(msg, "tool_calls");
-    const cJSON *done = get(j, "done");
-    const cJSON *dr = get(j, "done_reason");
+    const cJSON *msg = lx_json_get(j, "message");
+    const cJSON *content = lx_json_get(msg, "content");
+    const cJSON *thinking = lx_json_get(msg, "thinking");
+    const cJSON *calls = lx_json_get(msg, "tool_calls");
+    const cJSON *done = lx_json_get(j, "done");
+    const cJSON *dr = lx_json_get(j, "done_reason");
     if ((msg && !cJSON_IsObject(msg)) ||
         (content && !cJSON_IsNull(content) && !cJSON_IsString(content)) ||
         (thinking && !cJSON_IsNull(thinking) && !cJSON_IsString(thinking)) ||
@@ -1088,25 +934,25 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
     }
     int rc = 0;
     if (!s->started) {
-        struct lx_str model = str_of(get(j, "model"));
+        struct lx_str model = lx_json_str_of(lx_json_get(j, "model"));
         if (model.p && model.n <= OLL_MAX_NAME) {
             memcpy(s->model, model.p, model.n);
             s->model[model.n] = '\0';
         }
-        struct jw w;
+        struct lx_jw w;
         chunk_begin(s, &w);
         choice_begin(&w);
-        jw_kstr(&w, "role", LX_STR("assistant"));
-        jw_kstr(&w, "content", LX_STR(""));
+        lx_jw_kstr(&w, "role", LX_STR("assistant"));
+        lx_jw_kstr(&w, "content", LX_STR(""));
         choice_end(&w, NULL);
         rc = chunk_emit(s, &w, out);
         s->started = true;
     }
-    if (!rc && str_of(thinking).n) {
-        rc = emit_delta_str(s, out, "reasoning_content", str_of(thinking));
+    if (!rc && lx_json_str_of(thinking).n) {
+        rc = emit_delta_str(s, out, "reasoning_content", lx_json_str_of(thinking));
     }
-    if (!rc && str_of(content).n) {
-        rc = emit_delta_str(s, out, "content", str_of(content));
+    if (!rc && lx_json_str_of(content).n) {
+        rc = emit_delta_str(s, out, "content", lx_json_str_of(content));
     }
     const cJSON *tc;
     cJSON_ArrayForEach(tc, calls)
@@ -1114,18 +960,19 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
         if (rc) {
             break;
         }
-        const cJSON *fn = get(tc, "function");
+        const cJSON *fn = lx_json_get(tc, "function");
         rc = args_json(fn, &s->tmp);
         if (!rc) {
             char id[32];
-            make_call_id(id);
-            struct jw w;
+            lx_provider__call_id(id);
+            struct lx_jw w;
             chunk_begin(s, &w);
             choice_begin(&w);
-            jw_key(&w, "tool_calls");
-            jw_open(&w, '[');
-            put_tool_call(&w, s->n_tools++, id, str_of(get(fn, "name")), lx_buf_str(&s->tmp));
-            jw_close(&w, ']');
+            lx_jw_key(&w, "tool_calls");
+            lx_jw_open(&w, '[');
+            put_tool_call(&w, s->n_tools++, id, lx_json_str_of(lx_json_get(fn, "name")),
+                          lx_buf_str(&s->tmp));
+            lx_jw_close(&w, ']');
             choice_end(&w, NULL);
             rc = chunk_emit(s, &w, out);
         }
@@ -1135,15 +982,15 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
     }
     s->prompt = prompt;
     s->completion = completion;
-    struct jw w;
+    struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
-    choice_end(&w, lx_ollama_finish_reason(str_of(dr), s->n_tools > 0));
+    choice_end(&w, lx_ollama_finish_reason(lx_json_str_of(dr), s->n_tools > 0));
     rc = chunk_emit(s, &w, out);
     if (!rc && s->include_usage) {
         chunk_begin(s, &w);
-        jw_key(&w, "choices");
-        jw_lit(&w, "[]");
+        lx_jw_key(&w, "choices");
+        lx_jw_lit(&w, "[]");
         write_usage(&w, s->prompt, s->completion);
         rc = chunk_emit(s, &w, out);
     }
@@ -1198,7 +1045,7 @@ static int ollama_feed(void *state, const char *data, size_t n, struct lx_buf *o
         n -= take;
     }
     if (rc) {
-        buf_restore(out, mark);
+        lx_buf_truncate(out, mark);
         if (rc == LX_ETOOBIG && s->line.len + n > OLL_MAX_LINE_BYTES) {
             lx_error_set(err, rc, "Ollama stream: a line is longer than %u bytes",
                          OLL_MAX_LINE_BYTES);

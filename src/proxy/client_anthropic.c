@@ -61,7 +61,6 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,6 +70,7 @@
 #include "core/rand.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "json/writer.h"
 #include "proxy/client.h"
 
 /* Ids and model names copied into stream state or errors are capped. */
@@ -80,134 +80,7 @@
 #define SCRATCH_MAX (32u << 20)
 #define MAX_TOKENS_COUNT 1000000000000000LL
 
-/* ---- small JSON writer ---- */
-
-struct jw {
-    struct lx_buf *b;
-    int rc;
-    unsigned depth;
-    uint64_t nonempty; /* bit d: the container at depth d has a member */
-    bool after_key;
-};
-
-static void jw_init(struct jw *w, struct lx_buf *b)
-{
-    memset(w, 0, sizeof(*w));
-    w->b = b;
-}
-
-static void jw_raw(struct jw *w, struct lx_str s)
-{
-    if (!w->rc) {
-        w->rc = lx_buf_append_str(w->b, s);
-    }
-}
-
-/* The separator before a value or a key. */
-static void jw_sep(struct jw *w)
-{
-    if (w->after_key) {
-        w->after_key = false;
-        return;
-    }
-    if (w->depth && (w->nonempty >> w->depth) & 1u) {
-        jw_raw(w, LX_STR(","));
-    }
-    w->nonempty |= (uint64_t)1 << w->depth;
-}
-
-static void jw_open(struct jw *w, char c)
-{
-    jw_sep(w);
-    jw_raw(w, c == '{' ? LX_STR("{") : LX_STR("["));
-    if (w->depth >= 63) {
-        w->rc = w->rc ? w->rc : LX_EINVAL; /* never: our documents are shallow */
-        return;
-    }
-    w->depth++;
-    w->nonempty &= ~((uint64_t)1 << w->depth);
-}
-
-static void jw_close(struct jw *w, char c)
-{
-    jw_raw(w, c == '}' ? LX_STR("}") : LX_STR("]"));
-    if (w->depth) {
-        w->depth--;
-    }
-}
-
-static void jw_key(struct jw *w, const char *k)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_json_append_string(w->b, lx_str_c(k));
-    }
-    jw_raw(w, LX_STR(":"));
-    w->after_key = true;
-}
-
-static void jw_str(struct jw *w, struct lx_str s)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_json_append_string(w->b, s);
-    }
-}
-
-static void jw_int(struct jw *w, long long v)
-{
-    jw_sep(w);
-    if (!w->rc) {
-        w->rc = lx_buf_printf(w->b, "%lld", v);
-    }
-}
-
-/* A value given as JSON text (a literal, or a constant object). */
-static void jw_lit(struct jw *w, const char *lit)
-{
-    jw_sep(w);
-    jw_raw(w, lx_str_c(lit));
-}
-
-/* Any cJSON value, serialised. */
-static void jw_cjson(struct jw *w, const cJSON *v)
-{
-    jw_sep(w);
-    if (w->rc) {
-        return;
-    }
-    char *s = cJSON_PrintUnformatted(v);
-    if (!s) {
-        w->rc = LX_ENOMEM;
-        return;
-    }
-    w->rc = lx_buf_append_c(w->b, s);
-    cJSON_free(s);
-}
-
-static void jw_kstr(struct jw *w, const char *k, struct lx_str s)
-{
-    jw_key(w, k);
-    jw_str(w, s);
-}
-
-static void jw_kint(struct jw *w, const char *k, long long v)
-{
-    jw_key(w, k);
-    jw_int(w, v);
-}
-
 /* ---- helpers ---- */
-
-static const cJSON *get(const cJSON *o, const char *k)
-{
-    return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
-}
-
-static struct lx_str str_of(const cJSON *v)
-{
-    return v && cJSON_IsString(v) && v->valuestring ? lx_str_c(v->valuestring) : LX_STR_NULL;
-}
 
 static bool is_str(const cJSON *v)
 {
@@ -216,7 +89,7 @@ static bool is_str(const cJSON *v)
 
 static bool type_is(const cJSON *block, const char *t)
 {
-    const cJSON *ty = get(block, "type");
+    const cJSON *ty = lx_json_get(block, "type");
     return is_str(ty) && strcmp(ty->valuestring, t) == 0;
 }
 
@@ -228,14 +101,6 @@ static long long count_of(const cJSON *v)
     }
     double d = v->valuedouble;
     return d > (double)MAX_TOKENS_COUNT ? MAX_TOKENS_COUNT : (long long)d;
-}
-
-static void buf_truncate(struct lx_buf *b, size_t len)
-{
-    if (b->len > len) {
-        b->len = len;
-        b->data[len] = '\0';
-    }
 }
 
 static bool too_deep(const cJSON *j, int depth)
@@ -292,7 +157,7 @@ static void random_id(char *out, size_t n, const char *prefix)
 /* The message id for an OpenAI completion id: "msg_" + the id without "chatcmpl-". */
 static void message_id(char *out, size_t n, const cJSON *id)
 {
-    struct lx_str s = str_of(id);
+    struct lx_str s = lx_json_str_of(id);
     if (!s.n) {
         random_id(out, n, "msg_");
         return;
@@ -306,7 +171,7 @@ static void message_id(char *out, size_t n, const cJSON *id)
 /* ---- request ---- */
 
 struct req {
-    struct jw w;
+    struct lx_jw w;
     struct lx_error *err;
     struct lx_buf tmp; /* data URLs, joined texts */
     int rc;
@@ -331,7 +196,7 @@ static int block_type(struct req *r, const cJSON *b, int mi, int bi, struct lx_s
     if (!cJSON_IsObject(b)) {
         return req_fail(r, "messages.%d.content.%d: Input should be a valid dictionary", mi, bi);
     }
-    *out = str_of(get(b, "type"));
+    *out = lx_json_str_of(lx_json_get(b, "type"));
     if (!out->p) {
         return req_fail(r, "messages.%d.content.%d.type: Field required", mi, bi);
     }
@@ -344,9 +209,9 @@ static int source_url(struct req *r, const cJSON *src, const char *where, struct
     if (!cJSON_IsObject(src)) {
         return req_fail(r, "%s.source: Field required", where);
     }
-    struct lx_str t = str_of(get(src, "type"));
+    struct lx_str t = lx_json_str_of(lx_json_get(src, "type"));
     if (lx_str_eq_c(t, "url")) {
-        *out = str_of(get(src, "url"));
+        *out = lx_json_str_of(lx_json_get(src, "url"));
         if (!out->p) {
             return req_fail(r, "%s.source.url: Field required", where);
         }
@@ -356,8 +221,8 @@ static int source_url(struct req *r, const cJSON *src, const char *where, struct
         return req_fail(r, "%s.source.type: unsupported source type '%.*s'", where,
                         (int)LX_MIN(t.n, 64), t.p ? t.p : "");
     }
-    struct lx_str mt = str_of(get(src, "media_type"));
-    struct lx_str data = str_of(get(src, "data"));
+    struct lx_str mt = lx_json_str_of(lx_json_get(src, "media_type"));
+    struct lx_str data = lx_json_str_of(lx_json_get(src, "data"));
     if (!mt.p || !data.p) {
         return req_fail(r, "%s.source.%s: Field required", where, mt.p ? "data" : "media_type");
     }
@@ -374,33 +239,33 @@ static int source_url(struct req *r, const cJSON *src, const char *where, struct
     return 0;
 }
 
-static void image_part(struct jw *w, struct lx_str url)
+static void image_part(struct lx_jw *w, struct lx_str url)
 {
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("image_url"));
-    jw_key(w, "image_url");
-    jw_open(w, '{');
-    jw_kstr(w, "url", url);
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("image_url"));
+    lx_jw_key(w, "image_url");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "url", url);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
 }
 
-static void text_part(struct jw *w, struct lx_str text)
+static void text_part(struct lx_jw *w, struct lx_str text)
 {
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("text"));
-    jw_kstr(w, "text", text);
-    jw_close(w, '}');
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("text"));
+    lx_jw_kstr(w, "text", text);
+    lx_jw_close(w, '}');
 }
 
 /* Write the OpenAI content part for user block b (text, image or document). */
-static int user_part(struct req *r, struct jw *w, const cJSON *b, int mi, int bi)
+static int user_part(struct req *r, struct lx_jw *w, const cJSON *b, int mi, int bi)
 {
-    struct lx_str t = str_of(get(b, "type"));
+    struct lx_str t = lx_json_str_of(lx_json_get(b, "type"));
     char where[64];
     snprintf(where, sizeof(where), "messages.%d.content.%d", mi, bi);
     if (lx_str_eq_c(t, "text")) {
-        struct lx_str text = str_of(get(b, "text"));
+        struct lx_str text = lx_json_str_of(lx_json_get(b, "text"));
         if (!text.p) {
             return req_fail(r, "%s.text: Field required", where);
         }
@@ -409,16 +274,16 @@ static int user_part(struct req *r, struct jw *w, const cJSON *b, int mi, int bi
     }
     struct lx_str url = LX_STR_NULL;
     if (lx_str_eq_c(t, "image")) {
-        if (source_url(r, get(b, "source"), where, &url)) {
+        if (source_url(r, lx_json_get(b, "source"), where, &url)) {
             return r->rc;
         }
         image_part(w, url);
         return 0;
     }
     /* document */
-    const cJSON *src = get(b, "source");
+    const cJSON *src = lx_json_get(b, "source");
     if (type_is(src, "text")) {
-        struct lx_str text = str_of(get(src, "data"));
+        struct lx_str text = lx_json_str_of(lx_json_get(src, "data"));
         if (!text.p) {
             return req_fail(r, "%s.source.data: Field required", where);
         }
@@ -431,17 +296,17 @@ static int user_part(struct req *r, struct jw *w, const cJSON *b, int mi, int bi
     if (source_url(r, src, where, &url)) {
         return r->rc;
     }
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("file"));
-    jw_key(w, "file");
-    jw_open(w, '{');
-    jw_kstr(w, "file_data", url);
-    struct lx_str title = str_of(get(b, "title"));
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("file"));
+    lx_jw_key(w, "file");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "file_data", url);
+    struct lx_str title = lx_json_str_of(lx_json_get(b, "title"));
     if (title.n) {
-        jw_kstr(w, "filename", title);
+        lx_jw_kstr(w, "filename", title);
     }
-    jw_close(w, '}');
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
@@ -459,25 +324,25 @@ static bool is_dropped(struct lx_str t)
 /* tool_result blocks of one user message as role "tool" messages. */
 static int tool_results(struct req *r, const cJSON *content, int mi, int *out_images)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     int bi = 0;
     *out_images = 0;
     for (const cJSON *b = content->child; b; b = b->next, bi++) {
         if (!type_is(b, "tool_result")) {
             continue;
         }
-        struct lx_str id = str_of(get(b, "tool_use_id"));
+        struct lx_str id = lx_json_str_of(lx_json_get(b, "tool_use_id"));
         if (!id.p) {
             return req_fail(r, "messages.%d.content.%d.tool_use_id: Field required", mi, bi);
         }
-        const cJSON *c = get(b, "content");
-        jw_open(w, '{');
-        jw_kstr(w, "role", LX_STR("tool"));
-        jw_kstr(w, "tool_call_id", id);
+        const cJSON *c = lx_json_get(b, "content");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "role", LX_STR("tool"));
+        lx_jw_kstr(w, "tool_call_id", id);
         if (!c || cJSON_IsNull(c)) {
-            jw_kstr(w, "content", LX_STR(""));
+            lx_jw_kstr(w, "content", LX_STR(""));
         } else if (is_str(c)) {
-            jw_kstr(w, "content", str_of(c));
+            lx_jw_kstr(w, "content", lx_json_str_of(c));
         } else if (cJSON_IsArray(c)) {
             lx_buf_reset(&r->tmp);
             int rc = 0;
@@ -488,33 +353,33 @@ static int tool_results(struct req *r, const cJSON *content, int mi, int *out_im
                     (*out_images)++;
                     continue;
                 }
-                if (!type_is(x, "text") || !is_str(get(x, "text"))) {
+                if (!type_is(x, "text") || !is_str(lx_json_get(x, "text"))) {
                     return req_fail(r,
                                     "messages.%d.content.%d.content.%d: only text and image "
                                     "blocks are supported in a tool_result",
                                     mi, bi, ci);
                 }
                 rc = first ? 0 : lx_buf_append_c(&r->tmp, "\n");
-                rc = rc ? rc : lx_buf_append_str(&r->tmp, str_of(get(x, "text")));
+                rc = rc ? rc : lx_buf_append_str(&r->tmp, lx_json_str_of(lx_json_get(x, "text")));
                 first = false;
             }
             if (rc) {
                 r->rc = lx_error_set(r->err, rc, "request too large");
                 return rc;
             }
-            jw_kstr(w, "content", lx_buf_str(&r->tmp));
+            lx_jw_kstr(w, "content", lx_buf_str(&r->tmp));
         } else {
             return req_fail(r, "messages.%d.content.%d.content: Input should be a valid list", mi,
                             bi);
         }
-        jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
     return 0;
 }
 
 static int user_message(struct req *r, const cJSON *content, int mi)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     /* Check every block first, so that errors do not depend on order. */
     int n_parts = 0;
     int bi = 0;
@@ -524,7 +389,7 @@ static int user_message(struct req *r, const cJSON *content, int mi)
         if (block_type(r, b, mi, bi, &t)) {
             return r->rc;
         }
-        if (lx_str_eq_c(t, "text") && !is_str(get(b, "text"))) {
+        if (lx_str_eq_c(t, "text") && !is_str(lx_json_get(b, "text"))) {
             return req_fail(r, "messages.%d.content.%d.text: Field required", mi, bi);
         }
         if (is_user_part(t)) {
@@ -547,23 +412,24 @@ static int user_message(struct req *r, const cJSON *content, int mi)
     if (n_parts == 0 && images == 0) {
         return 0;
     }
-    jw_open(w, '{');
-    jw_kstr(w, "role", LX_STR("user"));
-    jw_key(w, "content");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "role", LX_STR("user"));
+    lx_jw_key(w, "content");
     if (n_parts == 1 && images == 0 && only_text) {
-        jw_str(w, str_of(get(only_text, "text")));
+        lx_jw_str(w, lx_json_str_of(lx_json_get(only_text, "text")));
     } else {
-        jw_open(w, '[');
+        lx_jw_open(w, '[');
         bi = 0;
         for (const cJSON *b = content->child; b; b = b->next, bi++) {
-            if (is_user_part(str_of(get(b, "type"))) && user_part(r, w, b, mi, bi)) {
+            if (is_user_part(lx_json_str_of(lx_json_get(b, "type"))) &&
+                user_part(r, w, b, mi, bi)) {
                 return r->rc;
             }
         }
         /* Images returned by tools follow the user's own parts. */
         bi = 0;
         for (const cJSON *b = content->child; b && images; b = b->next, bi++) {
-            const cJSON *c = get(b, "content");
+            const cJSON *c = lx_json_get(b, "content");
             if (!type_is(b, "tool_result") || !cJSON_IsArray(c)) {
                 continue;
             }
@@ -575,21 +441,21 @@ static int user_message(struct req *r, const cJSON *content, int mi)
                     continue;
                 }
                 snprintf(where, sizeof(where), "messages.%d.content.%d.content.%d", mi, bi, ci);
-                if (source_url(r, get(x, "source"), where, &url)) {
+                if (source_url(r, lx_json_get(x, "source"), where, &url)) {
                     return r->rc;
                 }
                 image_part(w, url);
             }
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
 static int assistant_message(struct req *r, const cJSON *content, int mi)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     int n_tools = 0;
     int bi = 0;
     lx_buf_reset(&r->tmp);
@@ -600,7 +466,7 @@ static int assistant_message(struct req *r, const cJSON *content, int mi)
             return r->rc;
         }
         if (lx_str_eq_c(t, "text")) {
-            struct lx_str text = str_of(get(b, "text"));
+            struct lx_str text = lx_json_str_of(lx_json_get(b, "text"));
             if (!text.p) {
                 return req_fail(r, "messages.%d.content.%d.text: Field required", mi, bi);
             }
@@ -611,11 +477,11 @@ static int assistant_message(struct req *r, const cJSON *content, int mi)
             }
             has_text = true;
         } else if (lx_str_eq_c(t, "tool_use")) {
-            if (!is_str(get(b, "id")) || !is_str(get(b, "name"))) {
+            if (!is_str(lx_json_get(b, "id")) || !is_str(lx_json_get(b, "name"))) {
                 return req_fail(r, "messages.%d.content.%d.%s: Field required", mi, bi,
-                                is_str(get(b, "id")) ? "name" : "id");
+                                is_str(lx_json_get(b, "id")) ? "name" : "id");
             }
-            const cJSON *in = get(b, "input");
+            const cJSON *in = lx_json_get(b, "input");
             if (in && !cJSON_IsObject(in)) {
                 return req_fail(
                     r, "messages.%d.content.%d.input: Input should be a valid dictionary", mi, bi);
@@ -632,53 +498,53 @@ static int assistant_message(struct req *r, const cJSON *content, int mi)
     if (!has_text && n_tools == 0) {
         return 0; /* only thinking: nothing an OpenAI model can read */
     }
-    jw_open(w, '{');
-    jw_kstr(w, "role", LX_STR("assistant"));
-    jw_key(w, "content");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "role", LX_STR("assistant"));
+    lx_jw_key(w, "content");
     if (has_text) {
-        jw_str(w, lx_buf_str(&r->tmp));
+        lx_jw_str(w, lx_buf_str(&r->tmp));
     } else {
-        jw_lit(w, "null");
+        lx_jw_lit(w, "null");
     }
     if (n_tools) {
-        jw_key(w, "tool_calls");
-        jw_open(w, '[');
+        lx_jw_key(w, "tool_calls");
+        lx_jw_open(w, '[');
         for (const cJSON *b = content->child; b; b = b->next) {
             if (!type_is(b, "tool_use")) {
                 continue;
             }
-            const cJSON *in = get(b, "input");
+            const cJSON *in = lx_json_get(b, "input");
             char *args = in ? cJSON_PrintUnformatted(in) : NULL;
             if (in && !args) {
                 r->rc = lx_error_set(r->err, LX_ENOMEM, "out of memory");
                 return r->rc;
             }
-            jw_open(w, '{');
-            jw_kstr(w, "id", str_of(get(b, "id")));
-            jw_kstr(w, "type", LX_STR("function"));
-            jw_key(w, "function");
-            jw_open(w, '{');
-            jw_kstr(w, "name", str_of(get(b, "name")));
-            jw_kstr(w, "arguments", args ? lx_str_c(args) : LX_STR("{}"));
-            jw_close(w, '}');
-            jw_close(w, '}');
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "id", lx_json_str_of(lx_json_get(b, "id")));
+            lx_jw_kstr(w, "type", LX_STR("function"));
+            lx_jw_key(w, "function");
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "name", lx_json_str_of(lx_json_get(b, "name")));
+            lx_jw_kstr(w, "arguments", args ? lx_str_c(args) : LX_STR("{}"));
+            lx_jw_close(w, '}');
+            lx_jw_close(w, '}');
             cJSON_free(args);
         }
-        jw_close(w, ']');
+        lx_jw_close(w, ']');
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     return 0;
 }
 
 static int messages(struct req *r, const cJSON *msgs)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     int mi = 0;
     for (const cJSON *m = msgs->child; m && !r->rc && !w->rc; m = m->next, mi++) {
         if (!cJSON_IsObject(m)) {
             return req_fail(r, "messages.%d: Input should be a valid dictionary", mi);
         }
-        struct lx_str role = str_of(get(m, "role"));
+        struct lx_str role = lx_json_str_of(lx_json_get(m, "role"));
         bool user = lx_str_eq_c(role, "user");
         if (lx_str_eq_c(role, "system")) {
             return req_fail(r, "messages: Unexpected role \"system\". The Messages API accepts a "
@@ -688,15 +554,15 @@ static int messages(struct req *r, const cJSON *msgs)
         if (!user && !lx_str_eq_c(role, "assistant")) {
             return req_fail(r, "messages.%d.role: Input should be 'user' or 'assistant'", mi);
         }
-        const cJSON *c = get(m, "content");
+        const cJSON *c = lx_json_get(m, "content");
         if (!c) {
             return req_fail(r, "messages.%d.content: Field required", mi);
         }
         if (is_str(c)) {
-            jw_open(w, '{');
-            jw_kstr(w, "role", role);
-            jw_kstr(w, "content", str_of(c));
-            jw_close(w, '}');
+            lx_jw_open(w, '{');
+            lx_jw_kstr(w, "role", role);
+            lx_jw_kstr(w, "content", lx_json_str_of(c));
+            lx_jw_close(w, '}');
             continue;
         }
         if (!cJSON_IsArray(c)) {
@@ -716,17 +582,17 @@ static int system_message(struct req *r, const cJSON *sys)
     }
     struct lx_str text;
     if (is_str(sys)) {
-        text = str_of(sys);
+        text = lx_json_str_of(sys);
     } else if (cJSON_IsArray(sys)) {
         lx_buf_reset(&r->tmp);
         int i = 0;
         int rc = 0;
         for (const cJSON *b = sys->child; b && !rc; b = b->next, i++) {
-            if (!type_is(b, "text") || !is_str(get(b, "text"))) {
+            if (!type_is(b, "text") || !is_str(lx_json_get(b, "text"))) {
                 return req_fail(r, "system.%d: Input should be a text block", i);
             }
             rc = i ? lx_buf_append_c(&r->tmp, "\n") : 0;
-            rc = rc ? rc : lx_buf_append_str(&r->tmp, str_of(get(b, "text")));
+            rc = rc ? rc : lx_buf_append_str(&r->tmp, lx_json_str_of(lx_json_get(b, "text")));
         }
         if (rc) {
             r->rc = lx_error_set(r->err, rc, "request too large");
@@ -737,66 +603,66 @@ static int system_message(struct req *r, const cJSON *sys)
         return req_fail(r, "system: Input should be a valid string or a list of text blocks");
     }
     if (text.n) {
-        jw_open(&r->w, '{');
-        jw_kstr(&r->w, "role", LX_STR("system"));
-        jw_kstr(&r->w, "content", text);
-        jw_close(&r->w, '}');
+        lx_jw_open(&r->w, '{');
+        lx_jw_kstr(&r->w, "role", LX_STR("system"));
+        lx_jw_kstr(&r->w, "content", text);
+        lx_jw_close(&r->w, '}');
     }
     return 0;
 }
 
 static int tools(struct req *r, const cJSON *ts)
 {
-    struct jw *w = &r->w;
-    jw_key(w, "tools");
-    jw_open(w, '[');
+    struct lx_jw *w = &r->w;
+    lx_jw_key(w, "tools");
+    lx_jw_open(w, '[');
     int i = 0;
     for (const cJSON *t = ts->child; t; t = t->next, i++) {
         if (!cJSON_IsObject(t)) {
             return req_fail(r, "tools.%d: Input should be a valid dictionary", i);
         }
-        struct lx_str ty = str_of(get(t, "type"));
+        struct lx_str ty = lx_json_str_of(lx_json_get(t, "type"));
         if (ty.p && !lx_str_eq_c(ty, "custom")) {
             return req_fail(r, "tools.%d: tool type '%.*s' is not supported by this gateway", i,
                             (int)LX_MIN(ty.n, 64), ty.p);
         }
-        struct lx_str name = str_of(get(t, "name"));
-        const cJSON *schema = get(t, "input_schema");
+        struct lx_str name = lx_json_str_of(lx_json_get(t, "name"));
+        const cJSON *schema = lx_json_get(t, "input_schema");
         if (!name.p) {
             return req_fail(r, "tools.%d.name: Field required", i);
         }
         if (!cJSON_IsObject(schema)) {
             return req_fail(r, "tools.%d.input_schema: Field required", i);
         }
-        jw_open(w, '{');
-        jw_kstr(w, "type", LX_STR("function"));
-        jw_key(w, "function");
-        jw_open(w, '{');
-        jw_kstr(w, "name", name);
-        struct lx_str desc = str_of(get(t, "description"));
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", LX_STR("function"));
+        lx_jw_key(w, "function");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "name", name);
+        struct lx_str desc = lx_json_str_of(lx_json_get(t, "description"));
         if (desc.p) {
-            jw_kstr(w, "description", desc);
+            lx_jw_kstr(w, "description", desc);
         }
-        jw_key(w, "parameters");
-        jw_cjson(w, schema);
-        jw_close(w, '}');
-        jw_close(w, '}');
+        lx_jw_key(w, "parameters");
+        lx_jw_cjson(w, schema);
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
     }
-    jw_close(w, ']');
+    lx_jw_close(w, ']');
     return 0;
 }
 
 static int tool_choice(struct req *r, const cJSON *tc, bool has_tools)
 {
-    struct jw *w = &r->w;
+    struct lx_jw *w = &r->w;
     if (!tc || cJSON_IsNull(tc)) {
         return 0;
     }
     if (!cJSON_IsObject(tc)) {
         return req_fail(r, "tool_choice: Input should be a valid dictionary");
     }
-    struct lx_str t = str_of(get(tc, "type"));
-    struct lx_str name = str_of(get(tc, "name"));
+    struct lx_str t = lx_json_str_of(lx_json_get(tc, "type"));
+    struct lx_str name = lx_json_str_of(lx_json_get(tc, "name"));
     if (lx_str_eq_c(t, "tool") && !name.p) {
         return req_fail(r, "tool_choice.name: Field required");
     }
@@ -807,21 +673,21 @@ static int tool_choice(struct req *r, const cJSON *tc, bool has_tools)
     if (!has_tools) {
         return 0; /* OpenAI rejects tool_choice without tools */
     }
-    jw_key(w, "tool_choice");
+    lx_jw_key(w, "tool_choice");
     if (lx_str_eq_c(t, "tool")) {
-        jw_open(w, '{');
-        jw_kstr(w, "type", LX_STR("function"));
-        jw_key(w, "function");
-        jw_open(w, '{');
-        jw_kstr(w, "name", name);
-        jw_close(w, '}');
-        jw_close(w, '}');
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "type", LX_STR("function"));
+        lx_jw_key(w, "function");
+        lx_jw_open(w, '{');
+        lx_jw_kstr(w, "name", name);
+        lx_jw_close(w, '}');
+        lx_jw_close(w, '}');
     } else {
-        jw_str(w, lx_str_eq_c(t, "any") ? LX_STR("required") : t);
+        lx_jw_str(w, lx_str_eq_c(t, "any") ? LX_STR("required") : t);
     }
-    if (cJSON_IsTrue(get(tc, "disable_parallel_tool_use"))) {
-        jw_key(w, "parallel_tool_calls");
-        jw_lit(w, "false");
+    if (cJSON_IsTrue(lx_json_get(tc, "disable_parallel_tool_use"))) {
+        lx_jw_key(w, "parallel_tool_calls");
+        lx_jw_lit(w, "false");
     }
     return 0;
 }
@@ -829,29 +695,29 @@ static int tool_choice(struct req *r, const cJSON *tc, bool has_tools)
 /* A number parameter copied as is (null means absent). */
 static int copy_number(struct req *r, const cJSON *in, const char *from, const char *to)
 {
-    const cJSON *v = get(in, from);
+    const cJSON *v = lx_json_get(in, from);
     if (!v || cJSON_IsNull(v)) {
         return 0;
     }
     if (!cJSON_IsNumber(v)) {
         return req_fail(r, "%s: Input should be a valid number", from);
     }
-    jw_key(&r->w, to);
-    jw_cjson(&r->w, v);
+    lx_jw_key(&r->w, to);
+    lx_jw_cjson(&r->w, v);
     return 0;
 }
 
 /* Top-level fields that must be checked before anything is written. */
 static int check_request(struct req *r, const cJSON *in)
 {
-    const cJSON *model = get(in, "model");
+    const cJSON *model = lx_json_get(in, "model");
     if (!model) {
         return req_fail(r, "model: Field required");
     }
     if (!is_str(model)) {
         return req_fail(r, "model: Input should be a valid string");
     }
-    const cJSON *mt = get(in, "max_tokens");
+    const cJSON *mt = lx_json_get(in, "max_tokens");
     if (!mt || cJSON_IsNull(mt)) {
         return req_fail(r, "max_tokens: Field required");
     }
@@ -862,7 +728,7 @@ static int check_request(struct req *r, const cJSON *in)
     if (mt->valuedouble < 1) {
         return req_fail(r, "max_tokens: Input should be greater than or equal to 1");
     }
-    const cJSON *msgs = get(in, "messages");
+    const cJSON *msgs = lx_json_get(in, "messages");
     if (!msgs || cJSON_IsNull(msgs)) {
         return req_fail(r, "messages: Field required");
     }
@@ -872,11 +738,11 @@ static int check_request(struct req *r, const cJSON *in)
     if (!msgs->child) {
         return req_fail(r, "messages: at least one message is required");
     }
-    const cJSON *s = get(in, "stream");
+    const cJSON *s = lx_json_get(in, "stream");
     if (s && !cJSON_IsBool(s) && !cJSON_IsNull(s)) {
         return req_fail(r, "stream: Input should be a valid boolean");
     }
-    const cJSON *stop = get(in, "stop_sequences");
+    const cJSON *stop = lx_json_get(in, "stop_sequences");
     if (stop && !cJSON_IsNull(stop)) {
         if (!cJSON_IsArray(stop)) {
             return req_fail(r, "stop_sequences: Input should be a valid list");
@@ -888,15 +754,15 @@ static int check_request(struct req *r, const cJSON *in)
             }
         }
     }
-    const cJSON *md = get(in, "metadata");
+    const cJSON *md = lx_json_get(in, "metadata");
     if (md && !cJSON_IsNull(md) && !cJSON_IsObject(md)) {
         return req_fail(r, "metadata: Input should be a valid dictionary");
     }
-    const cJSON *uid = get(md, "user_id");
+    const cJSON *uid = lx_json_get(md, "user_id");
     if (uid && !cJSON_IsNull(uid) && !is_str(uid)) {
         return req_fail(r, "metadata.user_id: Input should be a valid string");
     }
-    const cJSON *ts = get(in, "tools");
+    const cJSON *ts = lx_json_get(in, "tools");
     if (ts && !cJSON_IsNull(ts) && !cJSON_IsArray(ts)) {
         return req_fail(r, "tools: Input should be a valid list");
     }
@@ -914,8 +780,8 @@ static int translate_request(struct lx_str body, struct lx_buf *out, struct lx_e
     struct req r = {.err = err};
     size_t start = out->len;
     lx_buf_init(&r.tmp, out->limit);
-    jw_init(&r.w, out);
-    struct jw *w = &r.w;
+    lx_jw_init(&r.w, out);
+    struct lx_jw *w = &r.w;
     if (!cJSON_IsObject(in)) {
         req_fail(&r, "Request body must be a JSON object");
         goto out;
@@ -923,49 +789,50 @@ static int translate_request(struct lx_str body, struct lx_buf *out, struct lx_e
     if (check_request(&r, in)) {
         goto out;
     }
-    jw_open(w, '{');
-    jw_key(w, "model");
-    jw_cjson(w, get(in, "model"));
-    jw_key(w, "messages");
-    jw_open(w, '[');
-    if (system_message(&r, get(in, "system")) || messages(&r, get(in, "messages"))) {
+    lx_jw_open(w, '{');
+    lx_jw_key(w, "model");
+    lx_jw_cjson(w, lx_json_get(in, "model"));
+    lx_jw_key(w, "messages");
+    lx_jw_open(w, '[');
+    if (system_message(&r, lx_json_get(in, "system")) ||
+        messages(&r, lx_json_get(in, "messages"))) {
         goto out;
     }
-    jw_close(w, ']');
-    jw_key(w, "max_tokens");
-    jw_cjson(w, get(in, "max_tokens"));
-    const cJSON *s = get(in, "stream");
+    lx_jw_close(w, ']');
+    lx_jw_key(w, "max_tokens");
+    lx_jw_cjson(w, lx_json_get(in, "max_tokens"));
+    const cJSON *s = lx_json_get(in, "stream");
     if (cJSON_IsBool(s)) {
-        jw_key(w, "stream");
-        jw_lit(w, cJSON_IsTrue(s) ? "true" : "false");
+        lx_jw_key(w, "stream");
+        lx_jw_lit(w, cJSON_IsTrue(s) ? "true" : "false");
     }
     if (cJSON_IsTrue(s)) {
         /* message_start and message_delta carry usage: ask for OpenAI's usage chunk. */
-        jw_key(w, "stream_options");
-        jw_lit(w, "{\"include_usage\":true}");
+        lx_jw_key(w, "stream_options");
+        lx_jw_lit(w, "{\"include_usage\":true}");
     }
     if (copy_number(&r, in, "temperature", "temperature") ||
         copy_number(&r, in, "top_p", "top_p") || copy_number(&r, in, "top_k", "top_k")) {
         goto out;
     }
-    const cJSON *stop = get(in, "stop_sequences");
+    const cJSON *stop = lx_json_get(in, "stop_sequences");
     if (cJSON_IsArray(stop) && stop->child) {
-        jw_key(w, "stop");
-        jw_cjson(w, stop);
+        lx_jw_key(w, "stop");
+        lx_jw_cjson(w, stop);
     }
-    struct lx_str user = str_of(get(get(in, "metadata"), "user_id"));
+    struct lx_str user = lx_json_str_of(lx_json_get(lx_json_get(in, "metadata"), "user_id"));
     if (user.p) {
-        jw_kstr(w, "user", user);
+        lx_jw_kstr(w, "user", user);
     }
-    const cJSON *ts = get(in, "tools");
+    const cJSON *ts = lx_json_get(in, "tools");
     bool has_tools = cJSON_IsArray(ts) && ts->child;
     if (has_tools && tools(&r, ts)) {
         goto out;
     }
-    if (tool_choice(&r, get(in, "tool_choice"), has_tools)) {
+    if (tool_choice(&r, lx_json_get(in, "tool_choice"), has_tools)) {
         goto out;
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
 out:
     rc = r.rc ? r.rc : w->rc;
     if (rc && !r.rc) {
@@ -973,7 +840,7 @@ out:
                      rc == LX_ETOOBIG ? "Request too large after translation" : "out of memory");
     }
     if (rc) {
-        buf_truncate(out, start);
+        lx_buf_truncate(out, start);
     }
     lx_buf_fini(&r.tmp);
     cJSON_Delete(in);
@@ -1008,13 +875,13 @@ struct usage {
 static void usage_read(const cJSON *u, struct usage *out)
 {
     memset(out, 0, sizeof(*out));
-    long long prompt = count_of(get(u, "prompt_tokens"));
-    out->output = count_of(get(u, "completion_tokens"));
-    const cJSON *cr = get(u, "cache_read_input_tokens");
+    long long prompt = count_of(lx_json_get(u, "prompt_tokens"));
+    out->output = count_of(lx_json_get(u, "completion_tokens"));
+    const cJSON *cr = lx_json_get(u, "cache_read_input_tokens");
     if (!cJSON_IsNumber(cr)) {
-        cr = get(get(u, "prompt_tokens_details"), "cached_tokens");
+        cr = lx_json_get(lx_json_get(u, "prompt_tokens_details"), "cached_tokens");
     }
-    const cJSON *cc = get(u, "cache_creation_input_tokens");
+    const cJSON *cc = lx_json_get(u, "cache_creation_input_tokens");
     out->has_cache_read = cJSON_IsNumber(cr);
     out->has_cache_creation = cJSON_IsNumber(cc);
     out->cache_read = count_of(cr);
@@ -1024,26 +891,26 @@ static void usage_read(const cJSON *u, struct usage *out)
     out->input = in > 0 ? in : 0;
 }
 
-static void usage_write(struct jw *w, const struct usage *u)
+static void usage_write(struct lx_jw *w, const struct usage *u)
 {
-    jw_key(w, "usage");
-    jw_open(w, '{');
-    jw_kint(w, "input_tokens", u->input);
-    jw_kint(w, "output_tokens", u->output);
+    lx_jw_key(w, "usage");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "input_tokens", u->input);
+    lx_jw_kint(w, "output_tokens", u->output);
     if (u->has_cache_creation) {
-        jw_kint(w, "cache_creation_input_tokens", u->cache_creation);
+        lx_jw_kint(w, "cache_creation_input_tokens", u->cache_creation);
     }
     if (u->has_cache_read) {
-        jw_kint(w, "cache_read_input_tokens", u->cache_read);
+        lx_jw_kint(w, "cache_read_input_tokens", u->cache_read);
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
 }
 
 /* The text of a message's content: a string, or the text of its parts. */
 static int content_text(const cJSON *c, struct lx_buf *tmp, struct lx_str *out)
 {
     if (is_str(c)) {
-        *out = str_of(c);
+        *out = lx_json_str_of(c);
         return 0;
     }
     lx_buf_reset(tmp);
@@ -1052,7 +919,7 @@ static int content_text(const cJSON *c, struct lx_buf *tmp, struct lx_str *out)
         return 0;
     }
     for (const cJSON *p = c->child; p; p = p->next) {
-        struct lx_str t = str_of(get(p, "text"));
+        struct lx_str t = lx_json_str_of(lx_json_get(p, "text"));
         int rc = t.n ? lx_buf_append_str(tmp, t) : 0;
         if (rc) {
             return rc;
@@ -1063,34 +930,36 @@ static int content_text(const cJSON *c, struct lx_buf *tmp, struct lx_str *out)
 }
 
 /* A tool_use block for an OpenAI tool call (or legacy function_call). */
-static int tool_use_block(struct jw *w, const cJSON *id, const cJSON *fn)
+static int tool_use_block(struct lx_jw *w, const cJSON *id, const cJSON *fn)
 {
     char gen[ID_MAX];
-    struct lx_str sid = str_of(id);
+    struct lx_str sid = lx_json_str_of(id);
     if (!sid.n) {
         random_id(gen, sizeof(gen), "toolu_");
         sid = lx_str_c(gen);
     }
-    const cJSON *args = get(fn, "arguments");
+    const cJSON *args = lx_json_get(fn, "arguments");
     cJSON *parsed = NULL;
     if (is_str(args)) {
-        int rc = parse(str_of(args), &parsed);
+        int rc = parse(lx_json_str_of(args), &parsed);
         if (rc == LX_ENOMEM) {
             return rc;
         }
     }
     const cJSON *input = cJSON_IsObject(parsed) ? parsed : cJSON_IsObject(args) ? args : NULL;
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("tool_use"));
-    jw_kstr(w, "id", sid);
-    jw_kstr(w, "name", str_of(get(fn, "name")).p ? str_of(get(fn, "name")) : LX_STR(""));
-    jw_key(w, "input");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("tool_use"));
+    lx_jw_kstr(w, "id", sid);
+    lx_jw_kstr(w, "name",
+               lx_json_str_of(lx_json_get(fn, "name")).p ? lx_json_str_of(lx_json_get(fn, "name"))
+                                                         : LX_STR(""));
+    lx_jw_key(w, "input");
     if (input) {
-        jw_cjson(w, input);
+        lx_jw_cjson(w, input);
     } else {
-        jw_lit(w, "{}"); /* not an object: unusable as a tool input (see top) */
+        lx_jw_lit(w, "{}"); /* not an object: unusable as a tool input (see top) */
     }
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     cJSON_Delete(parsed);
     return 0;
 }
@@ -1107,15 +976,15 @@ static int translate_response(struct lx_str body, struct lx_buf *out, struct lx_
     size_t start = out->len;
     struct lx_buf tmp;
     lx_buf_init(&tmp, out->limit);
-    struct jw w;
-    jw_init(&w, out);
-    const cJSON *choices = get(j, "choices");
+    struct lx_jw w;
+    lx_jw_init(&w, out);
+    const cJSON *choices = lx_json_get(j, "choices");
     if (!cJSON_IsObject(j)) {
         rc = lx_error_set(err, LX_EUPSTREAM, "the upstream response is not a JSON object");
         goto out;
     }
-    if (!choices && get(j, "error")) {
-        struct lx_str m = str_of(get(get(j, "error"), "message"));
+    if (!choices && lx_json_get(j, "error")) {
+        struct lx_str m = lx_json_str_of(lx_json_get(lx_json_get(j, "error"), "message"));
         rc = lx_error_set(err, LX_EUPSTREAM, "the upstream answered with an error: %.*s",
                           (int)LX_MIN(m.n, 300), m.p ? m.p : "");
         goto out;
@@ -1124,50 +993,50 @@ static int translate_response(struct lx_str body, struct lx_buf *out, struct lx_
         rc = lx_error_set(err, LX_EUPSTREAM, "the upstream response has no valid choices");
         goto out;
     }
-    const cJSON *msg = get(cJSON_GetArrayItem(choices, 0), "message");
-    const cJSON *calls = get(msg, "tool_calls");
-    const cJSON *fcall = get(msg, "function_call");
+    const cJSON *msg = lx_json_get(cJSON_GetArrayItem(choices, 0), "message");
+    const cJSON *calls = lx_json_get(msg, "tool_calls");
+    const cJSON *fcall = lx_json_get(msg, "function_call");
     bool has_tools = (cJSON_IsArray(calls) && calls->child) || cJSON_IsObject(fcall);
     char id[ID_MAX + 8];
-    message_id(id, sizeof(id), get(j, "id"));
-    struct lx_str model = str_of(get(j, "model"));
+    message_id(id, sizeof(id), lx_json_get(j, "id"));
+    struct lx_str model = lx_json_str_of(lx_json_get(j, "model"));
 
-    jw_open(&w, '{');
-    jw_kstr(&w, "id", lx_str_c(id));
-    jw_kstr(&w, "type", LX_STR("message"));
-    jw_kstr(&w, "role", LX_STR("assistant"));
-    jw_kstr(&w, "model", model.p ? model : LX_STR(""));
-    jw_key(&w, "content");
-    jw_open(&w, '[');
-    struct lx_str reasoning = str_of(get(msg, "reasoning_content"));
+    lx_jw_open(&w, '{');
+    lx_jw_kstr(&w, "id", lx_str_c(id));
+    lx_jw_kstr(&w, "type", LX_STR("message"));
+    lx_jw_kstr(&w, "role", LX_STR("assistant"));
+    lx_jw_kstr(&w, "model", model.p ? model : LX_STR(""));
+    lx_jw_key(&w, "content");
+    lx_jw_open(&w, '[');
+    struct lx_str reasoning = lx_json_str_of(lx_json_get(msg, "reasoning_content"));
     if (!reasoning.n) {
-        reasoning = str_of(get(msg, "reasoning"));
+        reasoning = lx_json_str_of(lx_json_get(msg, "reasoning"));
     }
     if (reasoning.n) {
-        jw_open(&w, '{');
-        jw_kstr(&w, "type", LX_STR("thinking"));
-        jw_kstr(&w, "thinking", reasoning);
-        jw_kstr(&w, "signature", LX_STR(""));
-        jw_close(&w, '}');
+        lx_jw_open(&w, '{');
+        lx_jw_kstr(&w, "type", LX_STR("thinking"));
+        lx_jw_kstr(&w, "thinking", reasoning);
+        lx_jw_kstr(&w, "signature", LX_STR(""));
+        lx_jw_close(&w, '}');
     }
     struct lx_str text;
-    rc = content_text(get(msg, "content"), &tmp, &text);
+    rc = content_text(lx_json_get(msg, "content"), &tmp, &text);
     if (rc) {
         lx_error_set(err, rc, "response too large");
         goto out;
     }
     if (!text.n) {
-        text = str_of(get(msg, "refusal"));
+        text = lx_json_str_of(lx_json_get(msg, "refusal"));
     }
     if (text.n) {
-        jw_open(&w, '{');
-        jw_kstr(&w, "type", LX_STR("text"));
-        jw_kstr(&w, "text", text);
-        jw_close(&w, '}');
+        lx_jw_open(&w, '{');
+        lx_jw_kstr(&w, "type", LX_STR("text"));
+        lx_jw_kstr(&w, "text", text);
+        lx_jw_close(&w, '}');
     }
     for (const cJSON *tc = cJSON_IsArray(calls) ? calls->child : NULL; tc && !rc; tc = tc->next) {
-        if (cJSON_IsObject(get(tc, "function"))) {
-            rc = tool_use_block(&w, get(tc, "id"), get(tc, "function"));
+        if (cJSON_IsObject(lx_json_get(tc, "function"))) {
+            rc = tool_use_block(&w, lx_json_get(tc, "id"), lx_json_get(tc, "function"));
         }
     }
     if (!rc && cJSON_IsObject(fcall)) {
@@ -1177,26 +1046,27 @@ static int translate_response(struct lx_str body, struct lx_buf *out, struct lx_
         lx_error_set(err, rc, "out of memory");
         goto out;
     }
-    jw_close(&w, ']');
-    struct lx_str finish = str_of(get(cJSON_GetArrayItem(choices, 0), "finish_reason"));
+    lx_jw_close(&w, ']');
+    struct lx_str finish =
+        lx_json_str_of(lx_json_get(cJSON_GetArrayItem(choices, 0), "finish_reason"));
     const char *stop = lx_client_anthropic_stop_reason(finish, has_tools);
     if (!text.n && lx_str_eq_c(finish, "content_filter")) {
         stop = "refusal";
     }
-    jw_kstr(&w, "stop_reason", lx_str_c(stop));
-    jw_key(&w, "stop_sequence");
-    jw_lit(&w, "null");
+    lx_jw_kstr(&w, "stop_reason", lx_str_c(stop));
+    lx_jw_key(&w, "stop_sequence");
+    lx_jw_lit(&w, "null");
     struct usage u;
-    usage_read(get(j, "usage"), &u);
+    usage_read(lx_json_get(j, "usage"), &u);
     usage_write(&w, &u);
-    jw_close(&w, '}');
+    lx_jw_close(&w, '}');
     rc = w.rc;
     if (rc) {
         lx_error_set(err, rc, rc == LX_ETOOBIG ? "response too large" : "out of memory");
     }
 out:
     if (rc) {
-        buf_truncate(out, start);
+        lx_buf_truncate(out, start);
     }
     lx_buf_fini(&tmp);
     cJSON_Delete(j);
@@ -1257,18 +1127,18 @@ LX_TESTABLE const char *lx_client_anthropic_error_type(int status, const char *o
 static int write_error(struct lx_buf *out, const char *type, struct lx_str message)
 {
     size_t start = out->len;
-    struct jw w;
-    jw_init(&w, out);
-    jw_open(&w, '{');
-    jw_kstr(&w, "type", LX_STR("error"));
-    jw_key(&w, "error");
-    jw_open(&w, '{');
-    jw_kstr(&w, "type", lx_str_c(type));
-    jw_kstr(&w, "message", message.p ? message : LX_STR(""));
-    jw_close(&w, '}');
-    jw_close(&w, '}');
+    struct lx_jw w;
+    lx_jw_init(&w, out);
+    lx_jw_open(&w, '{');
+    lx_jw_kstr(&w, "type", LX_STR("error"));
+    lx_jw_key(&w, "error");
+    lx_jw_open(&w, '{');
+    lx_jw_kstr(&w, "type", lx_str_c(type));
+    lx_jw_kstr(&w, "message", message.p ? message : LX_STR(""));
+    lx_jw_close(&w, '}');
+    lx_jw_close(&w, '}');
     if (w.rc) {
-        buf_truncate(out, start);
+        lx_buf_truncate(out, start);
     }
     return w.rc;
 }
@@ -1284,7 +1154,7 @@ enum block { BLOCK_NONE, BLOCK_TEXT, BLOCK_THINKING, BLOCK_TOOL };
 
 struct stream {
     struct lx_buf scratch; /* one event's JSON */
-    struct jw w;
+    struct lx_jw w;
     char model[MODEL_MAX]; /* the request's model, until a chunk names one */
     char tool_id[ID_MAX];  /* id of the last tool call (truncated) */
     bool started;          /* message_start sent */
@@ -1299,10 +1169,10 @@ struct stream {
     struct usage usage;
 };
 
-static struct jw *ev_begin(struct stream *s)
+static struct lx_jw *ev_begin(struct stream *s)
 {
     lx_buf_reset(&s->scratch);
-    jw_init(&s->w, &s->scratch);
+    lx_jw_init(&s->w, &s->scratch);
     return &s->w;
 }
 
@@ -1317,37 +1187,37 @@ static int ev_end(struct stream *s, struct lx_buf *out, const char *name)
 static int message_start(struct stream *s, const cJSON *chunk, struct lx_buf *out)
 {
     char id[ID_MAX + 8];
-    message_id(id, sizeof(id), get(chunk, "id"));
-    struct lx_str model = str_of(get(chunk, "model"));
+    message_id(id, sizeof(id), lx_json_get(chunk, "id"));
+    struct lx_str model = lx_json_str_of(lx_json_get(chunk, "model"));
     if (!model.n) {
         model = lx_str_c(s->model);
     }
-    const cJSON *u = get(chunk, "usage");
+    const cJSON *u = lx_json_get(chunk, "usage");
     if (cJSON_IsObject(u)) {
         usage_read(u, &s->usage);
     }
-    struct jw *w = ev_begin(s);
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("message_start"));
-    jw_key(w, "message");
-    jw_open(w, '{');
-    jw_kstr(w, "id", lx_str_c(id));
-    jw_kstr(w, "type", LX_STR("message"));
-    jw_kstr(w, "role", LX_STR("assistant"));
-    jw_kstr(w, "model", (struct lx_str){model.p, LX_MIN(model.n, (size_t)MODEL_MAX)});
-    jw_key(w, "content");
-    jw_lit(w, "[]");
-    jw_key(w, "stop_reason");
-    jw_lit(w, "null");
-    jw_key(w, "stop_sequence");
-    jw_lit(w, "null");
-    jw_key(w, "usage");
-    jw_open(w, '{');
-    jw_kint(w, "input_tokens", s->usage.input);
-    jw_kint(w, "output_tokens", 0);
-    jw_close(w, '}');
-    jw_close(w, '}');
-    jw_close(w, '}');
+    struct lx_jw *w = ev_begin(s);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("message_start"));
+    lx_jw_key(w, "message");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(id));
+    lx_jw_kstr(w, "type", LX_STR("message"));
+    lx_jw_kstr(w, "role", LX_STR("assistant"));
+    lx_jw_kstr(w, "model", (struct lx_str){model.p, LX_MIN(model.n, (size_t)MODEL_MAX)});
+    lx_jw_key(w, "content");
+    lx_jw_lit(w, "[]");
+    lx_jw_key(w, "stop_reason");
+    lx_jw_lit(w, "null");
+    lx_jw_key(w, "stop_sequence");
+    lx_jw_lit(w, "null");
+    lx_jw_key(w, "usage");
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "input_tokens", s->usage.input);
+    lx_jw_kint(w, "output_tokens", 0);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     s->started = true;
     return ev_end(s, out, "message_start");
 }
@@ -1357,34 +1227,34 @@ static int block_close(struct stream *s, struct lx_buf *out)
     if (s->open == BLOCK_NONE) {
         return 0;
     }
-    struct jw *w = ev_begin(s);
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("content_block_stop"));
-    jw_kint(w, "index", s->index);
-    jw_close(w, '}');
+    struct lx_jw *w = ev_begin(s);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("content_block_stop"));
+    lx_jw_kint(w, "index", s->index);
+    lx_jw_close(w, '}');
     s->open = BLOCK_NONE;
     return ev_end(s, out, "content_block_stop");
 }
 
 /* Close the open block and start one of kind k; w is left inside content_block. */
-static struct jw *block_start_begin(struct stream *s, struct lx_buf *out, enum block k, int *rc)
+static struct lx_jw *block_start_begin(struct stream *s, struct lx_buf *out, enum block k, int *rc)
 {
     *rc = block_close(s, out);
     s->open = k;
     s->index = s->n_blocks++;
-    struct jw *w = ev_begin(s);
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("content_block_start"));
-    jw_kint(w, "index", s->index);
-    jw_key(w, "content_block");
-    jw_open(w, '{');
+    struct lx_jw *w = ev_begin(s);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("content_block_start"));
+    lx_jw_kint(w, "index", s->index);
+    lx_jw_key(w, "content_block");
+    lx_jw_open(w, '{');
     return w;
 }
 
 static int block_start_end(struct stream *s, struct lx_buf *out)
 {
-    jw_close(&s->w, '}');
-    jw_close(&s->w, '}');
+    lx_jw_close(&s->w, '}');
+    lx_jw_close(&s->w, '}');
     return ev_end(s, out, "content_block_start");
 }
 
@@ -1392,16 +1262,16 @@ static int block_start_end(struct stream *s, struct lx_buf *out)
 static int block_delta(struct stream *s, struct lx_buf *out, const char *dtype, const char *key,
                        struct lx_str value)
 {
-    struct jw *w = ev_begin(s);
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("content_block_delta"));
-    jw_kint(w, "index", s->index);
-    jw_key(w, "delta");
-    jw_open(w, '{');
-    jw_kstr(w, "type", lx_str_c(dtype));
-    jw_kstr(w, key, value);
-    jw_close(w, '}');
-    jw_close(w, '}');
+    struct lx_jw *w = ev_begin(s);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("content_block_delta"));
+    lx_jw_kint(w, "index", s->index);
+    lx_jw_key(w, "delta");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", lx_str_c(dtype));
+    lx_jw_kstr(w, key, value);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
     return ev_end(s, out, "content_block_delta");
 }
 
@@ -1409,14 +1279,14 @@ static int text_piece(struct stream *s, struct lx_buf *out, enum block k, struct
 {
     int rc = 0;
     if (s->open != k) {
-        struct jw *w = block_start_begin(s, out, k, &rc);
+        struct lx_jw *w = block_start_begin(s, out, k, &rc);
         if (k == BLOCK_TEXT) {
-            jw_kstr(w, "type", LX_STR("text"));
-            jw_kstr(w, "text", LX_STR(""));
+            lx_jw_kstr(w, "type", LX_STR("text"));
+            lx_jw_kstr(w, "text", LX_STR(""));
         } else {
-            jw_kstr(w, "type", LX_STR("thinking"));
-            jw_kstr(w, "thinking", LX_STR(""));
-            jw_kstr(w, "signature", LX_STR(""));
+            lx_jw_kstr(w, "type", LX_STR("thinking"));
+            lx_jw_kstr(w, "thinking", LX_STR(""));
+            lx_jw_kstr(w, "signature", LX_STR(""));
         }
         rc = rc ? rc : block_start_end(s, out);
     }
@@ -1435,13 +1305,13 @@ static bool same_tool_id(const struct stream *s, struct lx_str id)
 
 static int tool_piece(struct stream *s, struct lx_buf *out, const cJSON *tc)
 {
-    const cJSON *ix = get(tc, "index");
+    const cJSON *ix = lx_json_get(tc, "index");
     bool has_index = cJSON_IsNumber(ix);
     long long index = count_of(ix);
-    struct lx_str id = str_of(get(tc, "id"));
-    const cJSON *fn = get(tc, "function");
-    struct lx_str name = str_of(get(fn, "name"));
-    struct lx_str args = str_of(get(fn, "arguments"));
+    struct lx_str id = lx_json_str_of(lx_json_get(tc, "id"));
+    const cJSON *fn = lx_json_get(tc, "function");
+    struct lx_str name = lx_json_str_of(lx_json_get(fn, "name"));
+    struct lx_str args = lx_json_str_of(lx_json_get(fn, "arguments"));
     bool same =
         s->n_tools > 0 && (!has_index || index == s->tool_index) && (!id.n || same_tool_id(s, id));
     if (same || (s->n_tools > 0 && has_index && index < s->tool_index && !id.n && !name.n)) {
@@ -1464,12 +1334,12 @@ static int tool_piece(struct stream *s, struct lx_buf *out, const cJSON *tc)
     snprintf(s->tool_id, sizeof(s->tool_id), "%.*s", (int)LX_MIN(id.n, sizeof(s->tool_id) - 1),
              id.p);
     int rc = 0;
-    struct jw *w = block_start_begin(s, out, BLOCK_TOOL, &rc);
-    jw_kstr(w, "type", LX_STR("tool_use"));
-    jw_kstr(w, "id", id);
-    jw_kstr(w, "name", name.p ? name : LX_STR(""));
-    jw_key(w, "input");
-    jw_lit(w, "{}");
+    struct lx_jw *w = block_start_begin(s, out, BLOCK_TOOL, &rc);
+    lx_jw_kstr(w, "type", LX_STR("tool_use"));
+    lx_jw_kstr(w, "id", id);
+    lx_jw_kstr(w, "name", name.p ? name : LX_STR(""));
+    lx_jw_key(w, "input");
+    lx_jw_lit(w, "{}");
     rc = rc ? rc : block_start_end(s, out);
     if (!rc && args.n) {
         rc = block_delta(s, out, "input_json_delta", "partial_json", args);
@@ -1483,20 +1353,21 @@ static int stream_finish(struct stream *s, struct lx_buf *out)
     if (rc) {
         return rc;
     }
-    struct jw *w = ev_begin(s);
-    jw_open(w, '{');
-    jw_kstr(w, "type", LX_STR("message_delta"));
-    jw_key(w, "delta");
-    jw_open(w, '{');
-    jw_kstr(w, "stop_reason", lx_str_c(lx_client_anthropic_stop_reason(s->finish, s->n_tools > 0)));
-    jw_key(w, "stop_sequence");
-    jw_lit(w, "null");
-    jw_close(w, '}');
+    struct lx_jw *w = ev_begin(s);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "type", LX_STR("message_delta"));
+    lx_jw_key(w, "delta");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "stop_reason",
+               lx_str_c(lx_client_anthropic_stop_reason(s->finish, s->n_tools > 0)));
+    lx_jw_key(w, "stop_sequence");
+    lx_jw_lit(w, "null");
+    lx_jw_close(w, '}');
     usage_write(w, &s->usage);
-    jw_close(w, '}');
+    lx_jw_close(w, '}');
     rc = ev_end(s, out, "message_delta");
     w = ev_begin(s);
-    jw_lit(w, "{\"type\":\"message_stop\"}");
+    lx_jw_lit(w, "{\"type\":\"message_stop\"}");
     rc = rc ? rc : ev_end(s, out, "message_stop");
     s->ended = true;
     return rc;
@@ -1505,18 +1376,18 @@ static int stream_finish(struct stream *s, struct lx_buf *out)
 /* An OpenAI error event ({"error":{...}} or {"error":"..."}) as Anthropic's. */
 static int stream_error(struct stream *s, const cJSON *e, struct lx_buf *out)
 {
-    struct lx_str msg = is_str(e) ? str_of(e) : str_of(get(e, "message"));
-    const cJSON *code = get(e, "code");
+    struct lx_str msg = is_str(e) ? lx_json_str_of(e) : lx_json_str_of(lx_json_get(e, "message"));
+    const cJSON *code = lx_json_get(e, "code");
     int status = 0;
     if (cJSON_IsNumber(code)) {
         status = code->valuedouble >= 100 && code->valuedouble < 600 ? (int)code->valuedouble : 0;
     } else if (is_str(code)) {
         unsigned long long v;
-        if (lx_str_to_u64(str_of(code), 599, &v) == 0 && v >= 100) {
+        if (lx_str_to_u64(lx_json_str_of(code), 599, &v) == 0 && v >= 100) {
             status = (int)v;
         }
     }
-    const char *type = str_of(get(e, "type")).p;
+    const char *type = lx_json_str_of(lx_json_get(e, "type")).p;
     if (!type && is_str(code)) {
         type = code->valuestring;
     }
@@ -1536,35 +1407,35 @@ static int stream_chunk(struct stream *s, const cJSON *j, struct lx_buf *out)
     if (!s->started) {
         rc = message_start(s, j, out);
     }
-    const cJSON *choices = get(j, "choices");
+    const cJSON *choices = lx_json_get(j, "choices");
     for (const cJSON *ch = cJSON_IsArray(choices) ? choices->child : NULL; ch && !rc;
          ch = ch->next) {
-        const cJSON *ci = get(ch, "index");
+        const cJSON *ci = lx_json_get(ch, "index");
         if (ci && count_of(ci) != 0) {
             continue; /* n > 1: Anthropic has one message */
         }
-        const cJSON *d = get(ch, "delta");
-        struct lx_str r = str_of(get(d, "reasoning_content"));
+        const cJSON *d = lx_json_get(ch, "delta");
+        struct lx_str r = lx_json_str_of(lx_json_get(d, "reasoning_content"));
         if (!r.n) {
-            r = str_of(get(d, "reasoning"));
+            r = lx_json_str_of(lx_json_get(d, "reasoning"));
         }
         if (r.n) {
             rc = text_piece(s, out, BLOCK_THINKING, r);
         }
-        struct lx_str t = str_of(get(d, "content"));
+        struct lx_str t = lx_json_str_of(lx_json_get(d, "content"));
         if (!t.n) {
-            t = str_of(get(d, "refusal"));
+            t = lx_json_str_of(lx_json_get(d, "refusal"));
         }
         if (!rc && t.n) {
             rc = text_piece(s, out, BLOCK_TEXT, t);
         }
-        const cJSON *tcs = get(d, "tool_calls");
+        const cJSON *tcs = lx_json_get(d, "tool_calls");
         for (const cJSON *tc = cJSON_IsArray(tcs) ? tcs->child : NULL; tc && !rc; tc = tc->next) {
             if (cJSON_IsObject(tc)) {
                 rc = tool_piece(s, out, tc);
             }
         }
-        struct lx_str f = str_of(get(ch, "finish_reason"));
+        struct lx_str f = lx_json_str_of(lx_json_get(ch, "finish_reason"));
         if (f.n) {
             size_t n = LX_MIN(f.n, sizeof(s->finish_buf) - 1);
             memcpy(s->finish_buf, f.p, n);
@@ -1572,7 +1443,7 @@ static int stream_chunk(struct stream *s, const cJSON *j, struct lx_buf *out)
             s->finish = (struct lx_str){s->finish_buf, n};
         }
     }
-    const cJSON *u = get(j, "usage");
+    const cJSON *u = lx_json_get(j, "usage");
     if (!rc && cJSON_IsObject(u)) {
         usage_read(u, &s->usage);
     }
@@ -1587,7 +1458,7 @@ static void *stream_new(struct lx_arena *arena, const cJSON *request)
     }
     memset(s, 0, sizeof(*s));
     lx_buf_init(&s->scratch, SCRATCH_MAX);
-    struct lx_str m = str_of(get(request, "model"));
+    struct lx_str m = lx_json_str_of(lx_json_get(request, "model"));
     snprintf(s->model, sizeof(s->model), "%.*s", (int)LX_MIN(m.n, sizeof(s->model) - 1),
              m.p ? m.p : "");
     return s;
@@ -1617,17 +1488,17 @@ static int translate_event(void *state, struct lx_str data, struct lx_buf *out,
     rc = parse(data, &j);
     if (rc == LX_EINVAL || (!rc && !cJSON_IsObject(j))) {
         cJSON_Delete(j);
-        buf_truncate(out, start);
+        lx_buf_truncate(out, start);
         return lx_error_set(err, LX_EUPSTREAM, "an upstream stream event is not a JSON object");
     }
     if (!rc) {
-        const cJSON *e = get(j, "error");
+        const cJSON *e = lx_json_get(j, "error");
         rc = cJSON_IsObject(e) || is_str(e) ? stream_error(s, e, out) : stream_chunk(s, j, out);
     }
     cJSON_Delete(j);
 out:
     if (rc) {
-        buf_truncate(out, start);
+        lx_buf_truncate(out, start);
         lx_error_set(err, rc, "cannot translate a stream event: %s", lx_strerror(rc));
     }
     return rc;
@@ -1653,12 +1524,12 @@ static size_t text_bytes(const cJSON *c, int depth)
     }
     size_t n = 0;
     for (const cJSON *b = cJSON_IsArray(c) && depth < 4 ? c->child : NULL; b; b = b->next) {
-        const cJSON *t = get(b, "text");
+        const cJSON *t = lx_json_get(b, "text");
         if (is_str(t)) {
             n += strlen(t->valuestring);
         }
         if (type_is(b, "tool_result")) {
-            n += text_bytes(get(b, "content"), depth + 1);
+            n += text_bytes(lx_json_get(b, "content"), depth + 1);
         }
     }
     return n;
@@ -1672,7 +1543,7 @@ int lx_client_anthropic_count_tokens(struct lx_str body, struct lx_buf *out, str
         return lx_error_set(err, rc,
                             rc == LX_ENOMEM ? "out of memory" : "Malformed JSON in request body");
     }
-    const cJSON *msgs = get(j, "messages");
+    const cJSON *msgs = lx_json_get(j, "messages");
     if (!cJSON_IsObject(j)) {
         rc = lx_error_set(err, LX_EINVAL, "Request body must be a JSON object");
     } else if (!msgs) {
@@ -1680,9 +1551,9 @@ int lx_client_anthropic_count_tokens(struct lx_str body, struct lx_buf *out, str
     } else if (!cJSON_IsArray(msgs)) {
         rc = lx_error_set(err, LX_EINVAL, "messages: Input should be a valid list");
     } else {
-        size_t bytes = text_bytes(get(j, "system"), 0);
+        size_t bytes = text_bytes(lx_json_get(j, "system"), 0);
         for (const cJSON *m = msgs->child; m; m = m->next) {
-            bytes += text_bytes(get(m, "content"), 0);
+            bytes += text_bytes(lx_json_get(m, "content"), 0);
         }
         size_t n = (bytes + 3) / 4;
         rc = lx_buf_printf(out, "{\"input_tokens\":%zu}", n ? n : 1);

@@ -67,6 +67,7 @@ struct call {
     bool started;              /* the client's streamed response has begun */
     char retry_after[32];      /* the upstream's retry-after header, relayed with errors */
     bool saw_event;
+    bool provider_ended;    /* a translating provider emitted [DONE] or an error event */
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
 };
 
@@ -554,6 +555,10 @@ static int on_up_data(void *ud, const char *data, size_t n)
         return LX_ECANCELED;
     }
     c->saw_event = true;
+    if (c->stream_state && (memmem(c->out.data, c->out.len, "data: [DONE]", 12) ||
+                            memmem(c->out.data, c->out.len, "data: {\"error\"", 15))) {
+        c->provider_ended = true;
+    }
     rc = emit(c, lx_buf_str(&c->out));
     lx_buf_reset(&c->out);
     return rc ? LX_ECANCELED : 0;
@@ -646,6 +651,12 @@ static void finish_stream(struct call *c)
     }
     if (truncated) {
         fail(c, 502, "Upstream stream ended in the middle of an event");
+        return;
+    }
+    if (c->stream_state && !c->ops->stream_end && !c->provider_ended) {
+        /* A translated stream whose upstream closed before its final event: the answer is cut. */
+        fail(c, 502, "Upstream stream ended before it was complete (model group '%s')",
+             c->dep->model_name);
         return;
     }
     if (c->client) {

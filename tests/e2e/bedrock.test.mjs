@@ -57,7 +57,8 @@ before(async () => {
       bedrock('bedrock-down', { status: 503 }),
       bedrock('bedrock-stream-error', { stream_error: 1, error_message: 'model stream broke' }),
       bedrock('bedrock-malformed', { malformed: 1 }),
-      bedrock('bedrock-reset', { reset_after: 2, chunks: 4 }),
+      // Spaced events: a reset discards unread bytes, so the first delta must be read before it.
+      bedrock('bedrock-reset', { reset_after: 2, chunks: 4, interval_ms: 30 }),
       bedrock('bedrock-wrong-secret', undefined, { aws_secret_access_key: 'not-the-secret' }),
       bedrock('bedrock-token', undefined, { aws_session_token: 'FQoGZXIvYXdzEXAMPLE' }),
       bedrock('bedrock-nocreds', undefined, { aws_access_key_id: null, aws_secret_access_key: null }),
@@ -312,5 +313,5 @@ test('stream faults: exception mid-stream, bad CRC, connection reset', async () 
     model: 'bedrock-reset', messages: [{ role: 'user', content: 'x' }], stream: true,
   }, { key: MASTER });
   assert.equal(reset.done, false);
-  assert.ok(reset.chunks.at(-1)?.error, 'an error event ends the stream');
+  assert.ok(reset.chunks.at(-1)?.error, `an error event ends the stream: ${JSON.stringify({ status: reset.status, events: reset.events, error: String(reset.error), incomplete: reset.incomplete })}`);
 });

@@ -31,6 +31,12 @@ int lx_bedrock_build_at(const struct lx_provider_call *call, struct lx_provider_
 /* Computed with Python hashlib/hmac (see req_signature_golden). */
 #define BEDROCK_GOLDEN_SIG "424980d30950c639f529c9a99368d8a956f6589a85ad7d1128d9f59b653b3b59"
 
+/* Signed at a fixed time so that the signature is known; no API key (SigV4 credentials). */
+#define TEST_KEY NULL
+#define TEST_BUILD_REQUEST(call, out, err) lx_bedrock_build_at((call), (out), (err), NOW)
+#define PROVIDER_TEST_REQUESTS_ONLY
+#include "provider_test.h"
+
 static const struct lx_provider_ops *ops(void)
 {
     return lx_provider_ops_for(LX_PROVIDER_BEDROCK);
@@ -39,7 +45,7 @@ static const struct lx_provider_ops *ops(void)
 static struct lx_deployment test_dep(void)
 {
     struct lx_deployment d;
-    memset(&d, 0, sizeof(d));
+    test_dep_init(&d);
     d.model_name = "claude-bedrock";
     d.id = "dep-bedrock-1";
     d.model = "bedrock/" MODEL;
@@ -49,76 +55,7 @@ static struct lx_deployment test_dep(void)
     d.aws_access_key_id = "AKIDEXAMPLE";
     d.aws_secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
     d.aws_region_name = "us-west-2";
-    d.timeout = -1;
-    d.stream_timeout = -1;
-    d.max_retries = -1;
-    d.rpm = -1;
-    d.tpm = -1;
-    d.weight = 1;
-    d.order = -1;
-    d.input_cost_per_token = -1;
-    d.output_cost_per_token = -1;
     return d;
-}
-
-static int json_eq(const cJSON *got, const char *want)
-{
-    cJSON *w = cJSON_Parse(want);
-    if (!w) {
-        fprintf(stderr, "  bad expected JSON: %s\n", want);
-        return 0;
-    }
-    int ok = got && cJSON_Compare(got, w, 1);
-    if (!ok) {
-        char *g = got ? cJSON_PrintUnformatted(got) : NULL;
-        char *ws = cJSON_PrintUnformatted(w);
-        fprintf(stderr, "  got:  %s\n  want: %s\n", g ? g : "(null)", ws ? ws : "?");
-        cJSON_free(g);
-        cJSON_free(ws);
-    }
-    cJSON_Delete(w);
-    return ok;
-}
-
-struct built {
-    int rc;
-    struct lx_error err;
-    struct lx_arena arena;
-    struct lx_buf body;
-    struct lx_provider_call call;
-    struct lx_provider_request pr;
-    cJSON *in;
-    cJSON *out;
-};
-
-static void build(struct built *b, const struct lx_deployment *dep, const char *json)
-{
-    memset(b, 0, sizeof(*b));
-    lx_arena_init(&b->arena, NULL, 0, 4096);
-    lx_buf_init(&b->body, 1 << 20);
-    b->in = cJSON_Parse(json);
-    b->call = (struct lx_provider_call){
-        .endpoint = LX_EP_CHAT,
-        .dep = dep,
-        .body = lx_str_c(json),
-        .json = b->in,
-        .stream = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b->in, "stream")),
-        .upstream_model = dep->upstream_model,
-        .arena = &b->arena,
-    };
-    b->pr.body = &b->body;
-    b->rc = lx_bedrock_build_at(&b->call, &b->pr, &b->err, NOW);
-    if (!b->rc) {
-        b->out = cJSON_ParseWithLength(b->body.data, b->body.len);
-    }
-}
-
-static void built_fini(struct built *b)
-{
-    cJSON_Delete(b->in);
-    cJSON_Delete(b->out);
-    lx_buf_fini(&b->body);
-    lx_arena_fini(&b->arena);
 }
 
 static const char *header(const struct built *b, const char *name, char *buf, size_t cap)
@@ -130,19 +67,6 @@ static const char *header(const struct built *b, const char *name, char *buf, si
         }
     }
     return NULL;
-}
-
-static int req_is(const char *in, const char *want)
-{
-    struct lx_deployment dep = test_dep();
-    struct built b;
-    build(&b, &dep, in);
-    int ok = b.rc == 0 && json_eq(b.out, want);
-    if (b.rc) {
-        fprintf(stderr, "  build failed: %d %s\n", b.rc, b.err.msg);
-    }
-    built_fini(&b);
-    return ok;
 }
 
 static int req_fails(const struct lx_deployment *dep, const char *in, int code, const char *needle)

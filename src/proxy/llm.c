@@ -68,6 +68,7 @@ struct call {
     char retry_after[32];      /* the upstream's retry-after header, relayed with errors */
     bool saw_event;
     bool provider_ended;    /* a translating provider emitted [DONE] or an error event */
+    double timeout_s;       /* the upstream timeout that applies, for messages */
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
 };
 
@@ -579,13 +580,6 @@ static void scrub_key(struct lx_buf *b, const char *key)
     }
 }
 
-static const char *timeout_desc(struct call *c, char *buf, size_t n)
-{
-    (void)c;
-    snprintf(buf, n, "%s", "the configured timeout");
-    return buf;
-}
-
 /* End a started stream with an error event the OpenAI SDKs raise on. */
 static void stream_fail(struct call *c, int status, const char *msg)
 {
@@ -726,7 +720,6 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
 {
     struct call *c = ud;
     c->xfer = NULL;
-    char buf[128];
     if (result == LX_ECANCELED) {
         /* The client's connection broke while we wrote to it. */
         struct lx_http_request *req = c->req;
@@ -736,8 +729,8 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
         return;
     }
     if (result == LX_ETIMEDOUT) {
-        fail(c, 504, "Upstream request timed out after %s (model group '%s')",
-             timeout_desc(c, buf, sizeof(buf)), c->dep->model_name);
+        fail(c, 504, "Upstream request timed out: %s %gs (model group '%s')",
+             c->stream ? "no data for" : "no answer within", c->timeout_s, c->dep->model_name);
         return;
     }
     if (result == LX_ETOOBIG) {
@@ -831,6 +824,7 @@ static void start_upstream(struct call *c)
     double stream_timeout = dep->stream_timeout > 0          ? dep->stream_timeout
                             : cfg->router.stream_timeout > 0 ? cfg->router.stream_timeout
                                                              : timeout;
+    c->timeout_s = c->stream ? stream_timeout : timeout;
     struct lx_upstream_req ur = {
         .url = pr.url,
         .headers = pr.headers,

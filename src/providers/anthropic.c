@@ -52,6 +52,7 @@
 #include "json/json.h"
 #include "json/writer.h"
 #include "providers/provider.h"
+#include "providers/provider_util.h"
 
 /* Anthropic requires max_tokens; LiteLLM's default for Claude is 4096 as well. */
 #define ANT_DEFAULT_MAX_TOKENS 4096
@@ -60,8 +61,6 @@
 #define ANT_MAX_BLOCKS 1024
 /* Longest message id and model name accepted from a stream. */
 #define ANT_MAX_NAME 255
-/* Largest token count accepted from upstream (2^53: exact in a double). */
-#define ANT_MAX_TOKENS_COUNT 9007199254740992.0
 /* Cap on one translated stream chunk (an upstream event is capped by the SSE parser). */
 #define ANT_MAX_CHUNK_BYTES (64u << 20)
 
@@ -108,18 +107,6 @@ static int status_for_error_type(struct lx_str t)
  * A token count: absent or null is 0; anything but a non-negative number up
  * to 2^53 is malformed (-1).
  */
-static long long token_count(const cJSON *usage, const char *key)
-{
-    const cJSON *v = lx_json_get(usage, key);
-    if (!v || cJSON_IsNull(v)) {
-        return 0;
-    }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > ANT_MAX_TOKENS_COUNT) {
-        return -1;
-    }
-    return (long long)v->valuedouble;
-}
-
 struct usage {
     long long input, output, cache_creation, cache_read;
 };
@@ -138,7 +125,7 @@ static int read_usage(const cJSON *usage, struct usage *u, bool only_present)
         if (only_present && (!v || cJSON_IsNull(v))) {
             continue;
         }
-        long long n = token_count(usage, keys[i]);
+        long long n = lx_provider__token_count(usage, keys[i]);
         if (n < 0) {
             return -1;
         }
@@ -186,16 +173,6 @@ static int req_fail(struct req *r, int code, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     return lx_error_set(r->err, code, "%s", msg);
-}
-
-/* A request field: the client's, else the deployment's default; null counts as absent. */
-static const cJSON *param(const struct lx_provider_call *call, const char *key)
-{
-    const cJSON *v = lx_json_get(call->json, key);
-    if (!v && call->dep && call->dep->extra_params) {
-        v = lx_json_get(call->dep->extra_params, key);
-    }
-    return cJSON_IsNull(v) ? NULL : v;
 }
 
 /* Open a block in a message of role t, closing the previous message if its role differs. */
@@ -628,7 +605,7 @@ static int put_system(struct req *r, const cJSON *messages)
             lx_jw_close(w, '}');
         }
     }
-    const cJSON *rf = param(r->call, "response_format");
+    const cJSON *rf = lx_provider__param(r->call, "response_format");
     if (rf) {
         struct lx_buf text;
         lx_buf_init(&text, r->w.b->limit);
@@ -660,7 +637,7 @@ static int put_system(struct req *r, const cJSON *messages)
 static int put_tools(struct req *r)
 {
     struct lx_jw *w = &r->w;
-    const cJSON *tools = param(r->call, "tools");
+    const cJSON *tools = lx_provider__param(r->call, "tools");
     if (!tools) {
         return 0;
     }
@@ -714,8 +691,8 @@ static int put_tools(struct req *r)
     lx_jw_close(w, ']');
 
     /* tool_choice, and parallel_tool_calls=false as disable_parallel_tool_use. */
-    const cJSON *tc = param(r->call, "tool_choice");
-    const cJSON *ptc = param(r->call, "parallel_tool_calls");
+    const cJSON *tc = lx_provider__param(r->call, "tool_choice");
+    const cJSON *ptc = lx_provider__param(r->call, "parallel_tool_calls");
     bool no_parallel = cJSON_IsFalse(ptc);
     struct lx_str type = LX_STR_NULL, name = LX_STR_NULL;
     if (cJSON_IsString(tc)) {
@@ -783,7 +760,7 @@ static long long int_param(const cJSON *v)
 
 static int put_number(struct req *r, const char *key)
 {
-    const cJSON *v = param(r->call, key);
+    const cJSON *v = lx_provider__param(r->call, key);
     if (!v) {
         return 0;
     }
@@ -799,7 +776,7 @@ static int put_params(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
     struct lx_jw *w = &r->w;
-    const cJSON *n = param(call, "n");
+    const cJSON *n = lx_provider__param(call, "n");
     if (n && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
         return req_fail(r, LX_EINVAL, "Anthropic supports only n=1");
     }
@@ -813,7 +790,7 @@ static int put_params(struct req *r)
     if (rc) {
         return rc;
     }
-    const cJSON *stop = param(call, "stop");
+    const cJSON *stop = lx_provider__param(call, "stop");
     if (cJSON_IsString(stop)) {
         lx_jw_key(w, "stop_sequences");
         lx_jw_open(w, '[');
@@ -834,7 +811,7 @@ static int put_params(struct req *r)
     } else if (stop) {
         return req_fail(r, LX_EINVAL, "stop must be a string or a list of strings");
     }
-    const cJSON *user = param(call, "user");
+    const cJSON *user = lx_provider__param(call, "user");
     if (user && !cJSON_IsString(user)) {
         return req_fail(r, LX_EINVAL, "user must be a string");
     }
@@ -844,7 +821,7 @@ static int put_params(struct req *r)
         lx_jw_kstr(w, "user_id", lx_json_str_of(user));
         lx_jw_close(w, '}');
     }
-    const cJSON *thinking = param(call, "thinking");
+    const cJSON *thinking = lx_provider__param(call, "thinking");
     if (cJSON_IsObject(thinking)) {
         lx_jw_key(w, "thinking");
         lx_jw_cjson(w, thinking);
@@ -866,8 +843,8 @@ static int build_body(struct req *r)
     if (!cJSON_IsArray(messages)) {
         return req_fail(r, LX_EINVAL, "messages must be an array");
     }
-    const cJSON *mct = param(call, "max_completion_tokens");
-    long long max_tokens = int_param(mct ? mct : param(call, "max_tokens"));
+    const cJSON *mct = lx_provider__param(call, "max_completion_tokens");
+    long long max_tokens = int_param(mct ? mct : lx_provider__param(call, "max_tokens"));
     if (max_tokens < 0) {
         return req_fail(r, LX_EINVAL, "%s must be a positive integer",
                         mct ? "max_completion_tokens" : "max_tokens");

@@ -53,6 +53,7 @@
 #include "json/writer.h"
 #include "providers/eventstream.h"
 #include "providers/provider.h"
+#include "providers/provider_util.h"
 #include "providers/sigv4.h"
 
 #define BR_DEFAULT_REGION "us-east-1"
@@ -61,8 +62,6 @@
 #define BR_MAX_BLOCKS 1024
 /* Longest tool id or name accepted from a stream, and longest model id echoed. */
 #define BR_MAX_NAME 255
-/* Largest token count accepted from upstream (2^53: exact in a double). */
-#define BR_MAX_TOKENS_COUNT 9007199254740992.0
 /* Cap on one translated stream chunk (a message is capped by the event stream parser). */
 #define BR_MAX_CHUNK_BYTES (64u << 20)
 /* Longest credential or region string accepted. */
@@ -132,18 +131,6 @@ LX_TESTABLE int lx_bedrock_exception_status(struct lx_str name)
  * A token count: absent or null is 0; anything but a non-negative number up
  * to 2^53 is malformed (-1).
  */
-static long long token_count(const cJSON *usage, const char *key)
-{
-    const cJSON *v = lx_json_get(usage, key);
-    if (!v || cJSON_IsNull(v)) {
-        return 0;
-    }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > BR_MAX_TOKENS_COUNT) {
-        return -1;
-    }
-    return (long long)v->valuedouble;
-}
-
 struct usage {
     long long input, output, cache_read, cache_write;
 };
@@ -157,7 +144,7 @@ static int read_usage(const cJSON *usage, struct usage *u)
         return -1;
     }
     for (size_t i = 0; i < LX_ARRAY_LEN(keys); i++) {
-        long long n = token_count(usage, keys[i]);
+        long long n = lx_provider__token_count(usage, keys[i]);
         if (n < 0) {
             return -1;
         }
@@ -206,16 +193,6 @@ static int req_fail(struct req *r, int code, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     return lx_error_set(r->err, code, "%s", msg);
-}
-
-/* A request field: the client's, else the deployment's default; null counts as absent. */
-static const cJSON *param(const struct lx_provider_call *call, const char *key)
-{
-    const cJSON *v = lx_json_get(call->json, key);
-    if (!v && call->dep && call->dep->extra_params) {
-        v = lx_json_get(call->dep->extra_params, key);
-    }
-    return cJSON_IsNull(v) ? NULL : v;
 }
 
 /* Open a block in a message of role t, closing the previous message if its role differs. */
@@ -618,21 +595,21 @@ static int put_inference_config(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
     struct lx_jw *w = &r->w;
-    const cJSON *mct = param(call, "max_completion_tokens");
-    long long max_tokens = int_param(mct ? mct : param(call, "max_tokens"));
+    const cJSON *mct = lx_provider__param(call, "max_completion_tokens");
+    long long max_tokens = int_param(mct ? mct : lx_provider__param(call, "max_tokens"));
     if (max_tokens < 0) {
         return req_fail(r, LX_EINVAL, "%s must be a positive integer",
                         mct ? "max_completion_tokens" : "max_tokens");
     }
-    const cJSON *temperature = param(call, "temperature");
-    const cJSON *top_p = param(call, "top_p");
+    const cJSON *temperature = lx_provider__param(call, "temperature");
+    const cJSON *top_p = lx_provider__param(call, "top_p");
     if (temperature && !cJSON_IsNumber(temperature)) {
         return req_fail(r, LX_EINVAL, "temperature must be a number");
     }
     if (top_p && !cJSON_IsNumber(top_p)) {
         return req_fail(r, LX_EINVAL, "top_p must be a number");
     }
-    const cJSON *stop = param(call, "stop");
+    const cJSON *stop = lx_provider__param(call, "stop");
     if (cJSON_IsArray(stop)) {
         const cJSON *s;
         cJSON_ArrayForEach(s, stop)
@@ -679,7 +656,7 @@ static int put_inference_config(struct req *r)
 static int put_tools(struct req *r)
 {
     struct lx_jw *w = &r->w;
-    const cJSON *tools = param(r->call, "tools");
+    const cJSON *tools = lx_provider__param(r->call, "tools");
     if (!tools) {
         return 0;
     }
@@ -687,7 +664,7 @@ static int put_tools(struct req *r)
         return req_fail(r, LX_EINVAL, "tools must be an array");
     }
     /* tool_choice first: "none" means the tools are not offered at all. */
-    const cJSON *tc = param(r->call, "tool_choice");
+    const cJSON *tc = lx_provider__param(r->call, "tool_choice");
     struct lx_str choice = LX_STR_NULL, name = LX_STR_NULL;
     if (cJSON_IsString(tc)) {
         struct lx_str s = lx_json_str_of(tc);
@@ -792,7 +769,7 @@ static int build_body(struct req *r)
     if (!cJSON_IsArray(messages)) {
         return req_fail(r, LX_EINVAL, "messages must be an array");
     }
-    const cJSON *n = param(call, "n");
+    const cJSON *n = lx_provider__param(call, "n");
     if (n && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
         return req_fail(r, LX_EINVAL, "Bedrock supports only n=1");
     }

@@ -75,8 +75,6 @@
 
 /* Longest response id and model name accepted from upstream. */
 #define GEM_MAX_NAME 255
-/* Largest token count accepted from upstream (2^53: exact in a double). */
-#define GEM_MAX_TOKENS_COUNT 9007199254740992.0
 /* Cap on one translated stream chunk (an upstream event is capped by the SSE parser). */
 #define GEM_MAX_CHUNK_BYTES (64u << 20)
 /* Choices a response may carry (candidateCount is at most 8 today). */
@@ -133,18 +131,6 @@ LX_TESTABLE const char *lx_gemini_error_type(struct lx_str s, int http_status)
 }
 
 /* A token count: absent or null is 0; anything but a number in [0, 2^53] is malformed (-1). */
-static long long token_count(const cJSON *usage, const char *key)
-{
-    const cJSON *v = lx_json_get(usage, key);
-    if (!v || cJSON_IsNull(v)) {
-        return 0;
-    }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > GEM_MAX_TOKENS_COUNT) {
-        return -1;
-    }
-    return (long long)v->valuedouble;
-}
-
 struct usage {
     long long prompt, candidates, cached, thoughts;
 };
@@ -159,7 +145,7 @@ static int read_usage(const cJSON *um, struct usage *u)
     long long *dst[] = {&u->prompt, &u->candidates, &u->cached, &u->thoughts};
     long long v[4];
     for (size_t i = 0; i < LX_ARRAY_LEN(keys); i++) {
-        v[i] = token_count(um, keys[i]);
+        v[i] = lx_provider__token_count(um, keys[i]);
         if (v[i] < 0) {
             return -1;
         }
@@ -250,16 +236,6 @@ static int req_fail(struct req *r, int code, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     return lx_error_set(r->err, code, "%s", msg);
-}
-
-/* A request field: the client's, else the deployment's default; null counts as absent. */
-static const cJSON *param(const struct lx_provider_call *call, const char *key)
-{
-    const cJSON *v = lx_json_get(call->json, key);
-    if (!v && call->dep && call->dep->extra_params) {
-        v = lx_json_get(call->dep->extra_params, key);
-    }
-    return cJSON_IsNull(v) ? NULL : v;
 }
 
 /* Open a part in a Content of role t, closing the previous Content if its role differs. */
@@ -759,7 +735,7 @@ static bool schema_is_empty(const cJSON *params)
 static int put_tools(struct req *r)
 {
     struct lx_jw *w = &r->w;
-    const cJSON *tools = param(r->call, "tools");
+    const cJSON *tools = lx_provider__param(r->call, "tools");
     if (tools && !cJSON_IsArray(tools)) {
         return req_fail(r, LX_EINVAL, "tools must be an array");
     }
@@ -808,7 +784,7 @@ static int put_tools(struct req *r)
         lx_jw_close(w, ']');
     }
 
-    const cJSON *tc = param(r->call, "tool_choice");
+    const cJSON *tc = lx_provider__param(r->call, "tool_choice");
     const char *mode = NULL;
     struct lx_str name = LX_STR_NULL;
     if (cJSON_IsString(tc)) {
@@ -878,7 +854,7 @@ static void gen_key(struct gen_cfg *g, const char *key)
 
 static int gen_number(struct gen_cfg *g, const char *from, const char *to)
 {
-    const cJSON *v = param(g->r->call, from);
+    const cJSON *v = lx_provider__param(g->r->call, from);
     if (!v) {
         return 0;
     }
@@ -908,7 +884,7 @@ static int put_generation_config(struct req *r)
             return rc;
         }
     }
-    const cJSON *seed = param(call, "seed");
+    const cJSON *seed = lx_provider__param(call, "seed");
     if (seed && (!cJSON_IsNumber(seed) || floor(seed->valuedouble) != seed->valuedouble ||
                  fabs(seed->valuedouble) > 2147483647.0)) {
         return req_fail(r, LX_EINVAL, "seed must be a 32-bit integer");
@@ -917,8 +893,8 @@ static int put_generation_config(struct req *r)
         gen_key(&g, "seed");
         lx_jw_int(w, (long long)seed->valuedouble);
     }
-    const cJSON *mct = param(call, "max_completion_tokens");
-    const cJSON *mt = mct ? mct : param(call, "max_tokens");
+    const cJSON *mct = lx_provider__param(call, "max_completion_tokens");
+    const cJSON *mt = mct ? mct : lx_provider__param(call, "max_tokens");
     long long max_tokens = int_param(mt, 1);
     if (max_tokens < 0) {
         return req_fail(r, LX_EINVAL, "%s must be a positive integer",
@@ -928,7 +904,7 @@ static int put_generation_config(struct req *r)
         gen_key(&g, "maxOutputTokens");
         lx_jw_int(w, max_tokens);
     }
-    long long n = int_param(param(call, "n"), 1);
+    long long n = int_param(lx_provider__param(call, "n"), 1);
     if (n < 0) {
         return req_fail(r, LX_EINVAL, "n must be a positive integer");
     }
@@ -936,7 +912,7 @@ static int put_generation_config(struct req *r)
         gen_key(&g, "candidateCount");
         lx_jw_int(w, n);
     }
-    const cJSON *stop = param(call, "stop");
+    const cJSON *stop = lx_provider__param(call, "stop");
     if (cJSON_IsString(stop)) {
         gen_key(&g, "stopSequences");
         lx_jw_open(w, '[');
@@ -957,7 +933,7 @@ static int put_generation_config(struct req *r)
     } else if (stop) {
         return req_fail(r, LX_EINVAL, "stop must be a string or a list of strings");
     }
-    const cJSON *rf = param(call, "response_format");
+    const cJSON *rf = lx_provider__param(call, "response_format");
     struct lx_str rf_type = lx_json_str_of(lx_json_get(rf, "type"));
     if (rf && !cJSON_IsObject(rf)) {
         return req_fail(r, LX_EINVAL, "response_format must be an object");

@@ -57,8 +57,6 @@
 
 /* Longest model name accepted from upstream. */
 #define OLL_MAX_NAME 255
-/* Largest token count accepted from upstream (2^53: exact in a double). */
-#define OLL_MAX_TOKENS_COUNT 9007199254740992.0
 /* Cap on one NDJSON line of a stream. */
 #define OLL_MAX_LINE_BYTES (8u << 20)
 /* Cap on one translated stream chunk. */
@@ -69,18 +67,6 @@
 /* ---- shared helpers ---- */
 
 /* A token count: absent or null is 0; anything but a number in [0, 2^53] is malformed (-1). */
-static long long token_count(const cJSON *obj, const char *key)
-{
-    const cJSON *v = lx_json_get(obj, key);
-    if (!v || cJSON_IsNull(v)) {
-        return 0;
-    }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > OLL_MAX_TOKENS_COUNT) {
-        return -1;
-    }
-    return (long long)v->valuedouble;
-}
-
 static void write_usage(struct lx_jw *w, long long prompt, long long completion)
 {
     lx_jw_key(w, "usage");
@@ -185,16 +171,6 @@ static int buf_fail(struct req *r, int rc)
 {
     return rc == LX_ETOOBIG ? req_fail(r, rc, "Request body too large")
                             : req_fail(r, rc, "Out of memory");
-}
-
-/* A request field: the client's, else the deployment's default; null counts as absent. */
-static const cJSON *param(const struct lx_provider_call *call, const char *key)
-{
-    const cJSON *v = lx_json_get(call->json, key);
-    if (!v && call->dep && call->dep->extra_params) {
-        v = lx_json_get(call->dep->extra_params, key);
-    }
-    return cJSON_IsNull(v) ? NULL : v;
 }
 
 /* The base64 payload of a data: URL; NULL slice when url is not one. */
@@ -467,7 +443,7 @@ static int put_options(struct req *r)
         {"frequency_penalty", "frequency_penalty"},
     };
     for (size_t i = 0; i < LX_ARRAY_LEN(numbers); i++) {
-        const cJSON *v = param(call, numbers[i][0]);
+        const cJSON *v = lx_provider__param(call, numbers[i][0]);
         if (!v) {
             continue;
         }
@@ -477,8 +453,8 @@ static int put_options(struct req *r)
         opt_key(&o, numbers[i][1]);
         lx_jw_cjson(w, v);
     }
-    const cJSON *mct = param(call, "max_completion_tokens");
-    long long max_tokens = int_param(mct ? mct : param(call, "max_tokens"));
+    const cJSON *mct = lx_provider__param(call, "max_completion_tokens");
+    long long max_tokens = int_param(mct ? mct : lx_provider__param(call, "max_tokens"));
     if (max_tokens < 0) {
         return req_fail(r, LX_EINVAL, "%s must be a positive integer",
                         mct ? "max_completion_tokens" : "max_tokens");
@@ -487,7 +463,7 @@ static int put_options(struct req *r)
         opt_key(&o, "num_predict");
         lx_jw_int(w, max_tokens);
     }
-    const cJSON *stop = param(call, "stop");
+    const cJSON *stop = lx_provider__param(call, "stop");
     if (cJSON_IsString(stop)) {
         opt_key(&o, "stop");
         lx_jw_open(w, '[');
@@ -518,12 +494,12 @@ static int put_params(struct req *r)
 {
     const struct lx_provider_call *call = r->call;
     struct lx_jw *w = &r->w;
-    const cJSON *n = param(call, "n");
+    const cJSON *n = lx_provider__param(call, "n");
     if (n && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
         return req_fail(r, LX_EINVAL, "Ollama supports only n=1");
     }
-    const cJSON *tools = param(call, "tools");
-    const cJSON *tc = param(call, "tool_choice");
+    const cJSON *tools = lx_provider__param(call, "tools");
+    const cJSON *tc = lx_provider__param(call, "tool_choice");
     if (tools && !cJSON_IsArray(tools)) {
         return req_fail(r, LX_EINVAL, "tools must be an array");
     }
@@ -542,7 +518,7 @@ static int put_params(struct req *r)
         lx_jw_key(w, "tools");
         lx_jw_cjson(w, tools);
     }
-    const cJSON *rf = param(call, "response_format");
+    const cJSON *rf = lx_provider__param(call, "response_format");
     if (rf && !cJSON_IsObject(rf)) {
         return req_fail(r, LX_EINVAL, "response_format must be an object");
     }
@@ -554,7 +530,7 @@ static int put_params(struct req *r)
     } else if (lx_str_eq_c(rf_type, "json_object") || lx_str_eq_c(rf_type, "json_schema")) {
         lx_jw_kstr(w, "format", LX_STR("json"));
     }
-    const cJSON *ka = param(call, "keep_alive");
+    const cJSON *ka = lx_provider__param(call, "keep_alive");
     if (cJSON_IsString(ka) || cJSON_IsNumber(ka)) {
         lx_jw_key(w, "keep_alive");
         lx_jw_cjson(w, ka);
@@ -665,8 +641,8 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         (dr && !cJSON_IsNull(dr) && !cJSON_IsString(dr)) || check_tool_calls(calls)) {
         return resp_fail(err, LX_EUPSTREAM, "malformed message");
     }
-    long long prompt = token_count(j, "prompt_eval_count");
-    long long completion = token_count(j, "eval_count");
+    long long prompt = lx_provider__token_count(j, "prompt_eval_count");
+    long long completion = lx_provider__token_count(j, "eval_count");
     if (prompt < 0 || completion < 0) {
         return resp_fail(err, LX_EUPSTREAM, "invalid token counts");
     }
@@ -926,8 +902,8 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
     }
     long long prompt = 0, completion = 0;
     if (cJSON_IsTrue(done)) {
-        prompt = token_count(j, "prompt_eval_count");
-        completion = token_count(j, "eval_count");
+        prompt = lx_provider__token_count(j, "prompt_eval_count");
+        completion = lx_provider__token_count(j, "eval_count");
         if (prompt < 0 || completion < 0) {
             return line_fail(err, "invalid token counts");
         }

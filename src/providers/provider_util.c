@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/rand.h"
+#include "json/writer.h"
 
 void lx_provider__call_id(char out[LX_PROVIDER_CALL_ID_SIZE])
 {
@@ -18,4 +19,25 @@ void lx_provider__call_id(char out[LX_PROVIDER_CALL_ID_SIZE])
         out[21 + i] = hex[(b >> (i * 4)) & 15];
     }
     out[29] = '\0';
+}
+
+long long lx_provider__token_count(const cJSON *obj, const char *key)
+{
+    const cJSON *v = lx_json_get(obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > LX_PROVIDER_MAX_TOKENS) {
+        return -1;
+    }
+    return (long long)v->valuedouble;
+}
+
+const cJSON *lx_provider__param(const struct lx_provider_call *call, const char *key)
+{
+    const cJSON *v = lx_json_get(call->json, key);
+    if (!v && call->dep && call->dep->extra_params) {
+        v = lx_json_get(call->dep->extra_params, key);
+    }
+    return cJSON_IsNull(v) ? NULL : v;
 }

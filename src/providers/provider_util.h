@@ -5,6 +5,10 @@
 #ifndef LX_PROVIDERS_PROVIDER_UTIL_H
 #define LX_PROVIDERS_PROVIDER_UTIL_H
 
+#include <cjson/cJSON.h>
+
+#include "providers/provider.h"
+
 /* Size of the buffer lx_provider__call_id fills, NUL included, with room to spare. */
 #define LX_PROVIDER_CALL_ID_SIZE 32
 
@@ -14,5 +18,20 @@
  * LX_PROVIDER_CALL_ID_SIZE bytes). Never fails; any thread.
  */
 void lx_provider__call_id(char out[LX_PROVIDER_CALL_ID_SIZE]);
+
+/* Largest token count accepted from an upstream: 2^53, exact in a double. */
+#define LX_PROVIDER_MAX_TOKENS 9007199254740992.0
+
+/*
+ * A token count from an upstream usage object: 0 when key is absent or
+ * null, -1 when it is not a number in [0, LX_PROVIDER_MAX_TOKENS].
+ */
+long long lx_provider__token_count(const cJSON *obj, const char *key);
+
+/*
+ * A request parameter: the client's value, else the deployment's default
+ * (litellm_params extra params); a JSON null counts as absent. Borrowed.
+ */
+const cJSON *lx_provider__param(const struct lx_provider_call *call, const char *key);
 
 #endif

@@ -2,7 +2,7 @@
 # The whole suite, as CI runs it: format and lint checks, release build with
 # unit and end-to-end tests, the same under ASan+UBSan, then each fuzz target
 # for a short time. Prints one closing line "N passed, N failed" (stages).
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 30)
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 30); FUZZ_SEED (default 1)
 #   SKIP_ASAN=1, SKIP_FUZZ=1 for quicker local runs
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +51,8 @@ fuzz_all() {
         if [[ -f fuzz/dict/$name.dict ]]; then
             dict=(-dict="fuzz/dict/$name.dict")
         fi
-        if ! "$t" -max_total_time="$secs" -print_final_stats=0 -rss_limit_mb=2048 \
+        # A fixed seed (FUZZ_SEED) makes a failing run reproducible from its log.
+        if ! "$t" -max_total_time="$secs" -seed="${FUZZ_SEED:-1}" -print_final_stats=0 -rss_limit_mb=2048 \
             -artifact_prefix="$tmp/" "${dict[@]}" "$tmp" "fuzz/corpus/$name" >"$tmp/log" 2>&1; then
             tail -n 40 "$tmp/log"
             echo "fuzz $name: FAILED (artifacts in $tmp)"

@@ -1637,6 +1637,46 @@ static void handle_api(struct lx_mock_conn *c, const struct lx_mock_req *req,
     }
 }
 
+/*
+ * Azure OpenAI: /openai/deployments/{deployment}/{chat/completions|completions|embeddings}
+ * with ?api-version= and an api-key header. Returns the OpenAI route it maps to,
+ * or LX_MOCK_ROUTE_OTHER when path has another shape.
+ */
+static enum lx_mock_route azure_route(struct lx_str path)
+{
+    static const struct lx_str prefix = LX_STR("/openai/deployments/");
+    if (!lx_str_has_prefix(path, prefix)) {
+        return LX_MOCK_ROUTE_OTHER;
+    }
+    struct lx_str rest = lx_str_sub(path, prefix.n);
+    const char *slash = memchr(rest.p, '/', rest.n);
+    if (!slash || slash == rest.p) {
+        return LX_MOCK_ROUTE_OTHER;
+    }
+    struct lx_str tail = lx_str_sub(rest, (size_t)(slash - rest.p));
+    if (lx_str_eq_c(tail, "/chat/completions")) {
+        return LX_MOCK_ROUTE_CHAT_V1;
+    }
+    if (lx_str_eq_c(tail, "/completions")) {
+        return LX_MOCK_ROUTE_COMPLETIONS_V1;
+    }
+    if (lx_str_eq_c(tail, "/embeddings")) {
+        return LX_MOCK_ROUTE_EMBEDDINGS_V1;
+    }
+    return LX_MOCK_ROUTE_OTHER;
+}
+
+static bool req_has_header(const struct lx_mock_req *req, struct lx_str name)
+{
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        if (lx_str_case_eq(lx_mock_hdr_name(req, i), name) &&
+            lx_str_trim(lx_mock_hdr_value(req, i)).n) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool handle(struct lx_mock_conn *c, const struct lx_mock_req *req)
 {
     struct lx_mock_worker *w = lx_mock__conn_worker(c);
@@ -1666,7 +1706,24 @@ static bool handle(struct lx_mock_conn *c, const struct lx_mock_req *req)
         path = lx_str_sub(rest, seg.n);
     }
     enum lx_mock_route route = match_route(path);
+    enum lx_mock_route azure = azure_route(path);
     lx_mock__stats_count(w, route, path);
+    if (azure != LX_MOCK_ROUTE_OTHER) {
+        struct lx_mock_reply_opts o = {.retry_after = -1, .is_close = lx_mock__conn_wants_close(c)};
+        struct lx_str query = {url.p + plen, url.n - plen};
+        if (!req_has_header(req, LX_STR("api-key"))) {
+            reply_error(c, 401,
+                        LX_STR("Access denied due to missing subscription key. Make sure to "
+                               "include subscription key when making requests to an API."),
+                        NULL, &o);
+            return true;
+        }
+        if (!memmem(query.p, query.n, "api-version=", 12)) {
+            reply_error(c, 404, LX_STR("Resource not found (api-version is required)"), NULL, &o);
+            return true;
+        }
+        route = azure;
+    }
 
     struct lx_mock_directives d;
     struct lx_error err;

@@ -1733,7 +1733,13 @@ static int parse_env(struct ld *ld, yaml_node_t *n)
             break;
         }
         arr[o].value = val;
-        if (setenv(arr[o].key, val, 1) != 0) {
+        /*
+         * setenv is not safe while other threads read the environment; a reload
+         * runs beside the workers, so the environment is touched only when a
+         * value really changes.
+         */
+        const char *cur = getenv(arr[o].key);
+        if ((!cur || strcmp(cur, val) != 0) && setenv(arr[o].key, val, 1) != 0) {
             rc = fail(ld, ps.p[i].k, "environment_variables: cannot set %s: %s", kb,
                       strerror(errno));
             break;

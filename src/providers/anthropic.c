@@ -872,13 +872,6 @@ static int build_body(struct req *r)
     return 0;
 }
 
-static void add_header(struct lx_provider_request *out, const char *name, struct lx_str value)
-{
-    if (out->n_headers < LX_PROVIDER_MAX_HEADERS) {
-        out->headers[out->n_headers++] = (struct lx_upstream_header){name, value};
-    }
-}
-
 static int anthropic_build(const struct lx_provider_call *call, struct lx_provider_request *out,
                            struct lx_error *err)
 {
@@ -901,16 +894,17 @@ static int anthropic_build(const struct lx_provider_call *call, struct lx_provid
         suffix = "/messages";
     }
     out->url = lx_arena_printf(call->arena, "%.*s%s", LX_STR_FMT(base), suffix);
-    add_header(out, "content-type", LX_STR("application/json"));
-    add_header(out, "anthropic-version",
-               lx_str_c(dep->api_version ? dep->api_version : ANT_DEFAULT_VERSION));
+    lx_provider__add_header(out, "content-type", LX_STR("application/json"));
+    lx_provider__add_header(out, "anthropic-version",
+                            lx_str_c(dep->api_version ? dep->api_version : ANT_DEFAULT_VERSION));
     if (call->api_key) {
-        add_header(out, "x-api-key", lx_str_c(call->api_key));
+        lx_provider__add_header(out, "x-api-key", lx_str_c(call->api_key));
     }
     /* extra_headers (anthropic-beta among them) are forwarded as given. */
     for (size_t i = 0; i < dep->n_extra_headers; i++) {
         if (dep->extra_headers[i].key && dep->extra_headers[i].value) {
-            add_header(out, dep->extra_headers[i].key, lx_str_c(dep->extra_headers[i].value));
+            lx_provider__add_header(out, dep->extra_headers[i].key,
+                                    lx_str_c(dep->extra_headers[i].value));
         }
     }
 

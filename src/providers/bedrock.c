@@ -793,13 +793,6 @@ static int build_body(struct req *r)
 
 /* ---- URL, credentials, signature ---- */
 
-static void add_header(struct lx_provider_request *out, const char *name, struct lx_str value)
-{
-    if (out->n_headers < LX_PROVIDER_MAX_HEADERS) {
-        out->headers[out->n_headers++] = (struct lx_upstream_header){name, value};
-    }
-}
-
 /* A non-empty string up to BR_MAX_CRED bytes, or NULL. */
 static const char *nonempty(const char *s)
 {
@@ -1032,21 +1025,22 @@ LX_TESTABLE int lx_bedrock_build_at(const struct lx_provider_call *call,
     lx_buf_fini(&auth);
 
     out->url = url;
-    add_header(out, "Host", host);
-    add_header(out, "Content-Type", ctype);
-    add_header(out, "Accept",
-               call->stream ? LX_STR("application/vnd.amazon.eventstream")
-                            : LX_STR("application/json"));
-    add_header(out, "X-Amz-Date", date);
-    add_header(out, "X-Amz-Content-Sha256", lx_str_c(payload_hash));
+    lx_provider__add_header(out, "Host", host);
+    lx_provider__add_header(out, "Content-Type", ctype);
+    lx_provider__add_header(out, "Accept",
+                            call->stream ? LX_STR("application/vnd.amazon.eventstream")
+                                         : LX_STR("application/json"));
+    lx_provider__add_header(out, "X-Amz-Date", date);
+    lx_provider__add_header(out, "X-Amz-Content-Sha256", lx_str_c(payload_hash));
     if (cr.token) {
-        add_header(out, "X-Amz-Security-Token", lx_str_c(cr.token));
+        lx_provider__add_header(out, "X-Amz-Security-Token", lx_str_c(cr.token));
     }
-    add_header(out, "Authorization", authz);
+    lx_provider__add_header(out, "Authorization", authz);
     /* extra_headers go out unsigned (SigV4 checks only the signed ones). */
     for (size_t i = 0; i < dep->n_extra_headers; i++) {
         if (dep->extra_headers[i].key && dep->extra_headers[i].value) {
-            add_header(out, dep->extra_headers[i].key, lx_str_c(dep->extra_headers[i].value));
+            lx_provider__add_header(out, dep->extra_headers[i].key,
+                                    lx_str_c(dep->extra_headers[i].value));
         }
     }
     return 0;

@@ -985,13 +985,6 @@ static int build_body(struct req *r)
     return 0;
 }
 
-static void add_header(struct lx_provider_request *out, const char *name, struct lx_str value)
-{
-    if (out->n_headers < LX_PROVIDER_MAX_HEADERS) {
-        out->headers[out->n_headers++] = (struct lx_upstream_header){name, value};
-    }
-}
-
 static int gemini_build(const struct lx_provider_call *call, struct lx_provider_request *out,
                         struct lx_error *err)
 {
@@ -1023,14 +1016,15 @@ static int gemini_build(const struct lx_provider_call *call, struct lx_provider_
     out->url = lx_arena_printf(call->arena, "%.*s%s/models/%.*s:%s", LX_STR_FMT(base), version,
                                LX_STR_FMT(m),
                                call->stream ? "streamGenerateContent?alt=sse" : "generateContent");
-    add_header(out, "Content-Type", LX_STR("application/json"));
-    add_header(out, "User-Agent", LX_STR("llmux/" LX_VERSION));
+    lx_provider__add_header(out, "Content-Type", LX_STR("application/json"));
+    lx_provider__add_header(out, "User-Agent", LX_STR("llmux/" LX_VERSION));
     if (call->api_key) {
-        add_header(out, "x-goog-api-key", lx_str_c(call->api_key));
+        lx_provider__add_header(out, "x-goog-api-key", lx_str_c(call->api_key));
     }
     for (size_t i = 0; i < dep->n_extra_headers; i++) {
         if (dep->extra_headers[i].key && dep->extra_headers[i].value) {
-            add_header(out, dep->extra_headers[i].key, lx_str_c(dep->extra_headers[i].value));
+            lx_provider__add_header(out, dep->extra_headers[i].key,
+                                    lx_str_c(dep->extra_headers[i].value));
         }
     }
 

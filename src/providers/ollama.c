@@ -566,13 +566,6 @@ static int build_body(struct req *r)
     return 0;
 }
 
-static void add_header(struct lx_provider_request *out, const char *name, struct lx_str value)
-{
-    if (out->n_headers < LX_PROVIDER_MAX_HEADERS) {
-        out->headers[out->n_headers++] = (struct lx_upstream_header){name, value};
-    }
-}
-
 static int ollama_build(const struct lx_provider_call *call, struct lx_provider_request *out,
                         struct lx_error *err)
 {
@@ -592,15 +585,16 @@ static int ollama_build(const struct lx_provider_call *call, struct lx_provider_
         suffix = "";
     }
     out->url = lx_arena_printf(call->arena, "%.*s%s", LX_STR_FMT(base), suffix);
-    add_header(out, "Content-Type", LX_STR("application/json"));
-    add_header(out, "User-Agent", LX_STR("llmux/" LX_VERSION));
+    lx_provider__add_header(out, "Content-Type", LX_STR("application/json"));
+    lx_provider__add_header(out, "User-Agent", LX_STR("llmux/" LX_VERSION));
     if (call->api_key) {
-        add_header(out, "Authorization",
-                   lx_str_c(lx_arena_printf(call->arena, "Bearer %s", call->api_key)));
+        lx_provider__add_header(out, "Authorization",
+                                lx_str_c(lx_arena_printf(call->arena, "Bearer %s", call->api_key)));
     }
     for (size_t i = 0; i < dep->n_extra_headers; i++) {
         if (dep->extra_headers[i].key && dep->extra_headers[i].value) {
-            add_header(out, dep->extra_headers[i].key, lx_str_c(dep->extra_headers[i].value));
+            lx_provider__add_header(out, dep->extra_headers[i].key,
+                                    lx_str_c(dep->extra_headers[i].value));
         }
     }
     struct req r = {.call = call, .err = err};

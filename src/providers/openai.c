@@ -10,6 +10,7 @@
 
 #include "json/json.h"
 #include "providers/provider.h"
+#include "providers/provider_util.h"
 
 static const char *endpoint_suffix(enum lx_endpoint ep)
 {
@@ -74,21 +75,15 @@ static int rewrite_body(const struct lx_provider_call *call, struct lx_buf *out,
     return 0;
 }
 
-static void add_header(struct lx_provider_request *out, const char *name, struct lx_str value)
-{
-    if (out->n_headers < LX_PROVIDER_MAX_HEADERS) {
-        out->headers[out->n_headers++] = (struct lx_upstream_header){name, value};
-    }
-}
-
 static void add_common_headers(const struct lx_provider_call *call, struct lx_provider_request *out)
 {
     const struct lx_deployment *dep = call->dep;
-    add_header(out, "Content-Type", LX_STR("application/json"));
-    add_header(out, "User-Agent", LX_STR("llmux/" LX_VERSION));
+    lx_provider__add_header(out, "Content-Type", LX_STR("application/json"));
+    lx_provider__add_header(out, "User-Agent", LX_STR("llmux/" LX_VERSION));
     for (size_t i = 0; i < dep->n_extra_headers; i++) {
         if (dep->extra_headers[i].value) {
-            add_header(out, dep->extra_headers[i].key, lx_str_c(dep->extra_headers[i].value));
+            lx_provider__add_header(out, dep->extra_headers[i].key,
+                                    lx_str_c(dep->extra_headers[i].value));
         }
     }
 }
@@ -108,11 +103,11 @@ static int openai_build(const struct lx_provider_call *call, struct lx_provider_
         lx_arena_printf(call->arena, "%.*s%s", LX_STR_FMT(base), endpoint_suffix(call->endpoint));
     add_common_headers(call, out);
     if (call->api_key) {
-        add_header(out, "Authorization",
-                   lx_str_c(lx_arena_printf(call->arena, "Bearer %s", call->api_key)));
+        lx_provider__add_header(out, "Authorization",
+                                lx_str_c(lx_arena_printf(call->arena, "Bearer %s", call->api_key)));
     }
     if (dep->organization) {
-        add_header(out, "OpenAI-Organization", lx_str_c(dep->organization));
+        lx_provider__add_header(out, "OpenAI-Organization", lx_str_c(dep->organization));
     }
     return rewrite_body(call, out->body, err);
 }
@@ -134,7 +129,7 @@ static int azure_build(const struct lx_provider_call *call, struct lx_provider_r
                                endpoint_suffix(call->endpoint), version);
     add_common_headers(call, out);
     if (call->api_key) {
-        add_header(out, "api-key", lx_str_c(call->api_key));
+        lx_provider__add_header(out, "api-key", lx_str_c(call->api_key));
     }
     return rewrite_body(call, out->body, err);
 }

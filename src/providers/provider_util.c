@@ -41,3 +41,10 @@ const cJSON *lx_provider__param(const struct lx_provider_call *call, const char 
     }
     return cJSON_IsNull(v) ? NULL : v;
 }
+
+void lx_provider__add_header(struct lx_provider_request *out, const char *name, struct lx_str value)
+{
+    if (out->n_headers < LX_PROVIDER_MAX_HEADERS) {
+        out->headers[out->n_headers++] = (struct lx_upstream_header){name, value};
+    }
+}

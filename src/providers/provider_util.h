@@ -34,4 +34,9 @@ long long lx_provider__token_count(const cJSON *obj, const char *key);
  */
 const cJSON *lx_provider__param(const struct lx_provider_call *call, const char *key);
 
+/* Append a request header (name borrowed, static; value borrowed); silently capped at
+ * LX_PROVIDER_MAX_HEADERS. */
+void lx_provider__add_header(struct lx_provider_request *out, const char *name,
+                             struct lx_str value);
+
 #endif

@@ -73,14 +73,20 @@ const char *lx_error_type_for_status(int status)
     }
 }
 
-int lx_error_set(struct lx_error *err, int code, const char *fmt, ...)
+int lx_error_vset(struct lx_error *err, int code, const char *fmt, va_list ap)
 {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         err->code = code;
         vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-        va_end(ap);
     }
+    return code;
+}
+
+int lx_error_set(struct lx_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lx_error_vset(err, code, fmt, ap);
+    va_end(ap);
     return code;
 }

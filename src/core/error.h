@@ -7,6 +7,7 @@
 #ifndef LX_CORE_ERROR_H
 #define LX_CORE_ERROR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "core/compiler.h"
@@ -48,7 +49,9 @@ int lx_error_http_status(int code);
 /* OpenAI error type for an HTTP status ("invalid_request_error", ...). */
 const char *lx_error_type_for_status(int status);
 
-/* Set code and a printf-formatted message. Returns code. */
+/* Set code and a printf-formatted message. Returns code. err may be NULL. */
 int lx_error_set(struct lx_error *err, int code, const char *fmt, ...) LX_PRINTF(3, 4);
+/* The same with a va_list, for functions that forward their own format. */
+int lx_error_vset(struct lx_error *err, int code, const char *fmt, va_list ap) LX_PRINTF(3, 0);
 
 #endif

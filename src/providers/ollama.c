@@ -161,10 +161,9 @@ static int req_fail(struct req *r, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char msg[LX_ERROR_MSG_MAX];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int rc = lx_error_vset(r->err, code, fmt, ap);
     va_end(ap);
-    return lx_error_set(r->err, code, "%s", msg);
+    return rc;
 }
 
 static int buf_fail(struct req *r, int rc)

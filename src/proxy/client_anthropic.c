@@ -181,12 +181,10 @@ static int req_fail(struct req *r, const char *fmt, ...) LX_PRINTF(2, 3);
 
 static int req_fail(struct req *r, const char *fmt, ...)
 {
-    char msg[LX_ERROR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    r->rc = lx_error_vset(r->err, LX_EINVAL, fmt, ap);
     va_end(ap);
-    r->rc = lx_error_set(r->err, LX_EINVAL, "%s", msg);
     return r->rc;
 }
 

@@ -27,6 +27,8 @@ static const struct {
     {LX_EMETHOD, 405, "method not allowed"},
     {LX_EHEADERS, 431, "request headers too large"},
     {LX_ERATELIMIT, 429, "rate limited"},
+    {LX_ECONFLICT, 409, "already exists"},
+    {LX_EBUDGET, 400, "budget exceeded"},
 };
 
 const char *lx_strerror(int code)

@@ -31,6 +31,8 @@ enum lx_errc {
     LX_EMETHOD = -15,    /* method not allowed: 405 */
     LX_EHEADERS = -16,   /* request headers too large: 431 */
     LX_ERATELIMIT = -17, /* 429 */
+    LX_ECONFLICT = -18,  /* already exists (unique key, alias): 409 */
+    LX_EBUDGET = -19,    /* budget exceeded: 400 budget_exceeded */
 };
 
 #define LX_ERROR_MSG_MAX 512

@@ -1,5 +1,5 @@
 /*
- * LiteLLM's admin API (/key/*, /user/*, /team/*, /model/*): request and
+ * LiteLLM's admin API (/key/..., /user/..., /team/..., /model/...): request and
  * response shapes as LiteLLM's, backed by the store.
  *
  * A handler runs on the worker's loop thread with the caller's identity

@@ -115,8 +115,8 @@ static int gcm(const struct lx_secret_key *key, int enc, const unsigned char *no
     return ok ? 0 : (enc ? LX_EINTERNAL : LX_EINVAL);
 }
 
-int lx_secret_encrypt(const struct lx_secret_key *key, const char *aad, const char *plain,
-                      size_t n, char **out)
+int lx_secret_encrypt(const struct lx_secret_key *key, const char *aad, const char *plain, size_t n,
+                      char **out)
 {
     *out = NULL;
     if (!key->is_set) {
@@ -160,12 +160,12 @@ out:
 
 static bool is_b64(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
-int lx_secret_decrypt(const struct lx_secret_key *key, const char *aad, const char *enc,
-                      char **out, size_t *out_len)
+int lx_secret_decrypt(const struct lx_secret_key *key, const char *aad, const char *enc, char **out,
+                      size_t *out_len)
 {
     *out = NULL;
     if (out_len) {

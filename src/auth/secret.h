@@ -61,8 +61,8 @@ bool lx_secret_param_is_secret(const char *name);
  * NULL). On success *out is a NUL-terminated lx_malloc'd string the caller
  * frees. Returns 0, LX_ENOMEM, or LX_EINTERNAL (OpenSSL failure).
  */
-int lx_secret_encrypt(const struct lx_secret_key *key, const char *aad, const char *plain,
-                      size_t n, char **out) LX_MUST_CHECK;
+int lx_secret_encrypt(const struct lx_secret_key *key, const char *aad, const char *plain, size_t n,
+                      char **out) LX_MUST_CHECK;
 
 /*
  * Decrypt an "lxenc:v1:" value. On success *out is the NUL-terminated clear
@@ -71,8 +71,8 @@ int lx_secret_encrypt(const struct lx_secret_key *key, const char *aad, const ch
  * value, bad encoding, wrong key or tampered: the same answer, on purpose),
  * or LX_ENOMEM.
  */
-int lx_secret_decrypt(const struct lx_secret_key *key, const char *aad, const char *enc,
-                      char **out, size_t *out_len) LX_MUST_CHECK;
+int lx_secret_decrypt(const struct lx_secret_key *key, const char *aad, const char *enc, char **out,
+                      size_t *out_len) LX_MUST_CHECK;
 
 /* Wipe a NUL-terminated clear value and free it. NULL is fine. */
 void lx_secret_free(char *clear);

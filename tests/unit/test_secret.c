@@ -15,8 +15,9 @@ static struct lx_secret_key key_of(const char *s)
 LX_TEST(round_trip)
 {
     struct lx_secret_key k = key_of("sk-master-1234");
-    const char *values[] = {"sk-provider-abcdef0123456789", "", "x", "unicode: h\xc3\xa9llo \xe2\x82\xac",
-                            "a much longer value ......................................................"};
+    const char *values[] = {
+        "sk-provider-abcdef0123456789", "", "x", "unicode: h\xc3\xa9llo \xe2\x82\xac",
+        "a much longer value ......................................................"};
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         char *enc = NULL, *dec = NULL;
         size_t n = 0;

@@ -38,10 +38,25 @@ static const struct lx_admin_route routes[] = {
     {LX_HTTP_POST, "/key/unblock", LX_PERM_ADMIN, lx_admin__key_unblock},
 
     /* users.c */
+    {LX_HTTP_POST, "/user/new", LX_PERM_ADMIN, lx_admin__user_new},
+    {LX_HTTP_GET, "/user/info", LX_PERM_SELF_OR_READ, lx_admin__user_info},
+    {LX_HTTP_POST, "/user/update", LX_PERM_ADMIN, lx_admin__user_update},
+    {LX_HTTP_POST, "/user/delete", LX_PERM_ADMIN, lx_admin__user_delete},
+    {LX_HTTP_GET, "/user/list", LX_PERM_ADMIN_READ, lx_admin__user_list},
 
     /* teams.c */
+    {LX_HTTP_POST, "/team/new", LX_PERM_ADMIN, lx_admin__team_new},
+    {LX_HTTP_GET, "/team/info", LX_PERM_SELF_OR_READ, lx_admin__team_info},
+    {LX_HTTP_POST, "/team/update", LX_PERM_ADMIN, lx_admin__team_update},
+    {LX_HTTP_POST, "/team/delete", LX_PERM_ADMIN, lx_admin__team_delete},
+    {LX_HTTP_GET, "/team/list", LX_PERM_SELF_OR_READ, lx_admin__team_list},
+    {LX_HTTP_POST, "/team/member_add", LX_PERM_SELF_WRITE, lx_admin__team_member_add},
+    {LX_HTTP_POST, "/team/member_delete", LX_PERM_SELF_WRITE, lx_admin__team_member_delete},
 
     /* models.c */
+    {LX_HTTP_POST, "/model/new", LX_PERM_ADMIN, lx_admin__model_new},
+    {LX_HTTP_GET, "/model/info", LX_PERM_SELF_OR_READ, lx_admin__model_info},
+    {LX_HTTP_POST, "/model/delete", LX_PERM_ADMIN, lx_admin__model_delete},
 
     /* spend and budgets */
 };
@@ -353,8 +368,7 @@ static const cJSON *field(const cJSON *obj, const char *name, bool *out_present)
 
 static int bad_field(struct lx_admin_ctx *ctx, const char *name, const char *what)
 {
-    lx_admin_respond_error_param(ctx, 400, name, "Invalid value for '%s': expected %s", name,
-                                 what);
+    lx_admin_respond_error_param(ctx, 400, name, "Invalid value for '%s': expected %s", name, what);
     return -1;
 }
 
@@ -372,8 +386,8 @@ int lx_admin_field_str(struct lx_admin_ctx *ctx, const cJSON *obj, const char *n
     return 0;
 }
 
-int lx_admin_field_int(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
-                       long long *out, bool *out_present)
+int lx_admin_field_int(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name, long long *out,
+                       bool *out_present)
 {
     const cJSON *v = field(obj, name, out_present);
     if (!v) {
@@ -425,7 +439,8 @@ int lx_admin_field_duration(struct lx_admin_ctx *ctx, const cJSON *obj, const ch
     }
     long long s = 0;
     if (!cJSON_IsString(v) || lx_duration_parse(lx_str_c(v->valuestring), &s)) {
-        return bad_field(ctx, name, "a duration such as \"30s\", \"30m\", \"1h\", \"30d\" or \"1mo\"");
+        return bad_field(ctx, name,
+                         "a duration such as \"30s\", \"30m\", \"1h\", \"30d\" or \"1mo\"");
     }
     *out_text = v->valuestring;
     *out_seconds = s;

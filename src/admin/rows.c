@@ -14,15 +14,15 @@
 
 #include "admin/admin_int.h"
 #include "core/alloc.h"
+#include "core/assert.h"
 #include "core/str.h"
 
-static const char *const time_cols[] = {"created_at",    "updated_at", "budget_reset_at",
-                                        "expires",       "last_used_at", "changed_at",
-                                        "membership_at", NULL};
+static const char *const time_cols[] = {"created_at",   "updated_at", "budget_reset_at", "expires",
+                                        "last_used_at", "changed_at", "membership_at",   NULL};
 static const char *const json_cols[] = {"models",          "metadata",       "model_rpm_limit",
                                         "model_tpm_limit", "litellm_params", "model_info",
                                         "before_value",    "updated_values", NULL};
-static const char *const int_cols[] = {"rpm_limit", "tpm_limit", "max_parallel_requests",
+static const char *const int_cols[] = {"rpm_limit", "tpm_limit",    "max_parallel_requests",
                                        "key_count", "member_count", NULL};
 static const char *const bool_cols[] = {"blocked", NULL};
 
@@ -152,8 +152,8 @@ const char *lx_admin__sql_in(struct lx_admin_ctx *ctx, const char *head, size_t 
     return s;
 }
 
-int lx_admin__strlist(struct lx_admin_ctx *ctx, const cJSON *body, const char *name,
-                      size_t max, const char ***out, size_t *out_n, bool *out_present)
+int lx_admin__strlist(struct lx_admin_ctx *ctx, const cJSON *body, const char *name, size_t max,
+                      const char ***out, size_t *out_n, bool *out_present)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, name);
     *out = NULL;

@@ -142,9 +142,9 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
             cJSON_AddNumberToObject(m, "spend",
                                     (double)lx_store_cell_int(res, i, "spend_nanos", 0) / 1e9);
             if (lx_store_cell(res, i, "max_budget_nanos")) {
-                cJSON_AddNumberToObject(
-                    m, "max_budget_in_team",
-                    (double)lx_store_cell_int(res, i, "max_budget_nanos", 0) / 1e9);
+                cJSON_AddNumberToObject(m, "max_budget_in_team",
+                                        (double)lx_store_cell_int(res, i, "max_budget_nanos", 0) /
+                                            1e9);
             }
         }
         cJSON_AddItemToArray(members, m);
@@ -233,9 +233,9 @@ static void team_row_done(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
     if (rc == LX_ECONFLICT && t->kind == T_NEW) {
-        lx_admin_respond_error_param(
-            ctx, 400, "team_id", "Team id = %s already exists. Please use a different team id.",
-            t->team_id);
+        lx_admin_respond_error_param(ctx, 400, "team_id",
+                                     "Team id = %s already exists. Please use a different team id.",
+                                     t->team_id);
         return;
     }
     if (rc) {
@@ -278,7 +278,8 @@ static int parse_member(struct lx_admin_ctx *ctx, const cJSON *m, const char *fi
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "user_id");
     const cJSON *email = cJSON_GetObjectItemCaseSensitive(m, "user_email");
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-    if ((id && !cJSON_IsNull(id) && (!cJSON_IsString(id) || !lx_admin__valid_id(id->valuestring))) ||
+    if ((id && !cJSON_IsNull(id) &&
+         (!cJSON_IsString(id) || !lx_admin__valid_id(id->valuestring))) ||
         (email && !cJSON_IsNull(email) && !cJSON_IsString(email)) ||
         (role && !cJSON_IsNull(role) && !cJSON_IsString(role))) {
         lx_admin_respond_error_param(ctx, 400, field,
@@ -286,9 +287,9 @@ static int parse_member(struct lx_admin_ctx *ctx, const cJSON *m, const char *fi
         return -1;
     }
     out->user_id = cJSON_IsString(id) ? lx_admin__dup(ctx, id->valuestring) : NULL;
-    out->user_email =
-        cJSON_IsString(email) && email->valuestring[0] ? lx_admin__dup(ctx, email->valuestring)
-                                                       : NULL;
+    out->user_email = cJSON_IsString(email) && email->valuestring[0]
+                          ? lx_admin__dup(ctx, email->valuestring)
+                          : NULL;
     out->role = cJSON_IsString(role) ? lx_admin__dup(ctx, role->valuestring) : "user";
     if (!out->user_id && !out->user_email) {
         lx_admin_respond_error_param(ctx, 400, field,
@@ -524,8 +525,8 @@ static struct lx_store_param keep_text(const struct lx_store_result *r, const ch
     return LX_SP_T(present ? v : lx_store_cell(r, 0, col));
 }
 
-static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col,
-                                      long long v, bool present)
+static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col, long long v,
+                                      bool present)
 {
     if (present) {
         return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
@@ -591,8 +592,8 @@ static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
     p[7] = keep_int(res, "rpm_limit", rpm, has_rpm);
     p[8] = keep_int(res, "tpm_limit", tpm, has_tpm);
     p[9] = keep_int(res, "max_parallel_requests", mpr, has_mpr);
-    p[10] = has_blocked ? LX_SP_I(blocked ? 1 : 0)
-                        : LX_SP_I(lx_store_cell_int(res, 0, "blocked", 0));
+    p[10] =
+        has_blocked ? LX_SP_I(blocked ? 1 : 0) : LX_SP_I(lx_store_cell_int(res, 0, "blocked", 0));
     p[11] = keep_text(res, "metadata", metadata, has_meta);
     p[12] = LX_SP_I(now);
     cJSON *before = lx_admin__row_json(res, 0, NULL);
@@ -706,8 +707,7 @@ void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
     struct team_op *t = op_new(ctx, T_ADD);
     const cJSON *member = cJSON_GetObjectItemCaseSensitive(ctx->body, "member");
     if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL) ||
-        lx_admin_field_money(ctx, ctx->body, "max_budget_in_team", &t->max_budget_in_team,
-                             NULL) ||
+        lx_admin_field_money(ctx, ctx->body, "max_budget_in_team", &t->max_budget_in_team, NULL) ||
         parse_members(ctx, member, "member", false, t)) {
         return;
     }
@@ -845,8 +845,8 @@ static void team_delete_rows(void *ud, int rc, const struct lx_store_result *res
             found = id && strcmp(id, d->ids[i]) == 0;
         }
         if (!found) {
-            lx_admin_respond_error_param(ctx, 404, "team_ids",
-                                         "Team not found, passed team_id=%s", d->ids[i]);
+            lx_admin_respond_error_param(ctx, 404, "team_ids", "Team not found, passed team_id=%s",
+                                         d->ids[i]);
             return;
         }
     }
@@ -942,7 +942,8 @@ static void team_list_keys(void *ud, int rc, const struct lx_store_result *res,
     op_answer(ctx, doc);
 }
 
-#define TEAM_LIST_FILTER "($1 IS NULL OR team_id IN (SELECT team_id FROM lx_team_members WHERE user_id = $1))"
+#define TEAM_LIST_FILTER                                                                           \
+    "($1 IS NULL OR team_id IN (SELECT team_id FROM lx_team_members WHERE user_id = $1))"
 
 static void team_list_members(void *ud, int rc, const struct lx_store_result *res,
                               const struct lx_error *err)
@@ -982,9 +983,10 @@ static void team_list_members(void *ud, int rc, const struct lx_store_result *re
         }
     }
     struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
-    struct lx_store_stmt s = {"SELECT * FROM lx_keys WHERE team_id IS NOT NULL AND " TEAM_LIST_FILTER
-                              " ORDER BY created_at",
-                              p, 1};
+    struct lx_store_stmt s = {
+        "SELECT * FROM lx_keys WHERE team_id IS NOT NULL AND " TEAM_LIST_FILTER
+        " ORDER BY created_at",
+        p, 1};
     rc = lx_store_exec(ctx->port, &s, 1, team_list_keys, ctx);
     if (rc) {
         team_list_fail(ctx, rc, NULL);

@@ -276,7 +276,6 @@ static void user_new_checked(void *ud, int rc, const struct lx_store_result *res
                              const struct lx_error *err)
 {
     struct lx_admin_ctx *ctx = ud;
-    struct user_new *u = ctx->ud;
     if (rc) {
         lx_admin_respond_store_error(ctx, rc, err);
         return;
@@ -288,8 +287,7 @@ static void user_new_checked(void *ud, int rc, const struct lx_store_result *res
             continue;
         }
         if (strcmp(k, "id") == 0) {
-            lx_admin_respond_error_param(ctx, 409, "user_id", "User with id %s already exists",
-                                         v);
+            lx_admin_respond_error_param(ctx, 409, "user_id", "User with id %s already exists", v);
             return;
         }
         if (strcmp(k, "email") == 0) {
@@ -298,8 +296,8 @@ static void user_new_checked(void *ud, int rc, const struct lx_store_result *res
             return;
         }
         if (strcmp(k, "alias") == 0) {
-            lx_admin_respond_error_param(ctx, 409, "key_alias",
-                                         "Key with alias %s already exists", v);
+            lx_admin_respond_error_param(ctx, 409, "key_alias", "Key with alias %s already exists",
+                                         v);
             return;
         }
     }
@@ -487,7 +485,8 @@ void lx_admin__user_info(struct lx_admin_ctx *ctx)
             return;
         }
     }
-    if (u->user_id && !lx_admin_can_read_all(c) && (!c->user_id || strcmp(c->user_id, u->user_id))) {
+    if (u->user_id && !lx_admin_can_read_all(c) &&
+        (!c->user_id || strcmp(c->user_id, u->user_id))) {
         lx_admin_respond_error(ctx, 403,
                                "User=%s is not allowed to view the info of user_id=%s: only "
                                "admins can see other users",
@@ -531,8 +530,8 @@ static void user_update_done(void *ud, int rc, const struct lx_store_result *res
     lx_auth_invalidate_user(u->user_id);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "user_id", u->user_id);
-    cJSON_AddItemToObject(o, "data", res->n_rows ? lx_admin__row_json(res, 0, NULL)
-                                                  : cJSON_CreateNull());
+    cJSON_AddItemToObject(o, "data",
+                          res->n_rows ? lx_admin__row_json(res, 0, NULL) : cJSON_CreateNull());
     lx_admin_respond_json(ctx, 200, o);
     cJSON_Delete(o);
 }
@@ -544,8 +543,8 @@ static struct lx_store_param keep_text(const struct lx_store_result *r, const ch
     return LX_SP_T(present ? v : lx_store_cell(r, 0, col));
 }
 
-static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col,
-                                      long long v, bool present)
+static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col, long long v,
+                                      bool present)
 {
     if (present) {
         return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
@@ -595,7 +594,8 @@ static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
         lx_admin_field_money(ctx, body, "spend", &spend, &has_spend)) {
         return;
     }
-    /* LiteLLM: an explicit "max_budget": null clears the budget; an empty models list is ignored. */
+    /* LiteLLM: an explicit "max_budget": null clears the budget; an empty models list is ignored.
+     */
     const cJSON *mb = cJSON_GetObjectItemCaseSensitive(body, "max_budget");
     if (mb && cJSON_IsNull(mb)) {
         has_max = true;
@@ -725,8 +725,8 @@ static void user_delete_rows(void *ud, int rc, const struct lx_store_result *res
             found = id && strcmp(id, u->ids[i]) == 0;
         }
         if (!found) {
-            lx_admin_respond_error_param(ctx, 404, "user_ids",
-                                         "User not found, passed user_id=%s", u->ids[i]);
+            lx_admin_respond_error_param(ctx, 404, "user_ids", "User not found, passed user_id=%s",
+                                         u->ids[i]);
             return;
         }
     }
@@ -744,10 +744,9 @@ static void user_delete_rows(void *ud, int rc, const struct lx_store_result *res
         char *before_s = cJSON_PrintUnformatted(before);
         cJSON_Delete(before);
         struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
-        lx_admin_audit_stmt(ctx, a, "deleted", "lx_users",
-                            lx_admin__dup(ctx, lx_store_cell(res, r, "user_id")),
-                            before_s ? lx_admin__dup(ctx, before_s) : NULL, "{}",
-                            lx_admin__batch_slot(&b));
+        lx_admin_audit_stmt(
+            ctx, a, "deleted", "lx_users", lx_admin__dup(ctx, lx_store_cell(res, r, "user_id")),
+            before_s ? lx_admin__dup(ctx, before_s) : NULL, "{}", lx_admin__batch_slot(&b));
         cJSON_free(before_s);
     }
     p = lx_admin__batch_add(
@@ -807,8 +806,7 @@ static void user_list_count(void *ud, int rc, const struct lx_store_result *res,
     cJSON_AddNumberToObject(o, "total", (double)total);
     cJSON_AddNumberToObject(o, "page", (double)u->page);
     cJSON_AddNumberToObject(o, "page_size", (double)u->page_size);
-    cJSON_AddNumberToObject(o, "total_pages",
-                            (double)((total + u->page_size - 1) / u->page_size));
+    cJSON_AddNumberToObject(o, "total_pages", (double)((total + u->page_size - 1) / u->page_size));
     lx_admin_respond_json(ctx, 200, o);
     cJSON_Delete(o);
 }
@@ -829,10 +827,10 @@ static const char *user_list_sql(struct lx_admin_ctx *ctx, const char *head, siz
                                  size_t n_ids, const char *tail)
 {
     if (n_ids == 0) {
-        return lx_arena_printf(&ctx->arena, "%s" USER_LIST_WHERE "%s", head, tail);
+        return lx_arena_printf(&ctx->arena, "%s%s%s", head, USER_LIST_WHERE, tail);
     }
     const char *in = lx_admin__sql_in(ctx, " AND u.user_id IN ", first_id, n_ids, "");
-    return lx_arena_printf(&ctx->arena, "%s" USER_LIST_WHERE "%s%s", head, in, tail);
+    return lx_arena_printf(&ctx->arena, "%s%s%s%s", head, USER_LIST_WHERE, in, tail);
 }
 
 static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
@@ -880,8 +878,7 @@ static int query_int(struct lx_admin_ctx *ctx, const char *name, long long lo, l
 
 void lx_admin__user_list(struct lx_admin_ctx *ctx)
 {
-    struct user_list *u =
-        lx_arena_alloc(&ctx->arena, sizeof(*u) + sizeof(struct user_list_q));
+    struct user_list *u = lx_arena_alloc(&ctx->arena, sizeof(*u) + sizeof(struct user_list_q));
     memset(u, 0, sizeof(*u) + sizeof(struct user_list_q));
     struct user_list_q *q = (struct user_list_q *)(u + 1);
     ctx->ud = u;

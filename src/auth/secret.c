@@ -79,7 +79,9 @@ bool lx_secret_param_is_secret(const char *name)
     if (n >= 4 && strcmp(name + n - 4, "_key") == 0) {
         return true;
     }
-    return strcmp(name, "api_key") == 0 || strstr(name, "secret") || strstr(name, "token") ||
+    /* "token" but not "tokens": max_tokens and friends are counts. */
+    bool token = strstr(name, "token") && !strstr(name, "tokens");
+    return strcmp(name, "api_key") == 0 || strstr(name, "secret") || token ||
            strstr(name, "password") || strstr(name, "credential");
 }
 

@@ -51,8 +51,7 @@ bool lx_secret_is_encrypted(const char *s);
 /*
  * Whether a litellm_params name holds a secret: api_key, aws_secret_access_key,
  * aws_session_token, and any name ending in "_key" or containing "secret",
- * "token" (numeric ones such as max_tokens are left alone by the callers,
- * which encrypt strings only), "password" or "credential".
+ * "token" (not "tokens": max_tokens is a count), "password" or "credential".
  */
 bool lx_secret_param_is_secret(const char *name);
 

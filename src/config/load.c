@@ -50,6 +50,7 @@ struct ld {
     struct lx_deployment *dep;
     int dep_warned;
     const cJSON *stored; /* models added at run time (JSON array), or NULL */
+    bool stored_strict;  /* a stored model that does not load fails the load */
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -2106,6 +2107,9 @@ static int parse_stored_models(struct ld *ld)
             cJSON_Delete(d->extra_params);
             cJSON_Delete(d->model_info);
             memset(d, 0, sizeof(*d));
+            if (ld->stored_strict) {
+                return lx_error_set(ld->err, rc, "%s", e.msg);
+            }
             cfg->n_warnings++;
             LX_WARN("stored model '%s' (id %s) skipped: %s", nb, ib, e.msg);
             continue;
@@ -2487,7 +2491,7 @@ static void set_defaults(struct lx_config *cfg)
 }
 
 static struct lx_config *load_string(const char *name, const char *yaml, size_t len,
-                                     const cJSON *stored, struct lx_error *err)
+                                     const cJSON *stored, bool strict, struct lx_error *err)
 {
     struct lx_error scratch;
     if (!err) {
@@ -2514,7 +2518,8 @@ static struct lx_config *load_string(const char *name, const char *yaml, size_t 
                     .a = &cfg->arena,
                     .err = err,
                     .budget = MAX_NODES,
-                    .stored = stored};
+                    .stored = stored,
+                    .stored_strict = strict};
     int rc = adup(&ld, lx_str_c(name), &cfg->path);
     if (rc) {
         goto out;
@@ -2568,7 +2573,25 @@ out:
 struct lx_config *lx_config_load_string(const char *name, const char *yaml, size_t len,
                                         struct lx_error *err)
 {
-    return load_string(name, yaml, len, NULL, err);
+    return load_string(name, yaml, len, NULL, false, err);
+}
+
+int lx_config_check_model(const cJSON *model, struct lx_error *err)
+{
+    cJSON *arr = cJSON_CreateArray();
+    cJSON *copy = cJSON_Duplicate(model, true);
+    if (!arr || !copy || !cJSON_AddItemToArray(arr, copy)) {
+        cJSON_Delete(arr);
+        cJSON_Delete(copy);
+        return lx_error_set(err, LX_ENOMEM, "out of memory");
+    }
+    struct lx_config *cfg = load_string("model", "", 0, arr, true, err);
+    cJSON_Delete(arr);
+    if (!cfg) {
+        return err && err->code ? err->code : LX_ECONFIG;
+    }
+    lx_config_unref(cfg);
+    return 0;
 }
 
 struct lx_config *lx_config_load(const char *path, struct lx_error *err)
@@ -2580,7 +2603,7 @@ struct lx_config *lx_config_load_with_models(const char *path, const cJSON *mode
                                              struct lx_error *err)
 {
     if (!path) {
-        return load_string("(no config)", "", 0, models, err);
+        return load_string("(no config)", "", 0, models, false, err);
     }
     struct lx_error scratch;
     if (!err) {
@@ -2641,7 +2664,7 @@ struct lx_config *lx_config_load_with_models(const char *path, const cJSON *mode
         }
         len += (size_t)r;
     }
-    cfg = load_string(path, buf, len, models, err);
+    cfg = load_string(path, buf, len, models, false, err);
 out:
     lx_free(buf);
     close(fd);

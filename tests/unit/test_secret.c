@@ -133,6 +133,8 @@ LX_TEST(secret_names)
     LX_CHECK(lx_secret_param_is_secret("azure_ad_token"));
     LX_CHECK(lx_secret_param_is_secret("client_secret"));
     LX_CHECK(!lx_secret_param_is_secret("api_base"));
+    LX_CHECK(!lx_secret_param_is_secret("max_tokens"));
+    LX_CHECK(!lx_secret_param_is_secret("max_completion_tokens"));
     LX_CHECK(!lx_secret_param_is_secret("model"));
     LX_CHECK(!lx_secret_param_is_secret("aws_region_name"));
     LX_CHECK(!lx_secret_param_is_secret(NULL));

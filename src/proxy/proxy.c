@@ -78,12 +78,18 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
     px->loop = loop;
     px->up = up;
     px->env = *env;
+    px->store = env->store;
+    if (px->store) {
+        px->store_port = lx_store_port_new(px->store, loop);
+    }
     set_config(px, cfg);
     return px;
 }
 
 void lx_proxy_free(struct lx_proxy *px)
 {
+    lx_store_port_close(px->store_port);
+    px->store_port = NULL;
     lx_config_unref(px->cfg);
     OPENSSL_cleanse(px->master_hash, sizeof(px->master_hash));
     lx_free(px);

@@ -8,6 +8,7 @@
 #include "http/http.h"
 #include "providers/provider.h"
 #include "proxy/proxy.h"
+#include "store/store.h"
 #include "upstream/upstream.h"
 
 struct lx_proxy {
@@ -18,6 +19,8 @@ struct lx_proxy {
     bool has_master;
     bool draining;
     struct lx_proxy_env env;
+    struct lx_store *store;           /* NULL without general_settings.database_url */
+    struct lx_store_port *store_port; /* this worker's port on store, or NULL */
 };
 
 /* Answer an OpenAI-shaped error. */

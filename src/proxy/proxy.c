@@ -78,12 +78,16 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
     px->loop = loop;
     px->up = up;
     px->env = *env;
+    if (env->ledger) {
+        px->ledger_writer = lx_ledger_writer_new(env->ledger);
+    }
     set_config(px, cfg);
     return px;
 }
 
 void lx_proxy_free(struct lx_proxy *px)
 {
+    lx_ledger_writer_free(px->ledger_writer);
     lx_config_unref(px->cfg);
     OPENSSL_cleanse(px->master_hash, sizeof(px->master_hash));
     lx_free(px);

@@ -8,6 +8,7 @@
 #include "http/http.h"
 #include "providers/provider.h"
 #include "proxy/proxy.h"
+#include "spend/ledger.h"
 #include "upstream/upstream.h"
 
 struct lx_proxy {
@@ -18,6 +19,7 @@ struct lx_proxy {
     bool has_master;
     bool draining;
     struct lx_proxy_env env;
+    struct lx_ledger_writer *ledger_writer; /* this worker's spend journal writer, or NULL */
 };
 
 /* Answer an OpenAI-shaped error. */

@@ -266,8 +266,7 @@ static void fill_from(struct lx_ledger *l, struct seg *s)
                 break;
             }
             size_t skip = lx_journal_resync(buf + pos, n - pos);
-            LX_WARN("spend journal: corrupt record in %s at offset %" PRIu64
-                    "; skipped %zu bytes",
+            LX_WARN("spend journal: corrupt record in %s at offset %" PRIu64 "; skipped %zu bytes",
                     s->path, off + pos, skip);
             atomic_fetch_add(&l->corrupt, 1);
             pos += skip;
@@ -337,8 +336,8 @@ static bool run_batches(struct lx_ledger *l)
                              err.msg[0] ? err.msg : lx_strerror(rc), l->dir);
                 }
                 l->store_down = true;
-                l->backoff_ms = l->backoff_ms ? LX_MIN(l->backoff_ms * 2, BACKOFF_MAX_MS)
-                                              : BACKOFF_MIN_MS;
+                l->backoff_ms =
+                    l->backoff_ms ? LX_MIN(l->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
                 l->retry_at = lx_mono_ms() + l->backoff_ms;
                 lx_arena_fini(&l->arena);
                 return false;
@@ -400,8 +399,8 @@ static void ledger_main(void *arg)
             sync_all(l);
             next_sync = now + l->fsync_ms;
         }
-        bool due = now >= next_batch || flush ||
-                   atomic_load(&l->unread) >= (int_least64_t)l->batch_max;
+        bool due =
+            now >= next_batch || flush || atomic_load(&l->unread) >= (int_least64_t)l->batch_max;
         if (due && (!l->store_down || flush || now >= l->retry_at)) {
             run_batches(l);
             next_batch = lx_mono_ms() + l->batch_ms;
@@ -657,5 +656,29 @@ int lx_ledger_record(struct lx_ledger_writer *w, const struct lx_spend_record *r
     if (atomic_fetch_add(&l->unread, 1) + 1 >= (int_least64_t)l->batch_max) {
         uv_cond_signal(&l->wake);
     }
+    return 0;
+}
+
+int lx_ledger_dir_for(const char *url, const char *configured, char *out, size_t n)
+{
+    if (configured && configured[0]) {
+        return snprintf(out, n, "%s", configured) < (int)n ? 0 : LX_EINVAL;
+    }
+    if (!url) {
+        return LX_EINVAL;
+    }
+    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+        return snprintf(out, n, "llmux-journal") < (int)n ? 0 : LX_EINVAL;
+    }
+    if (strncmp(url, "sqlite:///", 10) != 0 || !url[10]) {
+        return LX_EINVAL;
+    }
+    const char *path = url + 10; /* "rel.db", or "/abs.db" from sqlite:////abs.db */
+    size_t len = strcspn(path, "?");
+    if (len == 0 || len + sizeof(".journal") > n) {
+        return LX_EINVAL;
+    }
+    memcpy(out, path, len);
+    memcpy(out + len, ".journal", sizeof(".journal"));
     return 0;
 }

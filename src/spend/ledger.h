@@ -45,7 +45,7 @@ typedef int (*lx_ledger_sink_fn)(void *ud, const struct lx_spend_record *recs, s
                                  struct lx_error *err);
 
 struct lx_ledger_opts {
-    const char *dir;       /* journal directory; created if missing */
+    const char *dir;        /* journal directory; created if missing */
     lx_ledger_sink_fn sink; /* where batches go: lx_ledger_store_sink in production */
     void *sink_ud;
     unsigned fsync_ms;    /* 0 = 50 */
@@ -55,15 +55,15 @@ struct lx_ledger_opts {
 };
 
 struct lx_ledger_stats {
-    uint64_t recorded;       /* records written by this process's writers */
-    uint64_t committed;      /* records committed to the store (replayed ones included) */
-    uint64_t replayed;       /* records read from other processes' segments */
-    uint64_t corrupt;        /* frames skipped as corrupt or truncated */
-    uint64_t dropped;        /* records the store refused one by one */
-    uint64_t batches;        /* successful sink calls */
-    uint64_t failures;       /* failed sink calls */
-    uint64_t backlog_bytes;  /* journal bytes not committed yet */
-    size_t segments;         /* segment files held */
+    uint64_t recorded;      /* records written by this process's writers */
+    uint64_t committed;     /* records committed to the store (replayed ones included) */
+    uint64_t replayed;      /* records read from other processes' segments */
+    uint64_t corrupt;       /* frames skipped as corrupt or truncated */
+    uint64_t dropped;       /* records the store refused one by one */
+    uint64_t batches;       /* successful sink calls */
+    uint64_t failures;      /* failed sink calls */
+    uint64_t backlog_bytes; /* journal bytes not committed yet */
+    size_t segments;        /* segment files held */
     bool store_down;
 };
 
@@ -112,6 +112,15 @@ void lx_ledger_writer_free(struct lx_ledger_writer *w);
  * microseconds (one write(2)).
  */
 int lx_ledger_record(struct lx_ledger_writer *w, const struct lx_spend_record *r);
+
+/*
+ * The journal directory for a store: `configured` when set
+ * (general_settings.spend_journal_dir), else "<database file>.journal" for
+ * sqlite:/// URLs and "llmux-journal" (in the working directory) for
+ * PostgreSQL. Returns 0, or LX_EINVAL when the URL is not one the store
+ * opens (no ledger then).
+ */
+int lx_ledger_dir_for(const char *database_url, const char *configured, char *out, size_t n);
 
 /* The store sink (ud is the struct lx_store): inserts rows and applies their spend. */
 int lx_ledger_store_sink(void *ud, const struct lx_spend_record *recs, size_t n,

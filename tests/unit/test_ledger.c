@@ -81,7 +81,7 @@ struct fake {
     size_t cap;
     int64_t spend;
     int64_t calls;
-    int64_t attempts; /* rows offered, duplicates included */
+    int64_t attempts;   /* rows offered, duplicates included */
     const char *refuse; /* request id the store refuses (LX_EINVAL) */
 };
 
@@ -540,9 +540,28 @@ LX_TEST(test_refused_record_is_dropped_alone)
     lx_free(dir);
 }
 
-LX_TEST_MAIN(LX_RUN(test_crc32); LX_RUN(test_encode_decode); LX_RUN(test_encode_limits);
-             LX_RUN(test_resync); LX_RUN(test_ledger_commits_everything);
-             LX_RUN(test_ledger_rotates_segments); LX_RUN(test_ledger_store_down_then_back);
+LX_TEST(test_dir_for)
+{
+    char d[256];
+    LX_CHECK_INT(lx_ledger_dir_for("sqlite:///llmux.db", NULL, d, sizeof(d)), 0);
+    LX_CHECK_STR(d, "llmux.db.journal");
+    LX_CHECK_INT(lx_ledger_dir_for("sqlite:////var/lib/llmux/db.sqlite", NULL, d, sizeof(d)), 0);
+    LX_CHECK_STR(d, "/var/lib/llmux/db.sqlite.journal");
+    LX_CHECK_INT(lx_ledger_dir_for("sqlite:///x.db?mode=rwc", NULL, d, sizeof(d)), 0);
+    LX_CHECK_STR(d, "x.db.journal");
+    LX_CHECK_INT(lx_ledger_dir_for("postgresql://u:p@h/db", NULL, d, sizeof(d)), 0);
+    LX_CHECK_STR(d, "llmux-journal");
+    LX_CHECK_INT(lx_ledger_dir_for("postgres://h/db", "/srv/j", d, sizeof(d)), 0);
+    LX_CHECK_STR(d, "/srv/j");
+    LX_CHECK_INT(lx_ledger_dir_for(NULL, NULL, d, sizeof(d)), LX_EINVAL);
+    LX_CHECK_INT(lx_ledger_dir_for("mysql://h/db", NULL, d, sizeof(d)), LX_EINVAL);
+    LX_CHECK_INT(lx_ledger_dir_for("sqlite:///", NULL, d, sizeof(d)), LX_EINVAL);
+}
+
+LX_TEST_MAIN(LX_RUN(test_dir_for); LX_RUN(test_crc32); LX_RUN(test_encode_decode);
+             LX_RUN(test_encode_limits); LX_RUN(test_resync);
+             LX_RUN(test_ledger_commits_everything); LX_RUN(test_ledger_rotates_segments);
+             LX_RUN(test_ledger_store_down_then_back);
              LX_RUN(test_ledger_stop_keeps_uncommitted_for_replay);
              LX_RUN(test_replay_is_idempotent_and_skips_corrupt);
              LX_RUN(test_live_segments_are_not_replayed);

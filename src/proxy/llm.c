@@ -38,7 +38,8 @@
 struct call {
     struct lx_proxy *px;
     struct lx_http_request *req;
-    struct lx_config *cfg; /* reference held for the whole call */
+    struct lx_config *cfg;  /* reference held for the whole call */
+    struct lx_identity *id; /* the caller; reference held for the whole call */
     enum lx_endpoint ep;
     cJSON *json;
     bool stream;
@@ -108,6 +109,7 @@ static void call_free(struct call *c)
     lx_buf_fini(&c->client_out);
     lx_buf_fini(&c->client_body);
     lx_config_unref(c->cfg);
+    lx_identity_unref(c->id);
     lx_free(c);
 }
 
@@ -217,6 +219,13 @@ static void call_record(struct call *c, bool success)
         .end_time_ms = end,
         .is_failure = !success,
     };
+    const struct lx_identity *id = c->id;
+    if (id && !id->is_master) {
+        r.api_key = id->token[0] ? id->token : NULL;
+        r.key_alias = id->key_alias;
+        r.user_id = id->user_id;
+        r.team_id = id->team_id;
+    }
     if (lx_ledger_record(w, &r) != 0) {
         LX_DEBUG("spend record of call %s not journaled", c->call_id);
     }
@@ -958,13 +967,15 @@ static const char *required_field(enum lx_endpoint ep)
     }
 }
 
-void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
-                   struct lx_str path_model, const struct lx_client_adapter *client)
+void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
+                   enum lx_endpoint ep, struct lx_str path_model,
+                   const struct lx_client_adapter *client)
 {
     struct call *c = lx_calloc(1, sizeof(*c));
     c->px = px;
     c->req = req;
     c->cfg = lx_config_ref(px->cfg);
+    c->id = lx_identity_ref(id);
     c->ep = ep;
     lx_uuid4(c->call_id);
     lx_buf_init(&c->up_body, req->body.limit + 4096);

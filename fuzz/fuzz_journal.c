@@ -52,12 +52,30 @@ static void check_round_trip(const struct lx_spend_record *r)
         len != b.len) {
         abort();
     }
-    const char *x[] = {r->request_id, r->call_type, r->api_key, r->key_alias,
-                       r->user_id,    r->team_id,   r->end_user, r->model,
-                       r->model_group, r->model_id, r->custom_llm_provider, r->api_base};
-    const char *y[] = {d.request_id, d.call_type, d.api_key, d.key_alias,
-                       d.user_id,    d.team_id,   d.end_user, d.model,
-                       d.model_group, d.model_id, d.custom_llm_provider, d.api_base};
+    const char *x[] = {r->request_id,
+                       r->call_type,
+                       r->api_key,
+                       r->key_alias,
+                       r->user_id,
+                       r->team_id,
+                       r->end_user,
+                       r->model,
+                       r->model_group,
+                       r->model_id,
+                       r->custom_llm_provider,
+                       r->api_base};
+    const char *y[] = {d.request_id,
+                       d.call_type,
+                       d.api_key,
+                       d.key_alias,
+                       d.user_id,
+                       d.team_id,
+                       d.end_user,
+                       d.model,
+                       d.model_group,
+                       d.model_id,
+                       d.custom_llm_provider,
+                       d.api_base};
     for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++) {
         if (!same_str(x[i], y[i])) {
             abort();

@@ -71,7 +71,6 @@ struct call {
     bool provider_ended;    /* a translating provider emitted [DONE] or an error event */
     double timeout_s;       /* the upstream timeout that applies, for messages */
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
-    char call_id[37];       /* x-litellm-call-id: the spend record's key */
     bool recorded;          /* the spend record is journaled */
 };
 
@@ -115,11 +114,10 @@ static void call_free(struct call *c)
 
 #define CALL_MAX_HEADERS 12
 
-/* Common response headers naming the call and the deployment that answered. */
+/* Common response headers naming the deployment that answered. */
 static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
 {
     size_t n = 0;
-    h[n++] = (struct lx_http_header){LX_STR("x-litellm-call-id"), lx_str_c(c->call_id)};
     if (sse) {
         h[n++] = (struct lx_http_header){LX_STR("content-type"), LX_STR("text/event-stream")};
         h[n++] = (struct lx_http_header){LX_STR("cache-control"), LX_STR("no-cache")};
@@ -207,7 +205,7 @@ static void call_record(struct call *c, bool success)
     int64_t end = wall_ms();
     uint64_t elapsed_ns = lx_mono_ns() - c->req->start_ns;
     struct lx_spend_record r = {
-        .request_id = c->call_id,
+        .request_id = c->req->id, /* x-litellm-call-id */
         .call_type = call_type(c),
         .model = c->upstream_model,
         .model_group = c->dep->model_name,
@@ -227,7 +225,7 @@ static void call_record(struct call *c, bool success)
         r.team_id = id->team_id;
     }
     if (lx_ledger_record(w, &r) != 0) {
-        LX_DEBUG("spend record of call %s not journaled", c->call_id);
+        LX_DEBUG("spend record of call %s not journaled", c->req->id);
     }
 }
 
@@ -977,7 +975,6 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
     c->cfg = lx_config_ref(px->cfg);
     c->id = lx_identity_ref(id);
     c->ep = ep;
-    lx_uuid4(c->call_id);
     lx_buf_init(&c->up_body, req->body.limit + 4096);
     lx_buf_init(&c->resp, (size_t)(c->cfg->general.max_response_size_mb * 1024.0 * 1024.0));
     lx_buf_init(&c->out, SSE_MAX_EVENT_BYTES * 2);

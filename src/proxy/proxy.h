@@ -20,12 +20,14 @@
 #include "upstream/upstream.h"
 
 struct lx_proxy;
+struct lx_ledger;
 struct lx_store;
 
 /* Shared, read-only process facts the pipeline reports (readiness, version). */
 struct lx_proxy_env {
     int num_workers;
     struct lx_store *store; /* general_settings.database_url's store, or NULL; outlives the proxy */
+    struct lx_ledger *ledger; /* spend ledger; NULL when no store is configured */
 };
 
 /*

@@ -10,11 +10,14 @@
 
 #include <curl/curl.h>
 
+#include "admin/models.h"
+#include "auth/secret.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "server/server.h"
+#include "store/store.h"
 
 static void usage(FILE *f)
 {
@@ -136,6 +139,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "llmux: %s\n", err.msg);
         return 1;
     }
+    /* Before any thread runs: a reload's setenv cannot race with this getenv. */
+    lx_secret_init();
     if (a.check) {
         printf("llmux: %s is valid: %zu model group(s), %zu deployment(s), %d warning(s)\n",
                a.config ? a.config : "(no config)", cfg->n_groups, cfg->n_deployments,
@@ -167,14 +172,36 @@ int main(int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         workers = n > 0 ? n : 1;
     }
+    struct lx_store *store = NULL;
+    if (cfg->general.database_url) {
+        /* Opening creates a SQLite file and applies migrations: not for --check. */
+        store = lx_store_open(cfg->general.database_url, &err);
+        if (!store) {
+            fprintf(stderr, "llmux: %s\n", err.msg);
+            lx_config_unref(cfg);
+            curl_global_cleanup();
+            return 1;
+        }
+        if (cfg->general.store_model_in_db) {
+            /* Models added with /model/new join the file's model_list. */
+            struct lx_config *full = lx_models_config_load(a.config, store, &err);
+            if (full) {
+                lx_config_unref(cfg);
+                cfg = full;
+            }
+        }
+    }
     struct lx_server_opts opts = {
         .config_path = a.config,
         .host = a.host,
         .port = (int)a.port,
         .num_workers = (int)workers,
         .debug = a.debug,
+        .store = store,
     };
     int rc = lx_server_run(&opts, cfg, &err);
+    /* Every worker closed its port on its own loop; now the store thread can stop. */
+    lx_store_close(store);
     lx_config_unref(cfg);
     curl_global_cleanup();
     if (rc < 0) {

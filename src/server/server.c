@@ -24,6 +24,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "proxy/proxy.h"
+#include "store/store.h"
 #include "upstream/upstream.h"
 
 struct worker {
@@ -63,6 +64,9 @@ struct main_state {
     bool debug;
     struct lx_config *cfg;
     int signals_seen;
+    struct lx_store *store;
+    const char *db_url; /* the database_url the store was opened with (start config) */
+    struct lx_config *start_cfg;
     /* Config rebuilds asked for by /model/new and /model/delete (see admin/models.h). */
     uv_async_t rebuild_async;
     uv_mutex_t rebuild_lock;
@@ -259,7 +263,7 @@ static void broadcast(struct main_state *m, struct lx_config *cfg, bool drain, b
 /* The config file plus the stored models; NULL (err set) when the file does not load. */
 static struct lx_config *load_config(struct main_state *m, struct lx_error *err)
 {
-    return lx_models_config_load(m->config_path, NULL, err);
+    return lx_models_config_load(m->config_path, m->store, err);
 }
 
 /* Make cfg (reference taken over) the running config, on every worker. */
@@ -286,6 +290,13 @@ static void reload(struct main_state *m)
     if (!cfg) {
         LX_ERROR("config reload refused, keeping the running config: %s", err.msg);
         return;
+    }
+    const char *new_url = cfg->general.database_url;
+    if ((new_url == NULL) != (m->db_url == NULL) || (new_url && strcmp(new_url, m->db_url) != 0)) {
+        /* The store is opened once; moving to another database needs a restart. */
+        LX_WARN("general_settings.database_url changed: restart llmux to use it; "
+                "keeping %s",
+                m->store ? lx_store_url_redacted(m->store) : "no database");
     }
     install(m, cfg);
     LX_INFO("config reloaded from %s: %zu model group(s), %zu deployment(s)", m->config_path,
@@ -426,6 +437,9 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.config_path = opts->config_path;
     m.debug = opts->debug;
     m.cfg = lx_config_ref(cfg);
+    m.start_cfg = lx_config_ref(cfg);
+    m.db_url = cfg->general.database_url;
+    m.store = opts->store;
     m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
     int rc = 0;
 
@@ -439,6 +453,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
             }
             lx_free(m.workers);
             lx_config_unref(m.cfg);
+            lx_config_unref(m.start_cfg);
             return fd;
         }
         m.workers[i].listen_fd = fd;
@@ -467,6 +482,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->index = i;
         w->main = &m;
         w->env.num_workers = m.n;
+        w->env.store = m.store;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -532,6 +548,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     uv_loop_close(loop);
     lx_free(m.workers);
     lx_config_unref(m.cfg);
+    lx_config_unref(m.start_cfg);
     if (rc == 0) {
         LX_INFO("llmux stopped");
         lx_log_flush();

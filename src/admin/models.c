@@ -34,6 +34,20 @@ void lx_models_set_reload_hook(lx_models_reload_fn fn)
 
 /* ---- secrets in litellm_params ---- */
 
+/* Put v in the place of it in obj, under its name (cJSON_ReplaceItemViaPointer keeps no name). */
+static cJSON *replace_named(cJSON *obj, cJSON *it, cJSON *v)
+{
+    size_t n = strlen(it->string) + 1;
+    v->string = cJSON_malloc(n);
+    if (!v->string) {
+        cJSON_Delete(v);
+        return NULL;
+    }
+    memcpy(v->string, it->string, n);
+    cJSON_ReplaceItemViaPointer(obj, it, v);
+    return v;
+}
+
 /*
  * Encrypt (enc) or decrypt every secret string of a litellm_params object in
  * place. On a decryption failure *bad names the parameter (never its value).
@@ -49,8 +63,7 @@ static int crypt_params(cJSON *lp, const struct lx_secret_key *key, bool enc, co
         char *out = NULL;
         int rc;
         if (enc) {
-            rc = lx_secret_encrypt(key, it->string, it->valuestring, strlen(it->valuestring),
-                                   &out);
+            rc = lx_secret_encrypt(key, it->string, it->valuestring, strlen(it->valuestring), &out);
         } else if (!lx_secret_is_encrypted(it->valuestring)) {
             continue; /* stored in clear by an older writer: used as is */
         } else {
@@ -66,10 +79,9 @@ static int crypt_params(cJSON *lp, const struct lx_secret_key *key, bool enc, co
         } else {
             lx_secret_free(out);
         }
-        if (!v) {
+        if (!v || !(v = replace_named(lp, it, v))) {
             return LX_ENOMEM;
         }
-        cJSON_ReplaceItemViaPointer(lp, it, v);
         it = v;
     }
     return 0;
@@ -82,7 +94,9 @@ static void mask_params(cJSON *lp)
     {
         if (it->string && lx_secret_param_is_secret(it->string) && cJSON_IsString(it)) {
             cJSON *v = cJSON_CreateString(MASK);
-            cJSON_ReplaceItemViaPointer(lp, it, v);
+            if (!v || !(v = replace_named(lp, it, v))) {
+                return;
+            }
             it = v;
         }
     }
@@ -151,8 +165,7 @@ cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cf
     return arr;
 }
 
-struct lx_config *lx_models_config_load(const char *path, struct lx_store *s,
-                                        struct lx_error *err)
+struct lx_config *lx_models_config_load(const char *path, struct lx_store *s, struct lx_error *err)
 {
     struct lx_config *file = lx_config_load_with_models(path, NULL, err);
     if (!file || !s || !file->general.store_model_in_db) {
@@ -284,7 +297,8 @@ static bool caller_may_use(const struct lx_identity *c, const char *model)
     if (lx_admin_can_read_all(c)) {
         return true;
     }
-    return list_allows(&c->key.models, model) && (!c->has_user || list_allows(&c->user.models, model)) &&
+    return list_allows(&c->key.models, model) &&
+           (!c->has_user || list_allows(&c->user.models, model)) &&
            (!c->has_team || list_allows(&c->team.models, model));
 }
 
@@ -398,7 +412,8 @@ void lx_admin__model_new(struct lx_admin_ctx *ctx)
         return;
     }
     const cJSON *idj = cJSON_GetObjectItemCaseSensitive(mi, "id");
-    if (idj && !cJSON_IsNull(idj) && (!cJSON_IsString(idj) || !lx_admin__valid_id(idj->valuestring))) {
+    if (idj && !cJSON_IsNull(idj) &&
+        (!cJSON_IsString(idj) || !lx_admin__valid_id(idj->valuestring))) {
         lx_admin_respond_error_param(ctx, 400, "model_info.id",
                                      "model_info.id must be a non-empty string");
         return;

@@ -46,8 +46,7 @@ cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cf
  * store_model_in_db is true, the stored models. Blocking; main thread. A
  * store that cannot be read leaves the stored models out with a warning.
  */
-struct lx_config *lx_models_config_load(const char *path, struct lx_store *s,
-                                        struct lx_error *err);
+struct lx_config *lx_models_config_load(const char *path, struct lx_store *s, struct lx_error *err);
 
 /* litellm_params of a deployment as JSON, secrets masked (what /model/info shows). */
 cJSON *lx_models_params_json(const struct lx_deployment *d);

@@ -199,10 +199,11 @@ test('teams: create, info, update, members, list, delete, with bad input and rol
   assert.deepEqual(team.models, ['config-model']);
   assert.equal(team.blocked, false);
   assert.ok(team.budget_reset_at);
-  const members = Object.fromEntries(team.members_with_roles.map((m) => [m.user_email || m.user_id, m]));
-  assert.equal(members.carol.role, 'admin');
-  assert.equal(members['erin@example.com'].role, 'user', 'a member given by email gets a user record');
-  assert.ok(members['erin@example.com'].user_id);
+  const byId = team.members_with_roles.find((m) => m.user_id === 'carol');
+  const byEmail = team.members_with_roles.find((m) => m.user_email === 'erin@example.com');
+  assert.equal(byId?.role, 'admin', JSON.stringify(team.members_with_roles));
+  assert.equal(byEmail?.role, 'user', 'a member given by email gets a user record');
+  assert.ok(byEmail.user_id && byEmail.user_id !== 'erin@example.com');
 
   assertError(await post(px, '/team/new', { team_id: team.team_id }), 400, 'team_id');
   assertError(await post(px, '/team/new', { members_with_roles: [{ role: 'owner', user_id: 'x' }] }), 400, 'members_with_roles');

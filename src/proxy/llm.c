@@ -40,7 +40,8 @@
 struct call {
     struct lx_proxy *px;
     struct lx_http_request *req;
-    struct lx_config *cfg; /* reference held for the whole call */
+    struct lx_config *cfg;  /* reference held for the whole call */
+    struct lx_identity *id; /* the caller; reference held for the whole call */
     enum lx_endpoint ep;
     cJSON *json;
     bool stream;
@@ -148,6 +149,7 @@ static void call_free(struct call *c)
     lx_buf_fini(&c->client_out);
     lx_buf_fini(&c->client_body);
     lx_config_unref(c->cfg);
+    lx_identity_unref(c->id);
     lx_free(c);
 }
 
@@ -988,13 +990,15 @@ static const char *required_field(enum lx_endpoint ep)
     }
 }
 
-void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
-                   struct lx_str path_model, const struct lx_client_adapter *client)
+void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
+                   enum lx_endpoint ep, struct lx_str path_model,
+                   const struct lx_client_adapter *client)
 {
     struct call *c = lx_calloc(1, sizeof(*c));
     c->px = px;
     c->req = req;
     c->cfg = lx_config_ref(px->cfg);
+    c->id = lx_identity_ref(id);
     c->ep = ep;
     lx_buf_init(&c->up_body, req->body.limit + 4096);
     lx_buf_init(&c->resp, (size_t)(c->cfg->general.max_response_size_mb * 1024.0 * 1024.0));

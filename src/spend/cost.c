@@ -72,27 +72,49 @@ size_t lx_cost_format_usd(int64_t nanos, char *buf, size_t cap)
         int n = snprintf(buf, cap, "0.0");
         return (size_t)n < cap ? (size_t)n : cap - 1;
     }
-    double v = (double)nanos / (double)LX_NANO_PER_USD;
-    /* Shortest round-trip digits, as Python's repr finds them. */
-    char e[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(e, sizeof(e), "%.*e", prec - 1, v);
-        if (strtod(e, NULL) == v) {
-            break;
-        }
-    }
-    /* e is "d.ddde[+-]XX": collect the digits and the exponent. */
+    /*
+     * Python prints the shortest decimal that reads back as the same double.
+     * The exact value is nanos x 1e-9; with at most 15 significant digits
+     * (DBL_DIG) it is that shortest decimal, since no two decimals of 15
+     * digits or fewer read as one double: integer work only, the usual case.
+     */
     char digits[24];
     size_t nd = 0;
-    const char *q = e;
-    for (; *q && *q != 'e'; q++) {
-        if (*q >= '0' && *q <= '9' && nd < sizeof(digits) - 1) {
-            digits[nd++] = *q;
-        }
+    long exp10;
+    char tmp[24];
+    size_t nt = 0;
+    for (int64_t v = nanos; v > 0; v /= 10) {
+        tmp[nt++] = (char)('0' + v % 10);
     }
-    long exp10 = *q == 'e' ? strtol(q + 1, NULL, 10) : 0;
+    exp10 = (long)nt - 1 - 9;
+    while (nt > 0) {
+        digits[nd++] = tmp[--nt];
+    }
     while (nd > 1 && digits[nd - 1] == '0') {
         nd--;
+    }
+    if (nd > 15) {
+        /* Shortest round-trip digits found the slow way. */
+        double v = (double)nanos / (double)LX_NANO_PER_USD;
+        char e[40];
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(e, sizeof(e), "%.*e", prec - 1, v);
+            if (strtod(e, NULL) == v) {
+                break;
+            }
+        }
+        /* e is "d.ddde[+-]XX": collect the digits and the exponent. */
+        nd = 0;
+        const char *q = e;
+        for (; *q && *q != 'e'; q++) {
+            if (*q >= '0' && *q <= '9' && nd < sizeof(digits) - 1) {
+                digits[nd++] = *q;
+            }
+        }
+        exp10 = *q == 'e' ? strtol(q + 1, NULL, 10) : 0;
+        while (nd > 1 && digits[nd - 1] == '0') {
+            nd--;
+        }
     }
     digits[nd] = '\0';
     char out[64];

@@ -11,8 +11,8 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -271,8 +271,8 @@ static const struct lx_price *get_prefixed(const struct lx_prices *t, const char
 /* Bedrock cross-region inference profiles prefix the model id with a geography. */
 static const char *strip_bedrock_region(const char *m)
 {
-    static const char *const geo[] = {"us.", "eu.", "apac.", "jp.", "au.", "ca.", "global.",
-                                      "us-gov."};
+    static const char *const geo[] = {"us.", "eu.", "apac.",   "jp.",
+                                      "au.", "ca.", "global.", "us-gov."};
     for (size_t i = 0; i < LX_ARRAY_LEN(geo); i++) {
         size_t n = strlen(geo[i]);
         if (!strncmp(m, geo[i], n)) {

@@ -26,13 +26,13 @@
 #define LX_PICO_PER_USD 1000000000000LL
 
 struct lx_price {
-    int64_t input_pico;          /* input_cost_per_token */
-    int64_t output_pico;         /* output_cost_per_token */
-    int64_t cache_read_pico;     /* cache_read_input_token_cost; -1 = the input price */
-    int64_t cache_creation_pico; /* cache_creation_input_token_cost; -1 = the input price */
-    int64_t max_input_tokens;    /* -1 = unset */
-    int64_t max_output_tokens;   /* -1 = unset */
-    int64_t max_tokens;          /* -1 = unset */
+    int64_t input_pico;           /* input_cost_per_token */
+    int64_t output_pico;          /* output_cost_per_token */
+    int64_t cache_read_pico;      /* cache_read_input_token_cost; -1 = the input price */
+    int64_t cache_creation_pico;  /* cache_creation_input_token_cost; -1 = the input price */
+    int64_t max_input_tokens;     /* -1 = unset */
+    int64_t max_output_tokens;    /* -1 = unset */
+    int64_t max_tokens;           /* -1 = unset */
     const char *litellm_provider; /* NULL = unset; owned by the table */
     const char *mode;             /* "chat", "embedding", "completion"...; NULL = unset */
 };
@@ -47,8 +47,7 @@ struct lx_prices;
  * naming the model. Returns 0 and *out (free with lx_prices_free), or
  * LX_EINVAL / LX_ENOMEM. Any thread; allocates.
  */
-LX_MUST_CHECK int lx_prices_parse(struct lx_str json, struct lx_prices **out,
-                                  struct lx_error *err);
+LX_MUST_CHECK int lx_prices_parse(struct lx_str json, struct lx_prices **out, struct lx_error *err);
 void lx_prices_free(struct lx_prices *t);
 
 /* Number of models in the table. */

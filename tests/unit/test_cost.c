@@ -102,7 +102,8 @@ LX_TEST(cost_cached_tokens)
     struct lx_price q = price(3000000, 15000000, -1, -1);
     LX_CHECK_INT(lx_cost_pico(&q, &u), 3400LL * 3000000 + 100LL * 15000000);
     /* Inconsistent reports (cached > prompt) never bill more than the prompt. */
-    struct lx_usage bad = {.prompt_tokens = 10, .cache_read_tokens = 50, .cache_creation_tokens = 7};
+    struct lx_usage bad = {
+        .prompt_tokens = 10, .cache_read_tokens = 50, .cache_creation_tokens = 7};
     LX_CHECK_INT(lx_cost_pico(&p, &bad), 10LL * 300000);
 }
 
@@ -145,6 +146,44 @@ LX_TEST(format_like_python)
     LX_CHECK(fmt_is(123456789, "0.123456789"));
     LX_CHECK(fmt_is(100000000000000000, "100000000.0"));
     LX_CHECK(fmt_is(INT64_MAX / 1000, "9223372.036854776"));
+    /* Against Python's own str() of the same floats (generated with CPython 3). */
+    LX_CHECK(fmt_is(1LL, "1e-09"));
+    LX_CHECK(fmt_is(9LL, "9e-09"));
+    LX_CHECK(fmt_is(10LL, "1e-08"));
+    LX_CHECK(fmt_is(99LL, "9.9e-08"));
+    LX_CHECK(fmt_is(100LL, "1e-07"));
+    LX_CHECK(fmt_is(123LL, "1.23e-07"));
+    LX_CHECK(fmt_is(4050LL, "4.05e-06"));
+    LX_CHECK(fmt_is(15000LL, "1.5e-05"));
+    LX_CHECK(fmt_is(999999999LL, "0.999999999"));
+    LX_CHECK(fmt_is(1000000000LL, "1.0"));
+    LX_CHECK(fmt_is(1234567890123LL, "1234.567890123"));
+    LX_CHECK(fmt_is(999999999999999LL, "999999.999999999"));
+    LX_CHECK(fmt_is(1000000000000000LL, "1000000.0"));
+    LX_CHECK(fmt_is(123456789012345678LL, "123456789.01234569"));
+    LX_CHECK(fmt_is(9007199254740992LL, "9007199.254740993"));
+    LX_CHECK(fmt_is(9007199254740993LL, "9007199.254740993"));
+    LX_CHECK(fmt_is(9223372036854775LL, "9223372.036854776"));
+    LX_CHECK(fmt_is(74607LL, "7.4607e-05"));
+    LX_CHECK(fmt_is(262LL, "2.62e-07"));
+    LX_CHECK(fmt_is(8118LL, "8.118e-06"));
+    LX_CHECK(fmt_is(733629687074914LL, "733629.687074914"));
+    LX_CHECK(fmt_is(3692764448279LL, "3692.764448279"));
+    LX_CHECK(fmt_is(7994LL, "7.994e-06"));
+    LX_CHECK(fmt_is(7LL, "7e-09"));
+    LX_CHECK(fmt_is(299647660378LL, "299.647660378"));
+    LX_CHECK(fmt_is(812381323017540LL, "812381.32301754"));
+    LX_CHECK(fmt_is(79343271LL, "0.079343271"));
+    LX_CHECK(fmt_is(5201LL, "5.201e-06"));
+    LX_CHECK(fmt_is(1LL, "1e-09"));
+    LX_CHECK(fmt_is(9LL, "9e-09"));
+    LX_CHECK(fmt_is(7LL, "7e-09"));
+    LX_CHECK(fmt_is(7081941LL, "0.007081941"));
+    LX_CHECK(fmt_is(9LL, "9e-09"));
+    LX_CHECK(fmt_is(58772278LL, "0.058772278"));
+    LX_CHECK(fmt_is(4198878367200395LL, "4198878.367200395"));
+    LX_CHECK(fmt_is(744020906464LL, "744.020906464"));
+    LX_CHECK(fmt_is(61686933LL, "0.061686933"));
     char small[4];
     LX_CHECK_INT(lx_cost_format_usd(123000, small, sizeof(small)), 3);
     LX_CHECK_STR(small, "0.0");
@@ -183,9 +222,9 @@ LX_TEST(usage_openai_objects)
     LX_CHECK_INT(u.cache_read_tokens, 2000);
     LX_CHECK_INT(u.cache_creation_tokens, 400);
     /* Integral numbers written with a fraction; null counts. */
-    LX_CHECK_INT(lx_usage_parse_openai(
-                     LX_STR("{\"prompt_tokens\":12.0,\"completion_tokens\":null}"), &u),
-                 0);
+    LX_CHECK_INT(
+        lx_usage_parse_openai(LX_STR("{\"prompt_tokens\":12.0,\"completion_tokens\":null}"), &u),
+        0);
     LX_CHECK_INT(u.prompt_tokens, 12);
     LX_CHECK_INT(u.completion_tokens, 0);
     LX_CHECK_INT(lx_usage_parse_openai(LX_STR("{}"), &u), 0);
@@ -230,15 +269,16 @@ LX_TEST(table_parse)
 {
     struct lx_prices *t = NULL;
     struct lx_error err = {0};
-    const char *json = "{\"sample_spec\":{\"input_cost_per_token\":\"x\"},"
-                       "\"m1\":{\"input_cost_per_token\":2.5e-06,\"output_cost_per_token\":1e-05,"
-                       "\"cache_read_input_token_cost\":1.25e-06,\"max_input_tokens\":128000,"
-                       "\"max_output_tokens\":16384,\"max_tokens\":16384,"
-                       "\"litellm_provider\":\"openai\",\"mode\":\"chat\",\"supports_vision\":true},"
-                       "\"emb\":{\"input_cost_per_token\":2e-08,\"mode\":\"embedding\"},"
-                       "\"odd\":{\"input_cost_per_token\":5.46875e-07},"
-                       "\"m1\":{\"input_cost_per_token\":1},"
-                       "\"not-an-object\":3}";
+    const char *json =
+        "{\"sample_spec\":{\"input_cost_per_token\":\"x\"},"
+        "\"m1\":{\"input_cost_per_token\":2.5e-06,\"output_cost_per_token\":1e-05,"
+        "\"cache_read_input_token_cost\":1.25e-06,\"max_input_tokens\":128000,"
+        "\"max_output_tokens\":16384,\"max_tokens\":16384,"
+        "\"litellm_provider\":\"openai\",\"mode\":\"chat\",\"supports_vision\":true},"
+        "\"emb\":{\"input_cost_per_token\":2e-08,\"mode\":\"embedding\"},"
+        "\"odd\":{\"input_cost_per_token\":5.46875e-07},"
+        "\"m1\":{\"input_cost_per_token\":1},"
+        "\"not-an-object\":3}";
     LX_CHECK_INT(lx_prices_parse(lx_str_c(json), &t, &err), 0);
     LX_CHECK_INT(lx_prices_count(t), 3);
     const struct lx_price *p = lx_prices_get(t, LX_STR("m1"));
@@ -301,16 +341,37 @@ LX_TEST(builtin_table)
     LX_CHECK(lx_prices_count(t) > 150);
     LX_CHECK(lx_prices_builtin() == t);
     /* Every family the table must cover. */
-    static const char *const keys[] = {
-        "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3", "o3-mini",
-        "o4-mini", "gpt-3.5-turbo", "gpt-4", "gpt-4-turbo", "text-embedding-3-small",
-        "text-embedding-3-large", "claude-3-opus-20240229", "claude-3-haiku-20240307",
-        "claude-3-5-sonnet-20241022", "claude-3-7-sonnet-20250219", "claude-sonnet-4-20250514",
-        "claude-opus-4-20250514", "gemini/gemini-1.5-pro", "gemini/gemini-2.0-flash",
-        "gemini/gemini-2.5-pro", "gemini/gemini-2.5-flash",
-        "anthropic.claude-3-5-sonnet-20241022-v2:0", "amazon.nova-pro-v1:0",
-        "meta.llama3-1-70b-instruct-v1:0", "mistral/mistral-large-latest",
-        "groq/llama-3.3-70b-versatile", "deepseek/deepseek-chat", "azure/gpt-4o"};
+    static const char *const keys[] = {"gpt-4o",
+                                       "gpt-4o-mini",
+                                       "gpt-4.1",
+                                       "gpt-4.1-mini",
+                                       "gpt-4.1-nano",
+                                       "o1",
+                                       "o3",
+                                       "o3-mini",
+                                       "o4-mini",
+                                       "gpt-3.5-turbo",
+                                       "gpt-4",
+                                       "gpt-4-turbo",
+                                       "text-embedding-3-small",
+                                       "text-embedding-3-large",
+                                       "claude-3-opus-20240229",
+                                       "claude-3-haiku-20240307",
+                                       "claude-3-5-sonnet-20241022",
+                                       "claude-3-7-sonnet-20250219",
+                                       "claude-sonnet-4-20250514",
+                                       "claude-opus-4-20250514",
+                                       "gemini/gemini-1.5-pro",
+                                       "gemini/gemini-2.0-flash",
+                                       "gemini/gemini-2.5-pro",
+                                       "gemini/gemini-2.5-flash",
+                                       "anthropic.claude-3-5-sonnet-20241022-v2:0",
+                                       "amazon.nova-pro-v1:0",
+                                       "meta.llama3-1-70b-instruct-v1:0",
+                                       "mistral/mistral-large-latest",
+                                       "groq/llama-3.3-70b-versatile",
+                                       "deepseek/deepseek-chat",
+                                       "azure/gpt-4o"};
     for (size_t i = 0; i < LX_ARRAY_LEN(keys); i++) {
         const struct lx_price *p = lx_prices_get(t, lx_str_c(keys[i]));
         if (!p || p->input_pico <= 0 || !p->litellm_provider || !p->mode) {
@@ -610,9 +671,10 @@ LX_TEST(stream_usage_bedrock)
     put_br_event(&up, "contentBlockDelta", "{\"contentBlockIndex\":0,\"delta\":{\"text\":\"Hi\"}}");
     put_br_event(&up, "contentBlockStop", "{\"contentBlockIndex\":0}");
     put_br_event(&up, "messageStop", "{\"stopReason\":\"end_turn\"}");
-    put_br_event(&up, "metadata",
-                 "{\"usage\":{\"inputTokens\":10,\"outputTokens\":5,\"cacheReadInputTokens\":100,"
-                 "\"cacheWriteInputTokens\":20,\"totalTokens\":135},\"metrics\":{\"latencyMs\":9}}");
+    put_br_event(
+        &up, "metadata",
+        "{\"usage\":{\"inputTokens\":10,\"outputTokens\":5,\"cacheReadInputTokens\":100,"
+        "\"cacheWriteInputTokens\":20,\"totalTokens\":135},\"metrics\":{\"latencyMs\":9}}");
     for (int asked = 0; asked < 2; asked++) {
         struct stream_case sc = {&lx_provider_bedrock,
                                  "bedrock/anthropic.claude-3-5-sonnet-20241022-v2:0", asked};
@@ -633,5 +695,4 @@ LX_TEST_MAIN(LX_RUN(cost_exact_integers), LX_RUN(cost_rounds_once_half_up),
              LX_RUN(usage_openai_objects), LX_RUN(usage_rejects), LX_RUN(table_parse),
              LX_RUN(builtin_table), LX_RUN(lookups), LX_RUN(overrides),
              LX_RUN(unknown_model_costs_zero_warns_once), LX_RUN(stream_usage_anthropic),
-             LX_RUN(stream_usage_gemini), LX_RUN(stream_usage_ollama),
-             LX_RUN(stream_usage_bedrock))
+             LX_RUN(stream_usage_gemini), LX_RUN(stream_usage_ollama), LX_RUN(stream_usage_bedrock))

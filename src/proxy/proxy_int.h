@@ -9,6 +9,7 @@
 #include "http/http.h"
 #include "providers/provider.h"
 #include "proxy/proxy.h"
+#include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
 
@@ -24,6 +25,7 @@ struct lx_proxy {
     struct lx_store_port *store_port;
     bool draining;
     struct lx_proxy_env env;
+    struct lx_ledger_writer *ledger_writer; /* this worker's spend journal writer, or NULL */
 };
 
 /* Answer an OpenAI-shaped error. */

@@ -26,6 +26,8 @@
 #define STORE_OFF_MSG "Set `'STORE_MODEL_IN_DB='True'` in your env to enable this feature."
 
 static _Atomic(lx_models_reload_fn) reload_hook;
+/* The stored models last read (main thread only), for rebuilds while the database is down. */
+static cJSON *last_loaded;
 
 void lx_models_set_reload_hook(lx_models_reload_fn fn)
 {
@@ -173,6 +175,14 @@ struct lx_config *lx_models_config_load(const char *path, struct lx_store *s, st
     }
     struct lx_error serr = {0};
     cJSON *models = lx_models_load_stored(s, file, &serr);
+    if (models) {
+        cJSON_Delete(last_loaded);
+        last_loaded = cJSON_Duplicate(models, true);
+    } else if (last_loaded) {
+        /* The database is unreachable: keep serving the models read last time. */
+        LX_WARN("cannot read the stored models (%s); using the ones read before", serr.msg);
+        models = cJSON_Duplicate(last_loaded, true);
+    }
     if (!models) {
         LX_WARN("the stored models are left out of this config: %s", serr.msg);
         return file;

@@ -43,8 +43,9 @@ cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cf
 
 /*
  * The config file (path may be NULL) plus, when a store is open and
- * store_model_in_db is true, the stored models. Blocking; main thread. A
- * store that cannot be read leaves the stored models out with a warning.
+ * store_model_in_db is true, the stored models. Blocking; main thread. While
+ * the store cannot be read, the models read last time are used (none at the
+ * first load), with a warning.
  */
 struct lx_config *lx_models_config_load(const char *path, struct lx_store *s, struct lx_error *err);
 

@@ -353,9 +353,11 @@ test('models: /model/new answers at once on every worker, masks and encrypts sec
   assert.equal(rows.length, 1);
   const stored = JSON.parse(rows[0].litellm_params);
   assert.match(stored.api_key, /^lxenc:v1:[A-Za-z0-9+/=]+$/);
-  for (const f of await readdir(dir)) {
-    const bytes = await readFile(path.join(dir, f));
-    assert.ok(!bytes.includes(Buffer.from(PROVIDER_SECRET)), `${f} holds the key in clear`);
+  for (const f of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!f.isFile()) continue;
+    const file = path.join(f.parentPath ?? f.path, f.name);
+    const bytes = await readFile(file);
+    assert.ok(!bytes.includes(Buffer.from(PROVIDER_SECRET)), `${file} holds the key in clear`);
   }
   assert.ok(!px.logs().includes(PROVIDER_SECRET), 'never logged');
   assert.ok(sqlRows(db, `SELECT COUNT(*) AS n FROM lx_audit_log WHERE table_name = 'lx_models' AND object_id = '${id}' AND action = 'created'`)[0].n === 1);

@@ -217,6 +217,13 @@ int main(int argc, char **argv)
             curl_global_cleanup();
             return 1;
         }
+        if (lx_auth_sync_users(store, cfg, &err)) {
+            fprintf(stderr, "llmux: user_config: %s\n", err.msg);
+            lx_store_close(store);
+            lx_config_unref(cfg);
+            curl_global_cleanup();
+            return 1;
+        }
     }
     struct lx_server_opts opts = {
         .config_path = a.config,

@@ -140,10 +140,12 @@ static cJSON *key_json(const struct lx_store_result *r, size_t row)
 
 /* ---- shared steps ---- */
 
-static bool owns(const struct lx_admin_ctx *ctx, const char *row_user, const char *row_token)
+/* May the caller read (or, when !read, change) a key of row_user? */
+static bool owns(const struct lx_admin_ctx *ctx, const char *row_user, const char *row_token,
+                 bool read)
 {
     const struct lx_identity *c = ctx->caller;
-    if (lx_admin_is_admin(c)) {
+    if (read ? lx_admin_can_read_all(c) : lx_admin_is_admin(c)) {
         return true;
     }
     if (row_token && c->token[0] && strcmp(row_token, c->token) == 0) {
@@ -603,6 +605,8 @@ static const char *row_json_text(struct lx_admin_ctx *ctx, const struct lx_store
     return out;
 }
 
+static void info_answer(struct lx_admin_ctx *ctx, const struct lx_store_result *res);
+
 static void on_key_read(void *ud, int rc, const struct lx_store_result *res,
                         const struct lx_error *err)
 {
@@ -617,7 +621,8 @@ static void on_key_read(void *ud, int rc, const struct lx_store_result *res,
         respond_not_found(ctx);
         return;
     }
-    if (!owns(ctx, lx_store_cell(res, 0, "user_id"), lx_store_cell(res, 0, "token"))) {
+    if (!owns(ctx, lx_store_cell(res, 0, "user_id"), lx_store_cell(res, 0, "token"),
+              op->next == info_answer)) {
         op_free(ctx);
         respond_forbidden_key(ctx);
         return;
@@ -984,7 +989,7 @@ static void on_delete_read(void *ud, int rc, const struct lx_store_result *res,
         return;
     }
     for (size_t i = 0; i < res->n_rows; i++) {
-        if (!owns(ctx, lx_store_cell(res, i, "user_id"), lx_store_cell(res, i, "token"))) {
+        if (!owns(ctx, lx_store_cell(res, i, "user_id"), lx_store_cell(res, i, "token"), false)) {
             del_free(ctx);
             respond_forbidden_key(ctx);
             return;

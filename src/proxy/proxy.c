@@ -65,6 +65,7 @@ static void set_config(struct lx_proxy *px, struct lx_config *cfg)
     struct lx_config *old = px->cfg;
     px->cfg = lx_config_ref(cfg);
     px->has_master = cfg->general.master_key && cfg->general.master_key[0];
+    lx_auth_cache_set_ttl_ms((uint64_t)(cfg->general.user_api_key_cache_ttl * 1000.0));
     if (px->has_master) {
         const char *k = cfg->general.master_key;
         SHA256((const unsigned char *)k, strlen(k), px->master_hash);

@@ -440,8 +440,7 @@ static void generate_write(struct lx_admin_ctx *ctx)
     size_t cl = 0, vl = 0;
     for (size_t i = 0; i < LX_ARRAY_LEN(fixed) + ks->n; i++) {
         const char *col = i < LX_ARRAY_LEN(fixed) ? fixed[i] : ks->cols[i - LX_ARRAY_LEN(fixed)];
-        g->params[np++] =
-            i < LX_ARRAY_LEN(fixed) ? fixed_v[i] : ks->vals[i - LX_ARRAY_LEN(fixed)];
+        g->params[np++] = i < LX_ARRAY_LEN(fixed) ? fixed_v[i] : ks->vals[i - LX_ARRAY_LEN(fixed)];
         cl += (size_t)snprintf(cols + cl, sizeof(cols) - cl, "%s%s", i ? ", " : "", col);
         vl += (size_t)snprintf(vals + vl, sizeof(vals) - vl, "%s$%zu", i ? ", " : "", np);
     }
@@ -481,8 +480,8 @@ static void on_team_checked(void *ud, int rc, const struct lx_store_result *res,
         if (rc) {
             lx_admin_respond_store_error(ctx, rc, err);
         } else {
-            lx_admin_respond_error_param(ctx, 400, "team_id", "Team not found: team_id='%.*s'",
-                                         200, team);
+            lx_admin_respond_error_param(ctx, 400, "team_id", "Team not found: team_id='%.*s'", 200,
+                                         team);
         }
         return;
     }
@@ -737,11 +736,11 @@ static void write_update(struct lx_admin_ctx *ctx, const char *action)
         op->params[np++] = ks->vals[i];
         sl += (size_t)snprintf(set + sl, sizeof(set) - sl, ", %s = $%zu", ks->cols[i], np);
     }
-    op->sql = lx_arena_printf(&ctx->arena, "UPDATE lx_keys SET %s WHERE token = $1 RETURNING *",
-                              set);
+    op->sql =
+        lx_arena_printf(&ctx->arena, "UPDATE lx_keys SET %s WHERE token = $1 RETURNING *", set);
     struct lx_store_stmt st[2];
-    lx_admin_audit_stmt(ctx, &op->audit, action, "lx_keys", op->token, op->before,
-                        audit_body(ctx), &st[0]);
+    lx_admin_audit_stmt(ctx, &op->audit, action, "lx_keys", op->token, op->before, audit_body(ctx),
+                        &st[0]);
     st[1] = (struct lx_store_stmt){op->sql, op->params, np};
     int rc = lx_store_exec(ctx->port, st, 2, on_key_written, ctx);
     if (rc) {
@@ -865,8 +864,8 @@ static void regenerate_write(struct lx_admin_ctx *ctx, const struct lx_store_res
             " FROM lx_keys WHERE token = $2",
             op->p2, 5};
     }
-    lx_admin_audit_stmt(ctx, &op->audit, "regenerated", "lx_keys", op->token, NULL,
-                        audit_body(ctx), &st[n++]);
+    lx_admin_audit_stmt(ctx, &op->audit, "regenerated", "lx_keys", op->token, NULL, audit_body(ctx),
+                        &st[n++]);
     op->p3[0] = LX_SP_T(op->new_token);
     st[n++] = (struct lx_store_stmt){"SELECT * FROM lx_keys WHERE token = $1", op->p3, 1};
     int rc = lx_store_exec(ctx->port, st, n, on_regenerated, ctx);
@@ -1077,9 +1076,9 @@ void lx_admin__key_delete(struct lx_admin_ctx *ctx)
         return;
     }
     const char *col = by_alias ? "key_alias" : "token";
-    d->select_sql = lx_arena_printf(&ctx->arena,
-                                    "SELECT token, user_id FROM lx_keys WHERE %s IN (%.*s)", col,
-                                    (int)in.len, in.data);
+    d->select_sql =
+        lx_arena_printf(&ctx->arena, "SELECT token, user_id FROM lx_keys WHERE %s IN (%.*s)", col,
+                        (int)in.len, in.data);
     d->delete_sql = lx_arena_printf(&ctx->arena, "DELETE FROM lx_keys WHERE %s IN (%.*s)", col,
                                     (int)in.len, in.data);
     lx_buf_fini(&in);
@@ -1209,8 +1208,8 @@ void lx_admin__key_list(struct lx_admin_ctx *ctx)
     ctx->ud = l;
     l->page = page;
     l->size = size;
-    l->full = full && (strcmp(full, "true") == 0 || strcmp(full, "True") == 0 ||
-                       strcmp(full, "1") == 0);
+    l->full =
+        full && (strcmp(full, "true") == 0 || strcmp(full, "True") == 0 || strcmp(full, "1") == 0);
     l->p[0] = LX_SP_T(user_id && user_id[0] ? user_id : NULL);
     l->p[1] = LX_SP_T(team_id && team_id[0] ? team_id : NULL);
     l->p[2] = LX_SP_T(alias && alias[0] ? alias : NULL);

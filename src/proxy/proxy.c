@@ -479,8 +479,8 @@ static void authenticate(struct lx_proxy *px, struct lx_http_request *req, const
     struct pending_auth *p = lx_malloc(sizeof(*p));
     *p = (struct pending_auth){px, req, *t, NULL};
     struct lx_identity *ident = NULL;
-    int rc = lx_auth_resolve(px->store, px->store_port, key, &ident, on_key_resolved, p,
-                             &p->lookup);
+    int rc =
+        lx_auth_resolve(px->store, px->store_port, key, &ident, on_key_resolved, p, &p->lookup);
     if (rc == LX_EAGAIN) {
         lx_http_on_abort(req, on_pending_abort, p);
         return;

@@ -301,6 +301,6 @@ LX_TEST(role_names)
 }
 
 LX_TEST_MAIN(LX_RUN(key_format_and_hash), LX_RUN(model_intersection), LX_RUN(expiry_and_blocking),
-             LX_RUN(role_names), LX_RUN(identity_refcount), LX_RUN(cache_ttl), LX_RUN(cache_replace),
-             LX_RUN(cache_invalidation), LX_RUN(cache_generation_race), LX_RUN(rbac_table),
-             LX_RUN(admin_route_lookup), LX_RUN(query_strings))
+             LX_RUN(role_names), LX_RUN(identity_refcount), LX_RUN(cache_ttl),
+             LX_RUN(cache_replace), LX_RUN(cache_invalidation), LX_RUN(cache_generation_race),
+             LX_RUN(rbac_table), LX_RUN(admin_route_lookup), LX_RUN(query_strings))

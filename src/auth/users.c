@@ -18,7 +18,7 @@
 #define USER_COLS 9
 
 struct user_stmt {
-    char sql[1024];
+    char sql[2048];
     struct lx_store_param p[USER_COLS + 2];
     char *models; /* JSON text, owned */
     size_t n_params;

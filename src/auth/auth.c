@@ -183,7 +183,7 @@ struct lx_identity *lx_auth_identity_from_row(const struct lx_store_result *r, s
         }
     }
     if (rc) {
-        LX_WARN("key %s...: malformed models list in the store", id->key_name ? id->key_name : "");
+        LX_WARN("key %s: malformed models list in the store", id->key_name ? id->key_name : "");
         lx_identity_unref(id);
         return NULL;
     }

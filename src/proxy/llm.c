@@ -27,6 +27,7 @@
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "limits/limits.h"
 #include "log/log.h"
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
@@ -70,6 +71,12 @@ struct call {
     bool provider_ended;    /* a translating provider emitted [DONE] or an error event */
     double timeout_s;       /* the upstream timeout that applies, for messages */
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
+    /* Rate limits: the admission of this call, ended (slots released) in call_free. */
+    const struct lx_model_group *group;
+    struct lx_str model; /* the model asked for (request arena) */
+    struct lx_limits_req *limits;
+    bool limit_tokens;     /* a tpm limit applies: count the answer's tokens */
+    long long used_tokens; /* total tokens of the answer, for tpm */
 };
 
 /*
@@ -90,6 +97,11 @@ static void call_release_streams(struct call *c)
 
 static void call_free(struct call *c)
 {
+    if (c->limits) {
+        /* The one place a call ends: in-flight slots can never leak. */
+        lx_limits_req_end(c->limits, c->used_tokens);
+        c->limits = NULL;
+    }
     call_release_streams(c);
     if (c->json) {
         cJSON_Delete(c->json);
@@ -128,10 +140,84 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
             h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-api-base"), c->api_base};
         }
     }
-    if (c->retry_after[0]) {
+    size_t nl = c->limits ? lx_limits_req_headers(c->limits, h + n) : 0;
+    bool limit_retry = false;
+    for (size_t i = n; i < n + nl; i++) {
+        limit_retry = limit_retry || lx_str_eq_c(h[i].name, "retry-after");
+    }
+    n += nl;
+    if (c->retry_after[0] && !limit_retry) {
         h[n++] = (struct lx_http_header){LX_STR("retry-after"), lx_str_c(c->retry_after)};
     }
     return n;
+}
+
+/*
+ * Total tokens of an OpenAI-format usage object: total_tokens, else
+ * prompt_tokens + completion_tokens; -1 when absent.
+ */
+static long long usage_total(struct lx_str usage)
+{
+    const struct lx_str keys[] = {LX_STR("total_tokens"), LX_STR("prompt_tokens"),
+                                  LX_STR("completion_tokens")};
+    struct lx_str v[3];
+    if (usage.n == 0 || usage.p[0] != '{' || lx_json_find_top_many(usage, keys, 3, v)) {
+        return -1;
+    }
+    long long out = -1;
+    for (size_t i = 0; i < 3; i++) {
+        unsigned long long x;
+        if (v[i].p && lx_str_to_u64(v[i], 1ull << 50, &x) == 0) {
+            if (i == 0) {
+                return (long long)x;
+            }
+            out = (out < 0 ? 0 : out) + (long long)x;
+        }
+    }
+    return out;
+}
+
+/* Tokens of a whole OpenAI-format answer, when a tpm limit needs them. */
+static void note_usage_body(struct call *c, struct lx_str body)
+{
+    struct lx_str usage;
+    if (!c->limit_tokens || lx_json_find_top(body, LX_STR("usage"), &usage)) {
+        return;
+    }
+    long long t = usage_total(usage);
+    if (t >= 0) {
+        c->used_tokens = t;
+    }
+}
+
+/*
+ * Tokens of a stream: OpenAI-format events carry usage in their last chunk
+ * ("usage":{..., "total_tokens":N}). Only when a tpm limit needs them.
+ */
+static void note_usage_sse(struct call *c, struct lx_str sse)
+{
+    static const char pat[] = "\"total_tokens\":";
+    if (!c->limit_tokens || sse.n < sizeof(pat)) {
+        return;
+    }
+    const char *p = sse.p, *end = sse.p + sse.n;
+    while ((p = memmem(p, (size_t)(end - p), pat, sizeof(pat) - 1))) {
+        /* Inside a JSON string the quote would be escaped: skip those. */
+        bool escaped = p > sse.p && p[-1] == '\\';
+        p += sizeof(pat) - 1;
+        while (p < end && *p == ' ') {
+            p++;
+        }
+        long long x = 0;
+        size_t digits = 0;
+        while (p < end && *p >= '0' && *p <= '9' && digits < 15) {
+            x = x * 10 + (*p++ - '0');
+            digits++;
+        }
+        if (!escaped && digits) {
+            c->used_tokens = x;
+        }
+    }
 }
 
 /*
@@ -165,11 +251,14 @@ static int to_client_format(struct call *c, int *io_status, struct lx_str body, 
 /* Answer with a whole body (OpenAI format) and end the call. */
 static void call_respond(struct call *c, int status, struct lx_str body)
 {
-    struct lx_http_header h[8];
+    struct lx_http_header h[16];
     size_t n = call_headers(c, h, false);
     struct lx_http_request *req = c->req;
     struct lx_buf translated;
     lx_buf_init(&translated, LX_MAX(c->resp.limit, 1u << 20));
+    if (status >= 200 && status < 300) {
+        note_usage_body(c, body);
+    }
     if (c->client && to_client_format(c, &status, body, &translated) == 0) {
         body = lx_buf_str(&translated);
     }
@@ -193,6 +282,7 @@ static int on_client_event(void *ud, const struct lx_sse_event *ev)
  */
 static int emit(struct call *c, struct lx_str sse)
 {
+    note_usage_sse(c, sse);
     if (!c->client) {
         return lx_http_stream_write(c->req, sse);
     }
@@ -355,7 +445,7 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
         call_error(c, 500, NULL, NULL, "Could not build the mock response");
         return;
     }
-    struct lx_http_header h[8];
+    struct lx_http_header h[16];
     size_t n = call_headers(c, h, true);
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
@@ -415,6 +505,7 @@ static void answer_mock(struct call *c)
     long ct = count_words(content);
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(c->json, "stream_options");
     bool include_usage = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    c->used_tokens = pt + ct;
     if (c->stream) {
         mock_stream(c, content, pt, ct, include_usage);
         return;
@@ -524,7 +615,7 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
 
 static int start_client_stream(struct call *c)
 {
-    struct lx_http_header h[8];
+    struct lx_http_header h[16];
     size_t n = call_headers(c, h, true);
     c->started = true;
     return lx_http_stream_start(c->req, 200, h, n);
@@ -855,8 +946,6 @@ static void start_upstream(struct call *c)
     lx_http_on_drain(c->req, on_client_drain, c);
 }
 
-/* ---- entry ---- */
-
 /*
  * A wildcard group (a model_name with one star) forwards the part of the
  * requested model the star matched: model_name "openai/<star>" with model
@@ -879,6 +968,139 @@ static const char *resolve_wildcard(struct lx_http_request *req, const struct lx
     return lx_arena_printf(&req->arena, "%.*s%.*s%s", (int)(up_star - dep->upstream_model),
                            dep->upstream_model, LX_STR_FMT(cap), up_star + 1);
 }
+
+/* ---- deployment choice and rate limits ---- */
+
+static void set_deployment(struct call *c, const struct lx_deployment *dep)
+{
+    c->dep = dep;
+    c->upstream_model = resolve_wildcard(c->req, c->group, dep, c->model);
+    struct lx_str base = lx_provider_api_base(dep);
+    const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
+    c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
+}
+
+/*
+ * The router's pick, unless that deployment is known to be over its rpm/tpm
+ * this minute: then another deployment of the group with room, or NULL
+ * when none has room.
+ */
+static const struct lx_deployment *pick_deployment(struct call *c)
+{
+    const struct lx_model_group *g = c->group;
+    struct lx_limits *lim = c->px->limits;
+    const struct lx_deployment *d = lx_router_pick(g);
+    if (!lx_limits_deployment_full(lim, d)) {
+        return d;
+    }
+    size_t start = lx_rand_below(g->n);
+    for (size_t i = 0; i < g->n; i++) {
+        const struct lx_deployment *cand = g->deployments[(start + i) % g->n];
+        if (!lx_limits_deployment_full(lim, cand)) {
+            return cand;
+        }
+    }
+    return NULL;
+}
+
+/* Admitted: answer locally or call the deployment. */
+static void call_go(struct call *c)
+{
+    if (c->dep->missing_env) {
+        call_error(c, 500, NULL, NULL,
+                   "Model group '%s' is not usable: environment variable %s is not set on the "
+                   "gateway",
+                   c->dep->model_name, c->dep->missing_env);
+        return;
+    }
+    const struct lx_provider_ops *ops = lx_provider_ops_for(c->dep->provider.kind);
+    bool translating = ops && (ops->translate_response || ops->translate_event || ops->stream_feed);
+    if (!c->json && (c->client || c->dep->has_mock_response || translating)) {
+        c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
+        if (!cJSON_IsObject(c->json)) {
+            call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
+            return;
+        }
+    }
+    if (c->client && c->stream && !c->client_state) {
+        c->client_state = c->client->stream_new(&c->req->arena, c->json);
+        if (!c->client_state) {
+            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
+            return;
+        }
+        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
+        c->client_sse_init = true;
+    }
+    if (c->dep->has_mock_response) {
+        answer_mock(c);
+        return;
+    }
+    c->api_key = c->dep->api_key;
+    start_upstream(c);
+}
+
+static void admit(struct call *c);
+
+static void on_admit_result(struct call *c, int rc)
+{
+    if (rc == 0) {
+        call_go(c);
+        return;
+    }
+    enum lx_limits_kind kind;
+    int bad = lx_limits_req_refused(c->limits, &kind);
+    const char *scope = lx_limits_req_scope_name(c->limits, bad);
+    if (scope && strncmp(scope, "deployment:", 11) == 0) {
+        /* This deployment is full this minute; another one of the group may have room. */
+        const struct lx_deployment *next = c->group->n > 1 ? pick_deployment(c) : NULL;
+        if (next && next != c->dep) {
+            lx_limits_req_end(c->limits, 0);
+            c->limits = NULL;
+            set_deployment(c, next);
+            admit(c);
+            return;
+        }
+        if (c->group->n > 1) {
+            call_error(c, 429, NULL, NULL,
+                       "Rate limit exceeded for model group '%s': every deployment is over its "
+                       "rpm/tpm limit. Retry in %ds.",
+                       c->group->name, lx_limits_req_retry_after(c->limits));
+            return;
+        }
+    }
+    char msg[600];
+    lx_limits_req_message(c->limits, msg, sizeof(msg));
+    call_error(c, 429, NULL, NULL, "%s", msg);
+}
+
+static void on_admitted(void *ud, int result)
+{
+    struct call *c = ud;
+    lx_http_on_abort(c->req, NULL, NULL);
+    on_admit_result(c, result);
+}
+
+/*
+ * Rate-limit admission of the call on its deployment: global and deployment
+ * scopes from the config (key, user, team and per-model scopes join them
+ * through lx_limits_req_add_identity once the caller's identity is known).
+ */
+static void admit(struct call *c)
+{
+    struct lx_limits_req *lr = lx_limits_req_new(c->px->limits);
+    lx_limits_req_add_config(lr, c->cfg, c->dep);
+    c->limits = lr;
+    c->limit_tokens = lx_limits_req_wants_tokens(lr);
+    int rc = lx_limits_admit(lr, on_admitted, c);
+    if (rc == LX_EAGAIN) {
+        /* Waiting for Redis: a client that leaves ends the call (and the admission). */
+        lx_http_on_abort(c->req, on_client_abort, c);
+        return;
+    }
+    on_admit_result(c, rc);
+}
+
+/* ---- entry ---- */
 
 static const char *required_field(enum lx_endpoint ep)
 {
@@ -976,40 +1198,10 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
                    (int)LX_MIN(model.n, 256), model.p);
         return;
     }
-    c->dep = lx_router_pick(g);
-    c->upstream_model = resolve_wildcard(req, g, c->dep, model);
-    struct lx_str base = lx_provider_api_base(c->dep);
-    const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
-    c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
-    if (c->dep->missing_env) {
-        call_error(c, 500, NULL, NULL,
-                   "Model group '%s' is not usable: environment variable %s is not set on the "
-                   "gateway",
-                   c->dep->model_name, c->dep->missing_env);
-        return;
-    }
-    const struct lx_provider_ops *ops = lx_provider_ops_for(c->dep->provider.kind);
-    bool translating = ops && (ops->translate_response || ops->translate_event || ops->stream_feed);
-    if (c->client || c->dep->has_mock_response || translating) {
-        c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
-        if (!cJSON_IsObject(c->json)) {
-            call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
-            return;
-        }
-    }
-    if (c->client && c->stream) {
-        c->client_state = c->client->stream_new(&req->arena, c->json);
-        if (!c->client_state) {
-            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
-            return;
-        }
-        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
-        c->client_sse_init = true;
-    }
-    if (c->dep->has_mock_response) {
-        answer_mock(c);
-        return;
-    }
-    c->api_key = c->dep->api_key;
-    start_upstream(c);
+    c->group = g;
+    c->model = lx_arena_str(&req->arena, model);
+    const struct lx_deployment *dep = pick_deployment(c);
+    /* Every deployment over its rpm/tpm: the admission below refuses with the details. */
+    set_deployment(c, dep ? dep : lx_router_pick(g));
+    admit(c);
 }

@@ -66,6 +66,9 @@ static void set_config(struct lx_proxy *px, struct lx_config *cfg)
         const char *k = cfg->general.master_key;
         SHA256((const unsigned char *)k, strlen(k), px->master_hash);
     }
+    if (px->limits) {
+        lx_limits_set_config(px->limits, cfg);
+    }
     if (old) {
         lx_config_unref(old);
     }
@@ -78,12 +81,14 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
     px->loop = loop;
     px->up = up;
     px->env = *env;
+    px->limits = lx_limits_new(loop, lx_limits_table_global());
     set_config(px, cfg);
     return px;
 }
 
 void lx_proxy_free(struct lx_proxy *px)
 {
+    lx_limits_free(px->limits);
     lx_config_unref(px->cfg);
     OPENSSL_cleanse(px->master_hash, sizeof(px->master_hash));
     lx_free(px);

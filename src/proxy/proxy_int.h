@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "http/http.h"
+#include "limits/limits.h"
 #include "providers/provider.h"
 #include "proxy/proxy.h"
 #include "upstream/upstream.h"
@@ -18,6 +19,7 @@ struct lx_proxy {
     bool has_master;
     bool draining;
     struct lx_proxy_env env;
+    struct lx_limits *limits; /* this worker's rate limiter (process-wide counters) */
 };
 
 /* Answer an OpenAI-shaped error. */

@@ -86,7 +86,7 @@ struct lx_limits_req {
     struct lx_limits *l;
     size_t n;
     enum req_state st;
-    bool ended;     /* lx_limits_req_end ran while the admission was pending */
+    bool ended; /* lx_limits_req_end ran while the admission was pending */
     bool tried_eval;
     int64_t window;
     int64_t now;

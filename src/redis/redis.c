@@ -49,7 +49,7 @@ struct lx_redis {
     enum state st;
     redisAsyncContext *ac;
     uv_getaddrinfo_t resolve;
-    bool resolving; /* resolve request in flight */
+    bool resolving;      /* resolve request in flight */
     uv_timer_t deadline; /* command and connect deadlines */
     uv_timer_t retry;
     int open_handles;
@@ -123,8 +123,7 @@ static void schedule_retry(struct lx_redis *r)
     r->stats.failures++;
     uv_timer_stop(&r->deadline);
     if (!r->logged_down) {
-        LX_WARN("redis %s:%d unreachable; using local counters until it is back", r->host,
-                r->port);
+        LX_WARN("redis %s:%d unreachable; using local counters until it is back", r->host, r->port);
         r->logged_down = true;
     }
     uv_timer_start(&r->retry, on_retry, r->backoff_ms, 0);
@@ -181,9 +180,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     pend_unlink(r, p);
     int result = 0;
     if (!reply) {
-        result = r->st == ST_CLOSED ? LX_ECANCELED
-                 : r->timed_out     ? LX_ETIMEDOUT
-                                    : LX_EUNAVAIL;
+        result = r->st == ST_CLOSED ? LX_ECANCELED : r->timed_out ? LX_ETIMEDOUT : LX_EUNAVAIL;
     }
     p->cb(p->ud, result, reply);
     lx_free(p);

@@ -71,11 +71,11 @@ LX_MUST_CHECK int lx_redis_command(struct lx_redis *r, int argc, const char **ar
 
 /* Counters for tests and logs. */
 struct lx_redis_stats {
-    unsigned long connects;   /* successful connects */
-    unsigned long failures;   /* connect failures, timeouts and losses */
-    unsigned long sent;       /* commands sent */
-    unsigned long timeouts;   /* commands that missed their deadline */
-    unsigned long pending;    /* commands awaiting a reply */
+    unsigned long connects; /* successful connects */
+    unsigned long failures; /* connect failures, timeouts and losses */
+    unsigned long sent;     /* commands sent */
+    unsigned long timeouts; /* commands that missed their deadline */
+    unsigned long pending;  /* commands awaiting a reply */
 };
 void lx_redis_get_stats(const struct lx_redis *r, struct lx_redis_stats *out);
 

@@ -39,7 +39,8 @@
 struct call {
     struct lx_proxy *px;
     struct lx_http_request *req;
-    struct lx_config *cfg; /* reference held for the whole call */
+    struct lx_config *cfg;  /* reference held for the whole call */
+    struct lx_identity *id; /* the caller; reference held for the whole call */
     enum lx_endpoint ep;
     cJSON *json;
     bool stream;
@@ -77,6 +78,7 @@ struct call {
     struct lx_limits_req *limits;
     bool limit_tokens;     /* a tpm limit applies: count the answer's tokens */
     long long used_tokens; /* total tokens of the answer, for tpm */
+    bool recorded;         /* the spend record is journaled */
 };
 
 /*
@@ -118,8 +120,11 @@ static void call_free(struct call *c)
     lx_buf_fini(&c->client_out);
     lx_buf_fini(&c->client_body);
     lx_config_unref(c->cfg);
+    lx_identity_unref(c->id);
     lx_free(c);
 }
+
+#define CALL_MAX_HEADERS 20
 
 /* Common response headers naming the deployment that answered. */
 static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
@@ -248,10 +253,72 @@ static int to_client_format(struct call *c, int *io_status, struct lx_str body, 
     return rc;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *call_type(const struct call *c)
+{
+    if (c->client) {
+        return "anthropic_messages";
+    }
+    switch (c->ep) {
+    case LX_EP_COMPLETIONS:
+        return "atext_completion";
+    case LX_EP_EMBEDDINGS:
+        return "aembedding";
+    default:
+        return "acompletion";
+    }
+}
+
+/*
+ * Journal the call's spend record, once, before the last byte of its
+ * response is sent: once the client has its answer, a crash cannot lose its
+ * spend. Calls that never reached a deployment (malformed requests, unknown
+ * models) are not billable and leave no record.
+ */
+static void call_record(struct call *c, bool success)
+{
+    struct lx_ledger_writer *w = c->px->ledger_writer;
+    if (!w || !c->dep || c->recorded) {
+        return;
+    }
+    c->recorded = true;
+    int64_t end = wall_ms();
+    uint64_t elapsed_ns = lx_mono_ns() - c->req->start_ns;
+    struct lx_spend_record r = {
+        .request_id = c->req->id, /* x-litellm-call-id */
+        .call_type = call_type(c),
+        .model = c->upstream_model,
+        .model_group = c->dep->model_name,
+        .model_id = c->dep->id,
+        .custom_llm_provider = c->dep->provider.name,
+        .api_base =
+            c->api_base.n ? lx_arena_strndup(&c->req->arena, c->api_base.p, c->api_base.n) : NULL,
+        .start_time_ms = end - (int64_t)(elapsed_ns / 1000000u),
+        .end_time_ms = end,
+        .is_failure = !success,
+    };
+    const struct lx_identity *id = c->id;
+    if (id && !id->is_master) {
+        r.api_key = id->token[0] ? id->token : NULL;
+        r.key_alias = id->key_alias;
+        r.user_id = id->user_id;
+        r.team_id = id->team_id;
+    }
+    if (lx_ledger_record(w, &r) != 0) {
+        LX_DEBUG("spend record of call %s not journaled", c->req->id);
+    }
+}
+
 /* Answer with a whole body (OpenAI format) and end the call. */
 static void call_respond(struct call *c, int status, struct lx_str body)
 {
-    struct lx_http_header h[16];
+    struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, false);
     struct lx_http_request *req = c->req;
     struct lx_buf translated;
@@ -265,6 +332,7 @@ static void call_respond(struct call *c, int status, struct lx_str body)
     /* The body may live in the call: respond first (it copies what it cannot write), then free. */
     lx_http_on_abort(req, NULL, NULL);
     call_release_streams(c);
+    call_record(c, status >= 200 && status < 300);
     lx_http_respond(req, status, h, n, body);
     lx_buf_fini(&translated);
     call_free(c);
@@ -445,13 +513,14 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
         call_error(c, 500, NULL, NULL, "Could not build the mock response");
         return;
     }
-    struct lx_http_header h[16];
+    struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, true);
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
     if (lx_http_stream_start(req, 200, h, n) == 0) {
         emit(c, lx_buf_str(&b));
     }
+    call_record(c, true);
     lx_buf_fini(&b);
     call_free(c);
     lx_http_stream_end(req);
@@ -555,6 +624,7 @@ static void on_client_abort(struct lx_http_request *req, void *ud)
         c->xfer = NULL;
     }
     LX_DEBUG("client left; upstream call for '%s' cancelled (id=%s)", c->dep->model_name, req->id);
+    call_record(c, false);
     call_free(c);
 }
 
@@ -615,7 +685,7 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
 
 static int start_client_stream(struct call *c)
 {
-    struct lx_http_header h[16];
+    struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, true);
     c->started = true;
     return lx_http_stream_start(c->req, 200, h, n);
@@ -689,6 +759,7 @@ static void stream_fail(struct call *c, int status, const char *msg)
     lx_buf_fini(&b);
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
+    call_record(c, false);
     call_free(c);
     lx_http_stream_end(req);
 }
@@ -750,6 +821,7 @@ static void finish_stream(struct call *c)
     }
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
+    call_record(c, true);
     call_free(c);
     lx_http_stream_end(req);
 }
@@ -815,6 +887,7 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
         /* The client's connection broke while we wrote to it. */
         struct lx_http_request *req = c->req;
         lx_http_on_abort(req, NULL, NULL);
+        call_record(c, false);
         call_free(c);
         lx_http_stream_abort(req);
         return;
@@ -1061,6 +1134,7 @@ static void on_admit_result(struct call *c, int rc)
             return;
         }
         if (c->group->n > 1) {
+            c->dep = NULL;
             call_error(c, 429, NULL, NULL,
                        "Rate limit exceeded for model group '%s': every deployment is over its "
                        "rpm/tpm limit. Retry in %ds.",
@@ -1070,6 +1144,8 @@ static void on_admit_result(struct call *c, int rc)
     }
     char msg[600];
     lx_limits_req_message(c->limits, msg, sizeof(msg));
+    /* Refused before any deployment was called: no deployment headers, no spend record. */
+    c->dep = NULL;
     call_error(c, 429, NULL, NULL, "%s", msg);
 }
 
@@ -1082,13 +1158,17 @@ static void on_admitted(void *ud, int result)
 
 /*
  * Rate-limit admission of the call on its deployment: global and deployment
- * scopes from the config (key, user, team and per-model scopes join them
- * through lx_limits_req_add_identity once the caller's identity is known).
+ * scopes from the config, key, user, team and per-model scopes from the
+ * caller's identity (the model as the request named it, as LiteLLM keys
+ * model_rpm_limit).
  */
 static void admit(struct call *c)
 {
     struct lx_limits_req *lr = lx_limits_req_new(c->px->limits);
     lx_limits_req_add_config(lr, c->cfg, c->dep);
+    if (c->id && !c->id->is_master) {
+        lx_limits_req_add_identity(lr, c->id, c->model.p);
+    }
     c->limits = lr;
     c->limit_tokens = lx_limits_req_wants_tokens(lr);
     int rc = lx_limits_admit(lr, on_admitted, c);
@@ -1114,13 +1194,15 @@ static const char *required_field(enum lx_endpoint ep)
     }
 }
 
-void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
-                   struct lx_str path_model, const struct lx_client_adapter *client)
+void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
+                   enum lx_endpoint ep, struct lx_str path_model,
+                   const struct lx_client_adapter *client)
 {
     struct call *c = lx_calloc(1, sizeof(*c));
     c->px = px;
     c->req = req;
     c->cfg = lx_config_ref(px->cfg);
+    c->id = lx_identity_ref(id);
     c->ep = ep;
     lx_buf_init(&c->up_body, req->body.limit + 4096);
     lx_buf_init(&c->resp, (size_t)(c->cfg->general.max_response_size_mb * 1024.0 * 1024.0));
@@ -1199,7 +1281,8 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_end
         return;
     }
     c->group = g;
-    c->model = lx_arena_str(&req->arena, model);
+    /* NUL-terminated copy: the caller's buffer does not outlive an admission waiting for Redis. */
+    c->model = (struct lx_str){lx_arena_strndup(&req->arena, model.p, model.n), model.n};
     const struct lx_deployment *dep = pick_deployment(c);
     /* Every deployment over its rpm/tpm: the admission below refuses with the details. */
     set_deployment(c, dep ? dep : lx_router_pick(g));

@@ -20,10 +20,12 @@
 #include "upstream/upstream.h"
 
 struct lx_proxy;
+struct lx_ledger;
 
 /* Shared, read-only process facts the pipeline reports (readiness, version). */
 struct lx_proxy_env {
     int num_workers;
+    struct lx_ledger *ledger; /* spend ledger; NULL when no store is configured */
 };
 
 /* Takes a reference on cfg. */

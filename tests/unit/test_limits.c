@@ -6,6 +6,7 @@
  * installed.
  */
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,7 +15,6 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <uv.h>
 
 #include "limits/limits.h"
@@ -396,16 +396,16 @@ LX_TEST(limits_decode_replies)
     freeReplyObject(rep);
 
     static const char *bad[] = {
-        "*5\r\n:0\r\n:2\r\n:1\r\n:3\r\n:5\r\n",  /* scope out of range */
-        "*5\r\n:0\r\n:1\r\n:3\r\n:3\r\n:5\r\n",  /* unknown kind */
-        "*5\r\n:2\r\n:0\r\n:0\r\n:3\r\n:5\r\n",  /* ok not 0/1 */
-        "*5\r\n:1\r\n:1\r\n:0\r\n:3\r\n:5\r\n",  /* ok with a refused scope */
-        "*5\r\n:1\r\n:0\r\n:0\r\n:-3\r\n:5\r\n", /* negative count */
+        "*5\r\n:0\r\n:2\r\n:1\r\n:3\r\n:5\r\n",      /* scope out of range */
+        "*5\r\n:0\r\n:1\r\n:3\r\n:3\r\n:5\r\n",      /* unknown kind */
+        "*5\r\n:2\r\n:0\r\n:0\r\n:3\r\n:5\r\n",      /* ok not 0/1 */
+        "*5\r\n:1\r\n:1\r\n:0\r\n:3\r\n:5\r\n",      /* ok with a refused scope */
+        "*5\r\n:1\r\n:0\r\n:0\r\n:-3\r\n:5\r\n",     /* negative count */
         "*5\r\n:1\r\n:0\r\n:0\r\n$1\r\n3\r\n:5\r\n", /* string element */
-        "*5\r\n:1\r\n:0\r\n:0\r\n*0\r\n:5\r\n",     /* nested array */
-        ":1\r\n",                                      /* not an array */
-        "$-1\r\n",                                     /* nil */
-        "-ERR boom\r\n",                               /* error */
+        "*5\r\n:1\r\n:0\r\n:0\r\n*0\r\n:5\r\n",      /* nested array */
+        ":1\r\n",                                    /* not an array */
+        "$-1\r\n",                                   /* nil */
+        "-ERR boom\r\n",                             /* error */
     };
     for (size_t i = 0; i < LX_ARRAY_LEN(bad); i++) {
         rep = parse_resp(bad[i]);
@@ -576,7 +576,8 @@ LX_TEST(limits_redis_shared_fallback_resync)
 
     /* Redis dies: decisions fall back to local counts (2 seen + 1 other = 3 known at most). */
     stop_redis(pid);
-    LX_CHECK_INT(admit_wait(&f, &sc, &async, 7), 0); /* 3rd: the send fails or the reply never comes */
+    LX_CHECK_INT(admit_wait(&f, &sc, &async, 7),
+                 0); /* 3rd: the send fails or the reply never comes */
     spin(&f.loop, NULL, NULL, 100);
     LX_CHECK(!lx_limits_redis_up(f.l));
     int rc4 = admit_wait(&f, &sc, &async, 0);
@@ -645,6 +646,7 @@ LX_TEST(limits_redis_unreachable_is_local)
 
 LX_TEST_MAIN(LX_RUN(limits_window_rollover), LX_RUN(limits_all_or_nothing),
              LX_RUN(limits_parallel_release), LX_RUN(limits_tokens_after_response),
-             LX_RUN(limits_headers_most_constrained), LX_RUN(limits_scopes_from_config_and_identity),
-             LX_RUN(limits_scope_caps), LX_RUN(limits_threads_exact), LX_RUN(limits_decode_replies),
+             LX_RUN(limits_headers_most_constrained),
+             LX_RUN(limits_scopes_from_config_and_identity), LX_RUN(limits_scope_caps),
+             LX_RUN(limits_threads_exact), LX_RUN(limits_decode_replies),
              LX_RUN(limits_redis_unreachable_is_local), LX_RUN(limits_redis_shared_fallback_resync))

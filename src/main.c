@@ -15,6 +15,8 @@
 #include "core/str.h"
 #include "log/log.h"
 #include "server/server.h"
+#include "spend/prices.h"
+#include "store/store.h"
 
 static void usage(FILE *f)
 {
@@ -157,6 +159,15 @@ int main(int argc, char **argv)
     if (!a.config) {
         LX_WARN("no --config given: no models are configured");
     }
+    /* Parse the price table now, not on a worker's first request; name unpriced models once. */
+    const struct lx_prices *prices = lx_prices_builtin();
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        const struct lx_deployment *dep = &cfg->deployments[i];
+        struct lx_price p;
+        if (!strchr(dep->upstream_model, '*') && !lx_price_resolve(prices, dep, NULL, &p, NULL)) {
+            lx_prices_warn_unknown(dep->upstream_model);
+        }
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "llmux: cannot initialise libcurl\n");
         lx_config_unref(cfg);
@@ -167,15 +178,30 @@ int main(int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         workers = n > 0 ? n : 1;
     }
+    struct lx_store *store = NULL;
+    if (cfg->general.database_url) {
+        /* Opening creates a SQLite file and applies migrations: not for --check. */
+        store = lx_store_open(cfg->general.database_url, &err);
+        if (!store) {
+            fprintf(stderr, "llmux: %s\n", err.msg);
+            lx_config_unref(cfg);
+            curl_global_cleanup();
+            return 1;
+        }
+    }
     struct lx_server_opts opts = {
         .config_path = a.config,
         .host = a.host,
         .port = (int)a.port,
         .num_workers = (int)workers,
         .debug = a.debug,
+        .store = store,
     };
     int rc = lx_server_run(&opts, cfg, &err);
+    /* Every worker closed its port on its own loop; now the store thread can stop. */
+    lx_store_close(store);
     lx_config_unref(cfg);
+    lx_prices_builtin_release();
     curl_global_cleanup();
     if (rc < 0) {
         fprintf(stderr, "llmux: %s\n", err.msg);

@@ -23,6 +23,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "proxy/proxy.h"
+#include "store/store.h"
 #include "upstream/upstream.h"
 
 struct worker {
@@ -59,6 +60,9 @@ struct main_state {
     bool debug;
     struct lx_config *cfg;
     int signals_seen;
+    struct lx_store *store;
+    const char *db_url; /* the database_url the store was opened with (start config) */
+    struct lx_config *start_cfg;
 };
 
 /* ---- worker ---- */
@@ -237,6 +241,13 @@ static void reload(struct main_state *m)
     if (m->debug) {
         lx_log_set_level(LX_LOG_DEBUG);
     }
+    const char *new_url = cfg->general.database_url;
+    if ((new_url == NULL) != (m->db_url == NULL) || (new_url && strcmp(new_url, m->db_url) != 0)) {
+        /* The store is opened once; moving to another database needs a restart. */
+        LX_WARN("general_settings.database_url changed: restart llmux to use it; "
+                "keeping %s",
+                m->store ? lx_store_url_redacted(m->store) : "no database");
+    }
     broadcast(m, cfg, false, false);
     lx_config_unref(m->cfg);
     m->cfg = cfg;
@@ -278,6 +289,9 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.config_path = opts->config_path;
     m.debug = opts->debug;
     m.cfg = lx_config_ref(cfg);
+    m.start_cfg = lx_config_ref(cfg);
+    m.db_url = cfg->general.database_url;
+    m.store = opts->store;
     m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
     int rc = 0;
 
@@ -291,6 +305,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
             }
             lx_free(m.workers);
             lx_config_unref(m.cfg);
+            lx_config_unref(m.start_cfg);
             return fd;
         }
         m.workers[i].listen_fd = fd;
@@ -314,6 +329,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->index = i;
         w->main = &m;
         w->env.num_workers = m.n;
+        w->env.store = m.store;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -374,6 +390,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     uv_loop_close(loop);
     lx_free(m.workers);
     lx_config_unref(m.cfg);
+    lx_config_unref(m.start_cfg);
     if (rc == 0) {
         LX_INFO("llmux stopped");
         lx_log_flush();

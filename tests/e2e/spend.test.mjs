@@ -148,8 +148,10 @@ test('kill -9 under load: after a restart, rows equal the 200 responses received
   assert.ok(received >= 300);
 
   // The journal holds what the store had not taken yet; the next start replays it.
+  const before = Number(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'"));
   const again = await startLlmux(config(db), { workers: 1 });
   try {
+    console.log(`kill -9: ${received} answers received, ${state.errors} client errors, ${before} rows before the restart`);
     assert.equal(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'"), String(received),
       `rows == 200 responses (${state.errors} client errors at the kill)`);
   } finally {

@@ -22,6 +22,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "auth/auth.h"
 #include "core/alloc.h"
 #include "core/rand.h"
 #include "core/time.h"
@@ -1309,6 +1310,16 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
     }
 
     const struct lx_model_group *g = lx_config_find_group(c->cfg, model);
+    if (!c->id->is_master) {
+        /* A key may name an alias of a group it may use, or the group itself. */
+        char msg[1024];
+        const char *type = NULL;
+        if (!lx_auth_model_allowed(c->id, model, msg, sizeof(msg), &type) &&
+            !(g && lx_auth_model_allowed(c->id, lx_str_c(g->name), NULL, 0, &type))) {
+            call_error(c, 401, type, "model", "%s", msg);
+            return;
+        }
+    }
     if (!g || g->n == 0) {
         call_error(c, 400, NULL, "model",
                    "Invalid model name passed in model=%.*s. Call `/v1/models` to view available "

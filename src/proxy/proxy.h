@@ -22,8 +22,12 @@
 struct lx_proxy;
 
 /* Shared, read-only process facts the pipeline reports (readiness, version). */
+struct lx_router_table;
+
 struct lx_proxy_env {
     int num_workers;
+    int index;                      /* this worker's number, from 0 */
+    struct lx_router_table *router; /* deployment health shared by all workers, or NULL */
 };
 
 /* Takes a reference on cfg. */

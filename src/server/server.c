@@ -23,6 +23,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "proxy/proxy.h"
+#include "router/router.h"
 #include "upstream/upstream.h"
 
 struct worker {
@@ -58,6 +59,7 @@ struct main_state {
     const char *config_path;
     bool debug;
     struct lx_config *cfg;
+    struct lx_router_table *router; /* deployment health shared by every worker */
     int signals_seen;
 };
 
@@ -237,6 +239,7 @@ static void reload(struct main_state *m)
     if (m->debug) {
         lx_log_set_level(LX_LOG_DEBUG);
     }
+    lx_router_bind(m->router, cfg);
     broadcast(m, cfg, false, false);
     lx_config_unref(m->cfg);
     m->cfg = cfg;
@@ -278,6 +281,8 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.config_path = opts->config_path;
     m.debug = opts->debug;
     m.cfg = lx_config_ref(cfg);
+    m.router = lx_router_table_new();
+    lx_router_bind(m.router, cfg);
     m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
     int rc = 0;
 
@@ -291,6 +296,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
             }
             lx_free(m.workers);
             lx_config_unref(m.cfg);
+            lx_router_table_free(m.router);
             return fd;
         }
         m.workers[i].listen_fd = fd;
@@ -314,6 +320,8 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->index = i;
         w->main = &m;
         w->env.num_workers = m.n;
+        w->env.index = i;
+        w->env.router = m.router;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -374,6 +382,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     uv_loop_close(loop);
     lx_free(m.workers);
     lx_config_unref(m.cfg);
+    lx_router_table_free(m.router);
     if (rc == 0) {
         LX_INFO("llmux stopped");
         lx_log_flush();

@@ -200,10 +200,13 @@ bool lx_router_end_fail(const struct lx_config *cfg, const struct lx_model_group
         return false;
     }
     atomic_fetch_sub_explicit(&st->in_flight, 1, memory_order_relaxed);
+    if (!class_cools(ec)) {
+        return false; /* the request was at fault, not the deployment */
+    }
     roll_minute(st, now_ms);
     int fails = atomic_fetch_add_explicit(&st->fails, 1, memory_order_relaxed) + 1;
     int oks = atomic_load_explicit(&st->successes, memory_order_relaxed);
-    if (cfg->router.disable_cooldowns || !class_cools(ec)) {
+    if (cfg->router.disable_cooldowns) {
         return false;
     }
     bool explicit_fails = cfg->router.allowed_fails >= 0;

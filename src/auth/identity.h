@@ -65,6 +65,18 @@ struct lx_identity {
     int64_t loaded_at_ms; /* when the record was read (monotonic ms), for the cache TTL */
 };
 
+/* Every budget and limit unset, models empty (all). */
+void lx_scope_limits_init(struct lx_scope_limits *l);
+
+/*
+ * A blank identity with one reference: role internal_user, no limits. The
+ * builder fills it before sharing it; after that it is read-only.
+ */
+struct lx_identity *lx_identity_new(void);
+/* The master key's identity (is_master, proxy_admin), one reference. */
+struct lx_identity *lx_identity_new_master(void);
+
+/* Thread-safe. unref(NULL) does nothing. */
 struct lx_identity *lx_identity_ref(struct lx_identity *id);
 void lx_identity_unref(struct lx_identity *id);
 

@@ -50,7 +50,8 @@
 struct call {
     struct lx_proxy *px;
     struct lx_http_request *req;
-    struct lx_config *cfg; /* reference held for the whole call */
+    struct lx_config *cfg;  /* reference held for the whole call */
+    struct lx_identity *id; /* the caller; reference held for the whole call */
     enum lx_endpoint ep;
     cJSON *json;
     bool stream;
@@ -162,6 +163,7 @@ static void call_free(struct call *c)
     lx_buf_fini(&c->client_out);
     lx_buf_fini(&c->client_body);
     lx_config_unref(c->cfg);
+    lx_identity_unref(c->id);
     lx_free(c);
 }
 
@@ -1344,13 +1346,15 @@ static double header_timeout(const struct lx_http_request *req)
     return end && *end == '\0' && t > 0 && t < 86400 ? t : -1;
 }
 
-void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
-                   struct lx_str path_model, const struct lx_client_adapter *client)
+void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
+                   enum lx_endpoint ep, struct lx_str path_model,
+                   const struct lx_client_adapter *client)
 {
     struct call *c = lx_calloc(1, sizeof(*c));
     c->px = px;
     c->req = req;
     c->cfg = lx_config_ref(px->cfg);
+    c->id = lx_identity_ref(id);
     c->ep = ep;
     c->num_retries = -1;
     c->req_timeout = -1;

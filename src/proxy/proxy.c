@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "admin/admin.h"
 #include "core/alloc.h"
 #include "json/json.h"
 #include "log/log.h"
@@ -78,6 +79,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
     px->loop = loop;
     px->up = up;
     px->env = *env;
+    px->master_id = lx_identity_new_master();
     set_config(px, cfg);
     return px;
 }
@@ -85,6 +87,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
 void lx_proxy_free(struct lx_proxy *px)
 {
     lx_config_unref(px->cfg);
+    lx_identity_unref(px->master_id);
     OPENSSL_cleanse(px->master_hash, sizeof(px->master_hash));
     lx_free(px);
 }
@@ -138,18 +141,21 @@ static struct lx_str presented_key(const struct lx_http_request *req)
     return LX_STR_NULL;
 }
 
-/* True when the request may proceed; otherwise a 401 has been sent. */
-static bool authenticate(struct lx_proxy *px, struct lx_http_request *req)
+/*
+ * The caller's identity (a new reference), or NULL when a 401 has been sent.
+ * Without a master key every caller is the admin, as in LiteLLM.
+ */
+static struct lx_identity *authenticate(struct lx_proxy *px, struct lx_http_request *req)
 {
     if (!px->has_master) {
-        return true;
+        return lx_identity_ref(px->master_id);
     }
     struct lx_str key = presented_key(req);
     if (key.n == 0) {
         lx_proxy__error(req, 401, "authentication_error", NULL,
                         "Authentication Error: no API key passed. Send 'Authorization: Bearer "
                         "<key>'.");
-        return false;
+        return NULL;
     }
     /* Compare digests in constant time: neither length nor content leaks through timing. */
     unsigned char h[SHA256_DIGEST_LENGTH];
@@ -157,9 +163,9 @@ static bool authenticate(struct lx_proxy *px, struct lx_http_request *req)
     if (CRYPTO_memcmp(h, px->master_hash, sizeof(h)) != 0) {
         lx_proxy__error(req, 401, "authentication_error", NULL,
                         "Authentication Error: invalid API key.");
-        return false;
+        return NULL;
     }
-    return true;
+    return lx_identity_ref(px->master_id);
 }
 
 /* ---- health ---- */
@@ -363,6 +369,9 @@ static bool match_azure(struct lx_str path, enum route_id *out_id, struct lx_str
     return true;
 }
 
+static void route(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *ident,
+                  enum route_id id, struct lx_str path_model, const struct lx_admin_route *admin);
+
 void lx_proxy_handle(struct lx_http_request *req, void *ud)
 {
     struct lx_proxy *px = ud;
@@ -387,6 +396,8 @@ void lx_proxy_handle(struct lx_http_request *req, void *ud)
     }
     enum lx_http_method want = LX_HTTP_POST;
     bool open = false;
+    const struct lx_admin_route *admin = NULL;
+    bool admin_path = false;
     if (r) {
         want = r->method;
         open = r->open;
@@ -396,7 +407,9 @@ void lx_proxy_handle(struct lx_http_request *req, void *ud)
         id = R_MODEL;
         want = LX_HTTP_GET;
         path_model = lx_str_sub(path, 8);
-    } else {
+    } else if ((admin = lx_admin_find(path, m, &admin_path, &want)) != NULL) {
+        want = m;
+    } else if (!admin_path) {
         not_found(req);
         return;
     }
@@ -404,7 +417,23 @@ void lx_proxy_handle(struct lx_http_request *req, void *ud)
         method_not_allowed(req, want);
         return;
     }
-    if (!open && !authenticate(px, req)) {
+    struct lx_identity *ident = NULL;
+    if (!open) {
+        ident = authenticate(px, req);
+        if (!ident) {
+            return;
+        }
+    }
+    route(px, req, ident, id, path_model, admin);
+    lx_identity_unref(ident);
+}
+
+/* Serve an authenticated (or open) request. */
+static void route(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *ident,
+                  enum route_id id, struct lx_str path_model, const struct lx_admin_route *admin)
+{
+    if (admin) {
+        lx_admin_dispatch(admin, req, ident, px->cfg, px->store, px->store_port);
         return;
     }
     switch (id) {
@@ -424,16 +453,16 @@ void lx_proxy_handle(struct lx_http_request *req, void *ud)
         handle_models(px, req, path_model);
         return;
     case R_CHAT:
-        lx_proxy__llm(px, req, LX_EP_CHAT, path_model, NULL);
+        lx_proxy__llm(px, req, ident, LX_EP_CHAT, path_model, NULL);
         return;
     case R_COMPLETIONS:
-        lx_proxy__llm(px, req, LX_EP_COMPLETIONS, path_model, NULL);
+        lx_proxy__llm(px, req, ident, LX_EP_COMPLETIONS, path_model, NULL);
         return;
     case R_EMBEDDINGS:
-        lx_proxy__llm(px, req, LX_EP_EMBEDDINGS, path_model, NULL);
+        lx_proxy__llm(px, req, ident, LX_EP_EMBEDDINGS, path_model, NULL);
         return;
     case R_MESSAGES:
-        lx_proxy__llm(px, req, LX_EP_CHAT, LX_STR_NULL, &lx_client_anthropic);
+        lx_proxy__llm(px, req, ident, LX_EP_CHAT, LX_STR_NULL, &lx_client_anthropic);
         return;
     case R_COUNT_TOKENS:
         handle_count_tokens(req);

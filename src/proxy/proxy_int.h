@@ -4,10 +4,12 @@
 
 #include <stdbool.h>
 
+#include "auth/identity.h"
 #include "config/config.h"
 #include "http/http.h"
 #include "providers/provider.h"
 #include "proxy/proxy.h"
+#include "store/store.h"
 #include "upstream/upstream.h"
 
 struct lx_proxy {
@@ -16,6 +18,10 @@ struct lx_proxy {
     struct lx_config *cfg;
     unsigned char master_hash[32]; /* SHA-256 of the master key */
     bool has_master;
+    struct lx_identity
+        *master_id;         /* the identity of the master key (and of everyone without one) */
+    struct lx_store *store; /* NULL without general_settings.database_url */
+    struct lx_store_port *store_port;
     bool draining;
     struct lx_proxy_env env;
 };
@@ -29,9 +35,11 @@ struct lx_client_adapter;
 /*
  * Serve an LLM endpoint (chat, completions, embeddings). `path_model` is the
  * model in an Azure-style path, or an empty slice; `client` translates a
- * non-OpenAI client format (NULL for OpenAI's).
+ * non-OpenAI client format (NULL for OpenAI's). `id` is the caller's
+ * identity; the call takes its own reference.
  */
-void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, enum lx_endpoint ep,
-                   struct lx_str path_model, const struct lx_client_adapter *client);
+void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
+                   enum lx_endpoint ep, struct lx_str path_model,
+                   const struct lx_client_adapter *client);
 
 #endif

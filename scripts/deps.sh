@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config git clang clang-format libclang-rt-14-dev
       libuv1-dev node-llhttp libcurl4-openssl-dev libcjson-dev libyaml-dev libssl-dev
-      libsqlite3-dev libpq-dev libhiredis-dev postgresql redis-server procps curl)
+      libsqlite3-dev sqlite3 libpq-dev libhiredis-dev postgresql redis-server procps curl)
 if [[ "${1:-}" == "--bench" ]]; then
     pkgs+=(nginx-light wrk valgrind linux-perf)
 fi

@@ -15,6 +15,7 @@
 #include "core/str.h"
 #include "log/log.h"
 #include "server/server.h"
+#include "store/store.h"
 
 static void usage(FILE *f)
 {
@@ -167,14 +168,28 @@ int main(int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         workers = n > 0 ? n : 1;
     }
+    struct lx_store *store = NULL;
+    if (cfg->general.database_url) {
+        /* Opening creates a SQLite file and applies migrations: not for --check. */
+        store = lx_store_open(cfg->general.database_url, &err);
+        if (!store) {
+            fprintf(stderr, "llmux: %s\n", err.msg);
+            lx_config_unref(cfg);
+            curl_global_cleanup();
+            return 1;
+        }
+    }
     struct lx_server_opts opts = {
         .config_path = a.config,
         .host = a.host,
         .port = (int)a.port,
         .num_workers = (int)workers,
         .debug = a.debug,
+        .store = store,
     };
     int rc = lx_server_run(&opts, cfg, &err);
+    /* Every worker closed its port on its own loop; now the store thread can stop. */
+    lx_store_close(store);
     lx_config_unref(cfg);
     curl_global_cleanup();
     if (rc < 0) {

@@ -353,8 +353,7 @@ static const cJSON *field(const cJSON *obj, const char *name, bool *out_present)
 
 static int bad_field(struct lx_admin_ctx *ctx, const char *name, const char *what)
 {
-    lx_admin_respond_error_param(ctx, 400, name, "Invalid value for '%s': expected %s", name,
-                                 what);
+    lx_admin_respond_error_param(ctx, 400, name, "Invalid value for '%s': expected %s", name, what);
     return -1;
 }
 
@@ -372,8 +371,8 @@ int lx_admin_field_str(struct lx_admin_ctx *ctx, const cJSON *obj, const char *n
     return 0;
 }
 
-int lx_admin_field_int(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
-                       long long *out, bool *out_present)
+int lx_admin_field_int(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name, long long *out,
+                       bool *out_present)
 {
     const cJSON *v = field(obj, name, out_present);
     if (!v) {
@@ -425,7 +424,8 @@ int lx_admin_field_duration(struct lx_admin_ctx *ctx, const cJSON *obj, const ch
     }
     long long s = 0;
     if (!cJSON_IsString(v) || lx_duration_parse(lx_str_c(v->valuestring), &s)) {
-        return bad_field(ctx, name, "a duration such as \"30s\", \"30m\", \"1h\", \"30d\" or \"1mo\"");
+        return bad_field(ctx, name,
+                         "a duration such as \"30s\", \"30m\", \"1h\", \"30d\" or \"1mo\"");
     }
     *out_text = v->valuestring;
     *out_seconds = s;

@@ -170,6 +170,9 @@ struct lx_general_settings {
     bool background_health_checks;
     double health_check_interval; /* seconds; default 300 */
     bool disable_spend_logs;
+    /* Spend journal directory; NULL = "<database file>.journal" (SQLite), "llmux-journal"
+     * (PostgreSQL). */
+    const char *spend_journal_dir;
     struct lx_strlist alerting;
     /* HTTP server limits (llmux's own keys; seconds). */
     double request_header_timeout; /* default 30: whole header block must arrive in this time */

@@ -1055,6 +1055,7 @@ static const struct field general_fields[] = {
     FLD("background_health_checks", FK_BOOL, B_NONE, GS, background_health_checks),
     FLD("health_check_interval", FK_DBL, B_POS, GS, health_check_interval),
     FLD("disable_spend_logs", FK_BOOL, B_NONE, GS, disable_spend_logs),
+    FLD("spend_journal_dir", FK_STR, B_NONE, GS, spend_journal_dir),
     FLD("alerting", FK_LIST, B_NONE, GS, alerting),
     FLD("request_header_timeout", FK_DBL, B_POS, GS, request_header_timeout),
     FLD("request_body_timeout", FK_DBL, B_POS, GS, request_body_timeout),

@@ -45,7 +45,6 @@
 #define SSE_MAX_EVENT_BYTES (8u << 20)
 #define LX_MODEL_NAME_MAX 256
 #define DEFAULT_FAILOVER_RETRIES 2 /* LiteLLM's default num_retries */
-#define LX_CALL_HEADERS 12
 
 struct call {
     struct lx_proxy *px;
@@ -106,6 +105,7 @@ struct call {
     struct lx_buf strip_body; /* the body without the router's own request keys */
     char hdr_retries[16];
     char hdr_fallbacks[16];
+    bool recorded; /* the spend record is journaled */
 };
 
 static void attempt(struct call *c);
@@ -167,6 +167,8 @@ static void call_free(struct call *c)
     lx_free(c);
 }
 
+#define CALL_MAX_HEADERS 12
+
 /* Common response headers naming the deployment that answered. */
 static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
 {
@@ -226,10 +228,72 @@ static int to_client_format(struct call *c, int *io_status, struct lx_str body, 
     return rc;
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *call_type(const struct call *c)
+{
+    if (c->client) {
+        return "anthropic_messages";
+    }
+    switch (c->ep) {
+    case LX_EP_COMPLETIONS:
+        return "atext_completion";
+    case LX_EP_EMBEDDINGS:
+        return "aembedding";
+    default:
+        return "acompletion";
+    }
+}
+
+/*
+ * Journal the call's spend record, once, before the last byte of its
+ * response is sent: once the client has its answer, a crash cannot lose its
+ * spend. Calls that never reached a deployment (malformed requests, unknown
+ * models) are not billable and leave no record.
+ */
+static void call_record(struct call *c, bool success)
+{
+    struct lx_ledger_writer *w = c->px->ledger_writer;
+    if (!w || !c->dep || c->recorded) {
+        return;
+    }
+    c->recorded = true;
+    int64_t end = wall_ms();
+    uint64_t elapsed_ns = lx_mono_ns() - c->req->start_ns;
+    struct lx_spend_record r = {
+        .request_id = c->req->id, /* x-litellm-call-id */
+        .call_type = call_type(c),
+        .model = c->upstream_model,
+        .model_group = c->dep->model_name,
+        .model_id = c->dep->id,
+        .custom_llm_provider = c->dep->provider.name,
+        .api_base =
+            c->api_base.n ? lx_arena_strndup(&c->req->arena, c->api_base.p, c->api_base.n) : NULL,
+        .start_time_ms = end - (int64_t)(elapsed_ns / 1000000u),
+        .end_time_ms = end,
+        .is_failure = !success,
+    };
+    const struct lx_identity *id = c->id;
+    if (id && !id->is_master) {
+        r.api_key = id->token[0] ? id->token : NULL;
+        r.key_alias = id->key_alias;
+        r.user_id = id->user_id;
+        r.team_id = id->team_id;
+    }
+    if (lx_ledger_record(w, &r) != 0) {
+        LX_DEBUG("spend record of call %s not journaled", c->req->id);
+    }
+}
+
 /* Answer with a whole body (OpenAI format) and end the call. */
 static void call_respond(struct call *c, int status, struct lx_str body)
 {
-    struct lx_http_header h[LX_CALL_HEADERS];
+    struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, false);
     struct lx_http_request *req = c->req;
     struct lx_buf translated;
@@ -240,6 +304,7 @@ static void call_respond(struct call *c, int status, struct lx_str body)
     /* The body may live in the call: respond first (it copies what it cannot write), then free. */
     lx_http_on_abort(req, NULL, NULL);
     call_release_streams(c);
+    call_record(c, status >= 200 && status < 300);
     lx_http_respond(req, status, h, n, body);
     lx_buf_fini(&translated);
     call_free(c);
@@ -419,13 +484,14 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
         call_error(c, 500, NULL, NULL, "Could not build the mock response");
         return;
     }
-    struct lx_http_header h[LX_CALL_HEADERS];
+    struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, true);
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
     if (lx_http_stream_start(req, 200, h, n) == 0) {
         emit(c, lx_buf_str(&b));
     }
+    call_record(c, true);
     lx_buf_fini(&b);
     call_free(c);
     lx_http_stream_end(req);
@@ -528,6 +594,7 @@ static void on_client_abort(struct lx_http_request *req, void *ud)
         c->xfer = NULL;
     }
     LX_DEBUG("client left; call for '%s' cancelled (id=%s)", c->model ? c->model : "", req->id);
+    call_record(c, false);
     call_free(c);
 }
 
@@ -589,7 +656,7 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
 static int start_client_stream(struct call *c)
 {
     c->ttft_us = (lx_mono_ns() - c->attempt_ns) / 1000u;
-    struct lx_http_header h[LX_CALL_HEADERS];
+    struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, true);
     c->started = true;
     return lx_http_stream_start(c->req, 200, h, n);
@@ -888,6 +955,7 @@ static void stream_fail(struct call *c, int status, const char *msg)
     lx_buf_fini(&b);
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
+    call_record(c, false);
     call_free(c);
     lx_http_stream_end(req);
 }
@@ -970,6 +1038,7 @@ static void finish_stream(struct call *c)
     attempt_succeeded(c, c->ttft_us, 0);
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
+    call_record(c, true);
     call_free(c);
     lx_http_stream_end(req);
 }
@@ -1043,6 +1112,7 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
         /* The client's connection broke while we wrote to it. */
         struct lx_http_request *req = c->req;
         lx_http_on_abort(req, NULL, NULL);
+        call_record(c, false);
         call_free(c);
         lx_http_stream_abort(req);
         return;

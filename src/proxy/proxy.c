@@ -80,12 +80,22 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
     px->up = up;
     px->env = *env;
     px->master_id = lx_identity_new_master();
+    px->store = env->store;
+    if (px->store) {
+        px->store_port = lx_store_port_new(px->store, loop);
+    }
+    if (env->ledger) {
+        px->ledger_writer = lx_ledger_writer_new(env->ledger);
+    }
     set_config(px, cfg);
     return px;
 }
 
 void lx_proxy_free(struct lx_proxy *px)
 {
+    lx_store_port_close(px->store_port);
+    px->store_port = NULL;
+    lx_ledger_writer_free(px->ledger_writer);
     lx_config_unref(px->cfg);
     lx_identity_unref(px->master_id);
     OPENSSL_cleanse(px->master_hash, sizeof(px->master_hash));

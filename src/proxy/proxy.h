@@ -20,17 +20,25 @@
 #include "upstream/upstream.h"
 
 struct lx_proxy;
+struct lx_ledger;
+struct lx_store;
 
-/* Shared, read-only process facts the pipeline reports (readiness, version). */
 struct lx_router_table;
 
+/* Shared, read-only process facts the pipeline reports (readiness, version). */
 struct lx_proxy_env {
     int num_workers;
     int index;                      /* this worker's number, from 0 */
     struct lx_router_table *router; /* deployment health shared by all workers, or NULL */
+    struct lx_store *store; /* general_settings.database_url's store, or NULL; outlives the proxy */
+    struct lx_ledger *ledger; /* spend ledger; NULL when no store is configured */
 };
 
-/* Takes a reference on cfg. */
+/*
+ * Takes a reference on cfg. With env->store set, opens a store port on loop
+ * (px->store_port); lx_proxy_free closes it, which runs the callbacks of its
+ * pending batches with LX_ECANCELED.
+ */
 struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx_config *cfg,
                               const struct lx_proxy_env *env);
 /* Drops the proxy's reference; requests in flight keep theirs. */

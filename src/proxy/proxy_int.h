@@ -9,6 +9,7 @@
 #include "http/http.h"
 #include "providers/provider.h"
 #include "proxy/proxy.h"
+#include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
 
@@ -19,11 +20,12 @@ struct lx_proxy {
     unsigned char master_hash[32]; /* SHA-256 of the master key */
     bool has_master;
     struct lx_identity
-        *master_id;         /* the identity of the master key (and of everyone without one) */
-    struct lx_store *store; /* NULL without general_settings.database_url */
-    struct lx_store_port *store_port;
+        *master_id; /* the identity of the master key (and of everyone without one) */
     bool draining;
     struct lx_proxy_env env;
+    struct lx_store *store;                 /* NULL without general_settings.database_url */
+    struct lx_store_port *store_port;       /* this worker's port on store, or NULL */
+    struct lx_ledger_writer *ledger_writer; /* this worker's spend journal writer, or NULL */
 };
 
 /* Answer an OpenAI-shaped error. */

@@ -24,6 +24,7 @@
 #include "log/log.h"
 #include "proxy/proxy.h"
 #include "router/router.h"
+#include "store/store.h"
 #include "upstream/upstream.h"
 
 struct worker {
@@ -61,6 +62,9 @@ struct main_state {
     struct lx_config *cfg;
     struct lx_router_table *router; /* deployment health shared by every worker */
     int signals_seen;
+    struct lx_store *store;
+    const char *db_url; /* the database_url the store was opened with (start config) */
+    struct lx_config *start_cfg;
 };
 
 /* ---- worker ---- */
@@ -240,6 +244,13 @@ static void reload(struct main_state *m)
         lx_log_set_level(LX_LOG_DEBUG);
     }
     lx_router_bind(m->router, cfg);
+    const char *new_url = cfg->general.database_url;
+    if ((new_url == NULL) != (m->db_url == NULL) || (new_url && strcmp(new_url, m->db_url) != 0)) {
+        /* The store is opened once; moving to another database needs a restart. */
+        LX_WARN("general_settings.database_url changed: restart llmux to use it; "
+                "keeping %s",
+                m->store ? lx_store_url_redacted(m->store) : "no database");
+    }
     broadcast(m, cfg, false, false);
     lx_config_unref(m->cfg);
     m->cfg = cfg;
@@ -283,6 +294,9 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.cfg = lx_config_ref(cfg);
     m.router = lx_router_table_new();
     lx_router_bind(m.router, cfg);
+    m.start_cfg = lx_config_ref(cfg);
+    m.db_url = cfg->general.database_url;
+    m.store = opts->store;
     m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
     int rc = 0;
 
@@ -297,6 +311,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
             lx_free(m.workers);
             lx_config_unref(m.cfg);
             lx_router_table_free(m.router);
+            lx_config_unref(m.start_cfg);
             return fd;
         }
         m.workers[i].listen_fd = fd;
@@ -322,6 +337,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->env.num_workers = m.n;
         w->env.index = i;
         w->env.router = m.router;
+        w->env.store = m.store;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -383,6 +399,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     lx_free(m.workers);
     lx_config_unref(m.cfg);
     lx_router_table_free(m.router);
+    lx_config_unref(m.start_cfg);
     if (rc == 0) {
         LX_INFO("llmux stopped");
         lx_log_flush();

@@ -14,12 +14,19 @@
 #include "config/config.h"
 #include "core/error.h"
 
+struct lx_store;
+
 struct lx_server_opts {
     const char *config_path; /* NULL: run with cfg as given, SIGHUP does nothing */
     const char *host;
     int port;
     int num_workers;
     bool debug; /* --detailed_debug: DEBUG level whatever the config says */
+    /*
+     * The store opened from general_settings.database_url, or NULL. Each
+     * worker gets a port on it; the caller closes it after lx_server_run.
+     */
+    struct lx_store *store;
 };
 
 /*

@@ -128,6 +128,9 @@ bool lx_store_is_up(const struct lx_store *s);
 /* The URL with the password replaced by "***", for logs. Borrowed from the store. */
 const char *lx_store_url_redacted(const struct lx_store *s);
 
+/* The schema version the database is at after lx_store_open. */
+int lx_store_schema_version(const struct lx_store *s);
+
 /*
  * A port for `loop`: callbacks of batches queued through it run on that
  * loop. Call on the loop's thread; close it on the same thread before the

@@ -72,10 +72,8 @@ LX_TEST(cache_replace)
 LX_TEST(cache_invalidation)
 {
     struct lx_identity *ids[] = {
-        make_id("k1", "alice", "t1", 1),
-        make_id("k2", "alice", NULL, 1),
-        make_id("k3", "bob", "t1", 1),
-        make_id("k4", "bob", NULL, 1),
+        make_id("k1", "alice", "t1", 1), make_id("k2", "alice", NULL, 1),
+        make_id("k3", "bob", "t1", 1),   make_id("k4", "bob", NULL, 1),
         make_id("k5", NULL, NULL, 1),
     };
     for (size_t i = 0; i < LX_ARRAY_LEN(ids); i++) {

@@ -1,10 +1,9 @@
 /* Router: strategies, cooldown rules, error classes, retry policy, fallbacks, shared stats. */
-#include "router/router.h"
-
 #include <stdio.h>
 #include <string.h>
 
 #include "lx_test.h"
+#include "router/router.h"
 
 static struct lx_config *load(const char *yaml)
 {
@@ -160,11 +159,12 @@ LX_TEST(shuffle_weights)
 LX_TEST(cooldown_rules)
 {
     struct lx_router_table *t = lx_router_table_new();
-    struct lx_config *cfg = load("model_list:\n" TWO("g", "", "") "  - model_name: solo\n"
-                                                                 "    litellm_params: {model: "
-                                                                 "openai/s, api_key: k}\n"
-                                                                 "router_settings: {cooldown_time: "
-                                                                 "10}\n");
+    struct lx_config *cfg =
+        load("model_list:\n" TWO("g", "", "") "  - model_name: solo\n"
+                                              "    litellm_params: {model: "
+                                              "openai/s, api_key: k}\n"
+                                              "router_settings: {cooldown_time: "
+                                              "10}\n");
     LX_CHECK(cfg != NULL);
     if (!cfg) {
         lx_router_table_free(t);
@@ -217,13 +217,14 @@ LX_TEST(cooldown_rules)
 LX_TEST(allowed_fails_and_disable)
 {
     struct lx_router_table *t = lx_router_table_new();
-    struct lx_config *cfg = load("model_list:\n" TWO("g", "", "") "  - model_name: solo\n"
-                                                                 "    litellm_params: {model: "
-                                                                 "openai/s, api_key: k}\n"
-                                                                 "router_settings: {allowed_fails: "
-                                                                 "1}\n");
+    struct lx_config *cfg =
+        load("model_list:\n" TWO("g", "", "") "  - model_name: solo\n"
+                                              "    litellm_params: {model: "
+                                              "openai/s, api_key: k}\n"
+                                              "router_settings: {allowed_fails: "
+                                              "1}\n");
     struct lx_config *off = load("model_list:\n" TWO("g", "", "") "router_settings:\n"
-                                                                 "  disable_cooldowns: true\n");
+                                                                  "  disable_cooldowns: true\n");
     LX_CHECK(cfg && off);
     if (!cfg || !off) {
         lx_config_unref(cfg);
@@ -299,11 +300,11 @@ LX_TEST(strategies)
                                  "model_list:\n" TWO("lat", "", ""));
     struct lx_config *use = load("router_settings: {routing_strategy: usage-based-routing-v2}\n"
                                  "model_list:\n" TWO("use", ", rpm: 2", ", tpm: 100000"));
-    struct lx_config *cost =
-        load("router_settings: {routing_strategy: cost-based-routing}\n"
-             "model_list:\n" TWO("g", ", input_cost_per_token: 0.00001",
-                                 ", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002")
-                 TWO("h", "", ", output_cost_per_token: 0.5"));
+    struct lx_config *cost = load(
+        "router_settings: {routing_strategy: cost-based-routing}\n"
+        "model_list:\n" TWO("g", ", input_cost_per_token: 0.00001",
+                            ", input_cost_per_token: 0.000001, output_cost_per_token: 0.000002")
+            TWO("h", "", ", output_cost_per_token: 0.5"));
     LX_CHECK(busy && lat && use && cost);
     if (!busy || !lat || !use || !cost) {
         goto out;
@@ -340,7 +341,7 @@ LX_TEST(strategies)
     lx_router_begin(g->deployments[0], now);
     lx_router_end_ok(g->deployments[0], now, 1, 10);
     LX_CHECK(lx_router_pick(&rr, NULL) == g->deployments[1]); /* a is at rpm 2 */
-    rr.now_ms = now + 60000; /* next minute: room again */
+    rr.now_ms = now + 60000;                                  /* next minute: room again */
     int seen_a = 0;
     for (int i = 0; i < 40; i++) {
         seen_a += lx_router_pick(&rr, NULL) == g->deployments[0];
@@ -374,14 +375,13 @@ out:
 
 LX_TEST(order_and_fallback_mode)
 {
-    struct lx_config *cfg =
-        load("model_list:\n" TWO("o", ", order: 2", ", order: 1")
-                 "  - model_name: f\n"
-                 "    litellm_params: {model: openai/p, api_key: k}\n"
-                 "    model_info: {id: f-primary, mode: fallback}\n"
-                 "  - model_name: f\n"
-                 "    litellm_params: {model: openai/s, api_key: k}\n"
-                 "    model_info: {id: f-standby, mode: fallback}\n");
+    struct lx_config *cfg = load("model_list:\n" TWO(
+        "o", ", order: 2", ", order: 1") "  - model_name: f\n"
+                                         "    litellm_params: {model: openai/p, api_key: k}\n"
+                                         "    model_info: {id: f-primary, mode: fallback}\n"
+                                         "  - model_name: f\n"
+                                         "    litellm_params: {model: openai/s, api_key: k}\n"
+                                         "    model_info: {id: f-standby, mode: fallback}\n");
     LX_CHECK(cfg != NULL);
     if (!cfg) {
         return;

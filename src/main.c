@@ -15,6 +15,7 @@
 #include "core/str.h"
 #include "log/log.h"
 #include "server/server.h"
+#include "spend/prices.h"
 #include "store/store.h"
 
 static void usage(FILE *f)
@@ -158,6 +159,15 @@ int main(int argc, char **argv)
     if (!a.config) {
         LX_WARN("no --config given: no models are configured");
     }
+    /* Parse the price table now, not on a worker's first request; name unpriced models once. */
+    const struct lx_prices *prices = lx_prices_builtin();
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        const struct lx_deployment *dep = &cfg->deployments[i];
+        struct lx_price p;
+        if (!strchr(dep->upstream_model, '*') && !lx_price_resolve(prices, dep, NULL, &p, NULL)) {
+            lx_prices_warn_unknown(dep->upstream_model);
+        }
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "llmux: cannot initialise libcurl\n");
         lx_config_unref(cfg);
@@ -191,6 +201,7 @@ int main(int argc, char **argv)
     /* Every worker closed its port on its own loop; now the store thread can stop. */
     lx_store_close(store);
     lx_config_unref(cfg);
+    lx_prices_builtin_release();
     curl_global_cleanup();
     if (rc < 0) {
         fprintf(stderr, "llmux: %s\n", err.msg);

@@ -41,6 +41,8 @@
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
 #include "router/router.h"
+#include "spend/cost.h"
+#include "spend/usage.h"
 
 #define SSE_MAX_EVENT_BYTES (8u << 20)
 #define LX_MODEL_NAME_MAX 256
@@ -106,7 +108,46 @@ struct call {
     char hdr_retries[16];
     char hdr_fallbacks[16];
     bool recorded; /* the spend record is journaled */
+    /*
+     * Accounting, final before the response completes (call_settle): the
+     * provider's real usage of the deployment that answered, and its cost in
+     * nano-USD (0 when the model has no price). has_usage is false when the
+     * answer reported none (an error, a stream cut before its usage).
+     */
+    struct lx_usage usage;
+    int64_t cost_nanos;
+    bool has_usage;
+    bool include_usage;           /* the client asked for the stream's usage chunk */
+    struct lx_str stream_options; /* the client's raw stream_options, or empty */
+    bool settled;                 /* cost_nanos computed */
 };
+
+/* Record usage from the answer (the last report wins: stream reports are cumulative). */
+static void call_set_usage(struct call *c, const struct lx_usage *u)
+{
+    c->usage = *u;
+    c->has_usage = true;
+}
+
+/*
+ * Fix the call's usage and cost, once, before the response completes: a
+ * translated stream's usage is read from its translation state (which the
+ * client may not have asked to see), then the usage is priced.
+ */
+static void call_settle(struct call *c)
+{
+    if (c->settled) {
+        return;
+    }
+    c->settled = true;
+    struct lx_usage u;
+    if (c->stream_state && c->ops->stream_usage && c->ops->stream_usage(c->stream_state, &u)) {
+        call_set_usage(c, &u);
+    }
+    if (c->has_usage && c->dep) {
+        c->cost_nanos = lx_cost_for_deployment(c->dep, c->upstream_model, &c->usage);
+    }
+}
 
 static void attempt(struct call *c);
 
@@ -124,6 +165,7 @@ static void release_provider_stream(struct call *c)
 
 static void call_release_streams(struct call *c)
 {
+    call_settle(c);
     release_provider_stream(c);
     if (c->client_state && c->client->stream_free) {
         c->client->stream_free(c->client_state);
@@ -263,6 +305,7 @@ static void call_record(struct call *c, bool success)
         return;
     }
     c->recorded = true;
+    call_settle(c);
     int64_t end = wall_ms();
     uint64_t elapsed_ns = lx_mono_ns() - c->req->start_ns;
     struct lx_spend_record r = {
@@ -278,6 +321,13 @@ static void call_record(struct call *c, bool success)
         .end_time_ms = end,
         .is_failure = !success,
     };
+    if (c->has_usage) {
+        r.prompt_tokens = c->usage.prompt_tokens;
+        r.completion_tokens = c->usage.completion_tokens;
+        r.total_tokens = lx_usage_total(&c->usage);
+        r.cache_read_tokens = c->usage.cache_read_tokens;
+        r.spend_nanos = success ? c->cost_nanos : 0; /* a failed call costs nothing */
+    }
     const struct lx_identity *id = c->id;
     if (id && !id->is_master) {
         r.api_key = id->token[0] ? id->token : NULL;
@@ -295,6 +345,14 @@ static void call_respond(struct call *c, int status, struct lx_str body)
 {
     struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, false);
+    char cost[LX_COST_USD_MAX];
+    call_settle(c);
+    if (status >= 200 && status < 300 && c->has_usage) {
+        /* As LiteLLM prints it; streams carry no cost header (it is not known when headers leave).
+         */
+        lx_cost_format_usd(c->cost_nanos, cost, sizeof(cost));
+        h[n++] = (struct lx_http_header){LX_STR("x-litellm-response-cost"), lx_str_c(cost)};
+    }
     struct lx_http_request *req = c->req;
     struct lx_buf translated;
     lx_buf_init(&translated, LX_MAX(c->resp.limit, 1u << 20));
@@ -436,6 +494,8 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
     const char *object = chat ? "chat.completion.chunk" : "text_completion";
     const char *model = c->upstream_model;
     long created = (long)lx_wall_s();
+    call_set_usage(c, &(struct lx_usage){.prompt_tokens = prompt_tokens,
+                                         .completion_tokens = completion_tokens});
     struct lx_buf b, delta;
     lx_buf_init(&b, 64u << 20);
     lx_buf_init(&delta, 16u << 20);
@@ -519,6 +579,7 @@ static void mock_embeddings(struct call *c)
         rc = rc ? rc : lx_buf_append_c(&b, "]}");
     }
     long pt = estimate_tokens(input);
+    call_set_usage(c, &(struct lx_usage){.prompt_tokens = pt});
     rc = rc ? rc : lx_buf_append_c(&b, "],\"model\":");
     rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->upstream_model));
     rc = rc ? rc
@@ -549,6 +610,7 @@ static void answer_mock(struct call *c)
         mock_stream(c, content, pt, ct, include_usage);
         return;
     }
+    call_set_usage(c, &(struct lx_usage){.prompt_tokens = pt, .completion_tokens = ct});
     char uuid[37];
     lx_uuid4(uuid);
     bool chat = c->ep == LX_EP_CHAT;
@@ -633,6 +695,20 @@ static int on_up_headers(void *ud, int status)
     return 0;
 }
 
+/* A raw JSON value that is an empty array ("[]", whitespace allowed inside). */
+static bool is_empty_array(struct lx_str v)
+{
+    if (v.n < 2 || v.p[0] != '[' || v.p[v.n - 1] != ']') {
+        return false;
+    }
+    for (size_t i = 1; i + 1 < v.n; i++) {
+        if (v.p[i] != ' ' && v.p[i] != '\t' && v.p[i] != '\n' && v.p[i] != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int on_sse_event(void *ud, const struct lx_sse_event *ev)
 {
     struct call *c = ud;
@@ -645,9 +721,20 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
      * client's SDK would fail on it with a parse error instead of an API error.
      */
     if (!lx_str_eq_c(ev->data, "[DONE]")) {
-        struct lx_str usage;
-        if (lx_json_find_top(ev->data, LX_STR("usage"), &usage) == LX_EINVAL) {
+        static const struct lx_str keys[] = {LX_STR("usage"), LX_STR("choices")};
+        struct lx_str v[2];
+        if (lx_json_find_top_many(ev->data, keys, 2, v)) {
             return lx_error_set(&c->xlate_err, LX_EUPSTREAM, "an event is not valid JSON");
+        }
+        if (v[0].p && !lx_str_eq_c(v[0], "null")) {
+            struct lx_usage u;
+            if (lx_usage_parse_openai(v[0], &u) == 0) {
+                call_set_usage(c, &u);
+            }
+            /* The usage-only chunk llmux asked for on the client's behalf: not relayed. */
+            if (!c->include_usage && is_empty_array(v[1])) {
+                return 0;
+            }
         }
     }
     return lx_sse_append_event(&c->out, ev->name, ev->data);
@@ -714,16 +801,10 @@ static void scrub_key(struct lx_buf *b, const char *key)
 
 /* ---- attempts: outcome, retry, fallback ---- */
 
-/* Tokens of an OpenAI usage object ("total_tokens"), 0 when unknown. */
-static long long usage_tokens(struct lx_str body)
+/* Tokens the answer reported so far (0 when unknown), for tpm accounting. */
+static long long call_tokens(const struct call *c)
 {
-    struct lx_str usage, total;
-    if (lx_json_find_top(body, LX_STR("usage"), &usage) || usage.n == 0 || usage.p[0] != '{' ||
-        lx_json_find_top(usage, LX_STR("total_tokens"), &total)) {
-        return 0;
-    }
-    unsigned long long v;
-    return lx_str_to_u64(total, 1ull << 53, &v) == 0 ? (long long)v : 0;
+    return c->has_usage ? (long long)lx_usage_total(&c->usage) : 0;
 }
 
 static void attempt_succeeded(struct call *c, uint64_t latency_us, long long tokens)
@@ -749,6 +830,7 @@ static void reset_attempt(struct call *c)
     c->xlate_err = (struct lx_error){0};
     c->saw_event = false;
     c->provider_ended = false;
+    c->has_usage = false;
     c->pc = (struct lx_provider_call){0};
 }
 
@@ -1035,7 +1117,7 @@ static void finish_stream(struct call *c)
         /* Adapters close their stream at [DONE]; an upstream may end without one. */
         emit(c, LX_STR("data: [DONE]\n\n"));
     }
-    attempt_succeeded(c, c->ttft_us, 0);
+    attempt_succeeded(c, c->ttft_us, call_tokens(c));
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
     call_record(c, true);
@@ -1104,6 +1186,16 @@ static void relay_error(struct call *c)
     attempt_failed(c, status, ec, lx_buf_str(&c->err_body));
 }
 
+/* The usage of an OpenAI-format answer we built (a translated response). */
+static void take_usage(struct call *c, struct lx_str body)
+{
+    struct lx_str raw = LX_STR_NULL;
+    struct lx_usage u;
+    if (lx_json_find_top(body, LX_STR("usage"), &raw) == 0 && lx_usage_parse_openai(raw, &u) == 0) {
+        call_set_usage(c, &u);
+    }
+}
+
 static void on_up_done(void *ud, int result, const struct lx_error *err)
 {
     struct call *c = ud;
@@ -1160,14 +1252,19 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
                  c->dep->model_name, xerr.msg);
             return;
         }
-        attempt_succeeded(c, latency_us, usage_tokens(lx_buf_str(&out)));
+        take_usage(c, lx_buf_str(&out));
+        attempt_succeeded(c, latency_us, call_tokens(c));
         call_respond(c, 200, lx_buf_str(&out));
         lx_buf_fini(&out);
         return;
     }
     /* Validate without building a tree: the scanner checks the whole object. */
-    struct lx_str usage;
+    struct lx_str usage = LX_STR_NULL;
     bool ok = lx_json_find_top(lx_buf_str(&c->resp), LX_STR("usage"), &usage) != LX_EINVAL;
+    struct lx_usage u;
+    if (ok && usage.p && lx_usage_parse_openai(usage, &u) == 0) {
+        call_set_usage(c, &u);
+    }
     if (!ok) {
         fail(c, 502,
              "Upstream returned a malformed response (not a JSON object) for model group "
@@ -1175,15 +1272,7 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
              c->dep->model_name);
         return;
     }
-    long long tokens = 0;
-    struct lx_str total;
-    unsigned long long tv;
-    if (usage.n && usage.p[0] == '{' &&
-        lx_json_find_top(usage, LX_STR("total_tokens"), &total) == 0 &&
-        lx_str_to_u64(total, 1ull << 53, &tv) == 0) {
-        tokens = (long long)tv;
-    }
-    attempt_succeeded(c, latency_us, tokens);
+    attempt_succeeded(c, latency_us, call_tokens(c));
     call_respond(c, c->up_status, lx_buf_str(&c->resp));
 }
 
@@ -1215,6 +1304,8 @@ static void start_upstream(struct call *c)
         .api_key = c->api_key,
         .upstream_model = c->upstream_model,
         .arena = &c->req->arena,
+        .stream_options = c->stream_options,
+        .include_usage = c->include_usage,
     };
     struct lx_provider_request pr = {.body = &c->up_body};
     struct lx_error err = {0};
@@ -1460,10 +1551,11 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
      * cJSON tree is built only when a translation or a local answer needs it.
      */
     const char *field = required_field(ep);
-    const struct lx_str keys[] = {LX_STR("model"), LX_STR("stream"), lx_str_c(field),
+    const struct lx_str keys[] = {LX_STR("model"),     LX_STR("stream"),
+                                  lx_str_c(field),     LX_STR("stream_options"),
                                   LX_STR("fallbacks"), LX_STR("num_retries")};
-    struct lx_str vals[5];
-    if (lx_json_find_top_many(c->body, keys, 5, vals)) {
+    struct lx_str vals[6];
+    if (lx_json_find_top_many(c->body, keys, 6, vals)) {
         call_error(c, 400, NULL, NULL,
                    "Malformed JSON in request body: expected a single JSON object");
         return;
@@ -1498,18 +1590,24 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         return;
     }
     c->stream = ep != LX_EP_EMBEDDINGS && sv.p && lx_str_eq_c(sv, "true");
+    c->stream_options = vals[3];
+    if (c->stream && vals[3].p && vals[3].p[0] == '{') {
+        struct lx_str iu = LX_STR_NULL;
+        c->include_usage =
+            lx_json_find_top(vals[3], LX_STR("include_usage"), &iu) == 0 && lx_str_eq_c(iu, "true");
+    }
     c->model = lx_arena_strndup(&req->arena, model.p, model.n);
 
     /* The router's own request keys: read, then removed from what goes upstream. */
-    if (vals[3].p || vals[4].p) {
-        if (vals[3].p && !lx_str_eq_c(vals[3], "null") && parse_req_fallbacks(c, vals[3])) {
+    if (vals[4].p || vals[5].p) {
+        if (vals[4].p && !lx_str_eq_c(vals[4], "null") && parse_req_fallbacks(c, vals[4])) {
             call_error(c, 400, NULL, "fallbacks",
                        "Invalid 'fallbacks': expected a list of model names");
             return;
         }
         unsigned long long nr;
-        if (vals[4].p && !lx_str_eq_c(vals[4], "null")) {
-            if (lx_str_to_u64(vals[4], 100, &nr)) {
+        if (vals[5].p && !lx_str_eq_c(vals[5], "null")) {
+            if (lx_str_to_u64(vals[5], 100, &nr)) {
                 call_error(c, 400, NULL, "num_retries",
                            "Invalid 'num_retries': expected an integer from 0 to 100");
                 return;

@@ -20,6 +20,7 @@
 
 #include "core/alloc.h"
 #include "core/rand.h"
+#include "spend/prices.h"
 
 #define DEFAULT_COOLDOWN_S 5.0 /* LiteLLM's default cooldown_time */
 #define DEFAULT_MAX_FALLBACKS 5
@@ -326,12 +327,14 @@ static double score(enum strategy s, const struct lx_deployment *d, uint64_t now
         }
         return (double)atomic_load_explicit(&st->tpm_used, memory_order_relaxed);
     }
-    case S_COST:
-        if (d->input_cost_per_token < 0 && d->output_cost_per_token < 0) {
-            return INFINITY; /* unknown prices sort last */
+    case S_COST: {
+        /* The deployment's own prices, else the built-in price table's; unknown sorts last. */
+        struct lx_price p;
+        if (!lx_price_resolve(lx_prices_builtin(), d, NULL, &p, NULL)) {
+            return INFINITY;
         }
-        return (d->input_cost_per_token > 0 ? d->input_cost_per_token : 0) +
-               (d->output_cost_per_token > 0 ? d->output_cost_per_token : 0);
+        return (double)p.input_pico + (double)p.output_pico;
+    }
     default:
         return 0;
     }

@@ -15,8 +15,9 @@
  * random by weight, else rpm, else tpm), least-busy (fewest calls in flight),
  * latency-based-routing (lowest latency EWMA; unmeasured first),
  * usage-based-routing and -v2 (fewest tokens this minute, deployments at
- * their rpm/tpm limit skipped), cost-based-routing (cheapest
- * input+output price per token; unknown prices last). Before the strategy:
+ * their rpm/tpm limit skipped), cost-based-routing (cheapest input+output
+ * price per token: litellm_params / model_info prices, else the built-in
+ * price table, spend/prices.h; unpriced deployments last). Before the strategy:
  * cooling deployments are skipped, deployments already tried by the request
  * are avoided while another exists, the lowest litellm_params.order wins, and
  * a group whose deployments all say model_info.mode: fallback is used in

@@ -249,21 +249,25 @@ test('usage-based-routing: a deployment at its rpm limit is skipped for the rest
   }
 });
 
-test('cost-based-routing: the cheapest deployment serves; when it fails, the next cheapest', async () => {
+test('cost-based-routing: the cheapest deployment serves (own prices, else the price table); when it fails, the next cheapest', async () => {
   await bad.reset();
   const proxy = await startLlmux({
     router_settings: { routing_strategy: 'cost-based-routing' },
     model_list: [
-      dep('cost', mock, { id: 'cost-dear', params: { input_cost_per_token: 0.00003, output_cost_per_token: 0.00006 } }),
-      dep('cost', mock, { id: 'cost-cheap', params: { input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 } }),
-      dep('cost', mock, { id: 'cost-unknown' }),
+      dep('cost', mock, { id: 'cost-dear', upstream: 'unpriced-a', params: { input_cost_per_token: 0.00003, output_cost_per_token: 0.00006 } }),
+      dep('cost', mock, { id: 'cost-cheap', upstream: 'unpriced-b', params: { input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 } }),
+      dep('cost', mock, { id: 'cost-unknown', upstream: 'unpriced-c' }),
+      dep('cost', mock, { id: 'cost-table', upstream: 'gpt-4' }), // the price table's gpt-4: dearer than cost-cheap
       dep('cost2', bad, { id: 'c2-cheap', directives: { status: 503 }, params: { input_cost_per_token: 0.000001 } }),
       dep('cost2', mock, { id: 'c2-dear', params: { input_cost_per_token: 0.001 } }),
+      dep('cost3', mock, { id: 'c3-table', upstream: 'gpt-4o-mini' }), // priced by the built-in table
+      dep('cost3', mock, { id: 'c3-dear', upstream: 'unpriced-d', params: { input_cost_per_token: 0.001 } }),
     ],
   });
   try {
     const { counts } = await spread(proxy, 'cost', 20, 2);
     assert.deepEqual(counts, { 'cost-cheap': 20 });
+    assert.deepEqual((await spread(proxy, 'cost3', 10, 2)).counts, { 'c3-table': 10 });
     const r = await chat(proxy, 'cost2');
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('x-litellm-model-id'), 'c2-dear');

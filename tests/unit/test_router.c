@@ -4,6 +4,7 @@
 
 #include "lx_test.h"
 #include "router/router.h"
+#include "spend/prices.h"
 
 static struct lx_config *load(const char *yaml)
 {
@@ -366,6 +367,7 @@ LX_TEST(strategies)
     rr.pinned = rr.group->deployments[0];
     LX_CHECK(lx_router_pick(&rr, NULL) == rr.group->deployments[0]);
 out:
+    lx_prices_builtin_release();
     lx_config_unref(busy);
     lx_config_unref(lat);
     lx_config_unref(use);

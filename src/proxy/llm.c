@@ -32,11 +32,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "auth/auth.h"
 #include "core/alloc.h"
 #include "core/rand.h"
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "limits/limits.h"
 #include "log/log.h"
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
@@ -87,7 +89,6 @@ struct call {
 
     /* Routing: the group being tried, deployments tried in it, retries and fallbacks. */
     struct lx_route_req rr;
-    const char *model;               /* the model the client asked for (arena) */
     struct lx_strlist req_fallbacks; /* the request's own "fallbacks", else empty */
     bool has_req_fallbacks;
     int num_retries;           /* -1: not configured: fail over to other deployments only */
@@ -107,6 +108,10 @@ struct call {
     struct lx_buf strip_body; /* the body without the router's own request keys */
     char hdr_retries[16];
     char hdr_fallbacks[16];
+    /* Rate limits: the admission of this call, ended (slots released) in call_free. */
+    struct lx_str model; /* the model asked for (request arena) */
+    struct lx_limits_req *limits;
+    bool admitted; /* the first attempt passed the admission */
     bool recorded; /* the spend record is journaled */
     /*
      * Accounting, final before the response completes (call_settle): the
@@ -146,6 +151,16 @@ static void call_settle(struct call *c)
     }
     if (c->has_usage && c->dep) {
         c->cost_nanos = lx_cost_for_deployment(c->dep, c->upstream_model, &c->usage);
+        if (LX_LOG_ENABLED(LX_LOG_DEBUG)) {
+            char usd[LX_COST_USD_MAX];
+            lx_cost_format_usd(c->cost_nanos, usd, sizeof(usd));
+            LX_DEBUG("call cost: id=%s deployment=%s model=%s prompt_tokens=%lld "
+                     "completion_tokens=%lld cached_tokens=%lld cache_creation_tokens=%lld "
+                     "cost_usd=%s",
+                     c->req->id, c->dep->id, c->upstream_model, (long long)c->usage.prompt_tokens,
+                     (long long)c->usage.completion_tokens, (long long)c->usage.cache_read_tokens,
+                     (long long)c->usage.cache_creation_tokens, usd);
+        }
     }
 }
 
@@ -180,6 +195,12 @@ static void on_backoff_closed(uv_handle_t *h)
 
 static void call_free(struct call *c)
 {
+    if (c->limits) {
+        /* The one place a call ends: in-flight slots can never leak. */
+        long long tokens = c->has_usage ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;
+        lx_limits_req_end(c->limits, tokens);
+        c->limits = NULL;
+    }
     call_release_streams(c);
     if (c->attempt_open) {
         lx_router_end_abandoned(c->dep);
@@ -209,7 +230,7 @@ static void call_free(struct call *c)
     lx_free(c);
 }
 
-#define CALL_MAX_HEADERS 12
+#define CALL_MAX_HEADERS 20
 
 /* Common response headers naming the deployment that answered. */
 static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
@@ -230,7 +251,13 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
             h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-api-base"), c->api_base};
         }
     }
-    if (c->retry_after[0]) {
+    size_t nl = c->limits ? lx_limits_req_headers(c->limits, h + n) : 0;
+    bool limit_retry = false;
+    for (size_t i = n; i < n + nl; i++) {
+        limit_retry = limit_retry || lx_str_eq_c(h[i].name, "retry-after");
+    }
+    n += nl;
+    if (c->retry_after[0] && !limit_retry) {
         h[n++] = (struct lx_http_header){LX_STR("retry-after"), lx_str_c(c->retry_after)};
     }
     snprintf(c->hdr_retries, sizeof(c->hdr_retries), "%d", c->total_retries);
@@ -655,7 +682,7 @@ static void on_client_abort(struct lx_http_request *req, void *ud)
         lx_upstream_cancel(c->xfer);
         c->xfer = NULL;
     }
-    LX_DEBUG("client left; call for '%s' cancelled (id=%s)", c->model ? c->model : "", req->id);
+    LX_DEBUG("client left; call for '%s' cancelled (id=%s)", c->model.p ? c->model.p : "", req->id);
     call_record(c, false);
     call_free(c);
 }
@@ -876,8 +903,8 @@ static bool next_fallback(struct call *c, enum lx_err_class ec)
         c->fb_list = c->has_req_fallbacks && ec != LX_ERRC_BAD_REQUEST &&
                              ec != LX_ERRC_CONTEXT_WINDOW && ec != LX_ERRC_CONTENT_POLICY
                          ? c->req_fallbacks
-                         : lx_router_fallbacks(c->cfg, c->model, ec);
-        if (!c->fb_list.n && c->rr.group && strcmp(c->rr.group->name, c->model) != 0) {
+                         : lx_router_fallbacks(c->cfg, c->model.p, ec);
+        if (!c->fb_list.n && c->rr.group && strcmp(c->rr.group->name, c->model.p) != 0) {
             /* An alias or an id: the fallbacks may be configured under the group's name. */
             c->fb_list = lx_router_fallbacks(c->cfg, c->rr.group->name, ec);
         }
@@ -896,7 +923,7 @@ static bool next_fallback(struct call *c, enum lx_err_class ec)
         c->rr.pinned = NULL;
         c->rr.n_tried = 0;
         c->retries = 0;
-        LX_INFO("falling back from model group '%s' to '%s' (id=%s)", c->model, g->name,
+        LX_INFO("falling back from model group '%s' to '%s' (id=%s)", c->model.p, g->name,
                 c->req->id);
         return true;
     }
@@ -1359,8 +1386,6 @@ static void start_upstream(struct call *c)
     }
 }
 
-/* ---- entry ---- */
-
 /*
  * A wildcard group (a model_name with one star) forwards the part of the
  * requested model the star matched: model_name "openai/<star>" with model
@@ -1394,26 +1419,64 @@ static int ensure_json(struct call *c)
     return cJSON_IsObject(c->json) ? 0 : LX_EINVAL;
 }
 
-/* One attempt on a deployment of the current group. */
-static void attempt(struct call *c)
+/* ---- deployment choice, rate limits, attempts ---- */
+
+static void set_deployment(struct call *c, const struct lx_deployment *dep)
 {
-    uint64_t wait_ms = 0;
-    c->rr.now_ms = lx_mono_ms();
-    const struct lx_deployment *dep = lx_router_pick(&c->rr, &wait_ms);
-    if (!dep) {
-        all_cooling(c, wait_ms);
-        return;
-    }
-    lx_router_note_tried(&c->rr, dep);
     c->dep = dep;
     c->retry_after[0] = '\0';
-    c->upstream_model = resolve_wildcard(c->req, c->rr.group, dep, lx_str_c(c->model));
+    c->upstream_model = resolve_wildcard(c->req, c->rr.group, dep, c->model);
     struct lx_str base = lx_provider_api_base(dep);
     const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
     c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
+}
+
+/*
+ * The router's pick among the deployments of the current group that the
+ * rate limits do not know to be over their rpm/tpm this minute. When every
+ * usable one is full: the router's own pick if allow_full (the admission
+ * then refuses with the details), else NULL. NULL with *out_wait_ms set when
+ * every deployment is cooling down.
+ */
+static const struct lx_deployment *pick_deployment(struct call *c, uint64_t *out_wait_ms,
+                                                   bool allow_full)
+{
+    struct lx_limits *lim = c->px->limits;
+    c->rr.now_ms = lx_mono_ms();
+    size_t saved = c->rr.n_tried;
+    const struct lx_deployment *first_full = NULL;
+    const struct lx_deployment *d = NULL;
+    for (size_t i = 0; i <= c->rr.group->n; i++) {
+        d = lx_router_pick(&c->rr, out_wait_ms);
+        if (!d || !lx_limits_deployment_full(lim, d)) {
+            break;
+        }
+        first_full = first_full ? first_full : d;
+        lx_router_note_tried(&c->rr, d); /* full ones count as tried for this pick only */
+        d = NULL;
+    }
+    c->rr.n_tried = saved;
+    if (d) {
+        return d;
+    }
+    if (first_full) {
+        return allow_full ? first_full : NULL;
+    }
+    return NULL;
+}
+
+static void admit(struct call *c);
+
+/* Start the attempt on c->dep: answer locally or call the deployment. */
+static void attempt_go(struct call *c)
+{
+    const struct lx_deployment *dep = c->dep;
+    lx_router_note_tried(&c->rr, dep);
     c->attempt_ns = lx_mono_ns();
-    lx_router_begin(dep, c->rr.now_ms);
+    lx_router_begin(dep, lx_mono_ms());
     c->attempt_open = true;
+    lx_http_on_abort(c->req, on_client_abort, c);
+    lx_http_on_drain(c->req, on_client_drain, c);
     if (dep->missing_env) {
         char msg[512];
         snprintf(msg, sizeof(msg),
@@ -1448,6 +1511,96 @@ static void attempt(struct call *c)
     c->api_key = dep->api_key;
     start_upstream(c);
 }
+
+/*
+ * One attempt on a deployment of the current group. The first one passes the
+ * rate-limit admission; retries and fallbacks belong to the call it admitted.
+ */
+static void attempt(struct call *c)
+{
+    uint64_t wait_ms = 0;
+    const struct lx_deployment *dep = pick_deployment(c, &wait_ms, true);
+    if (!dep) {
+        all_cooling(c, wait_ms);
+        return;
+    }
+    set_deployment(c, dep);
+    if (!c->admitted) {
+        admit(c);
+        return;
+    }
+    attempt_go(c);
+}
+
+static void on_admit_result(struct call *c, int rc)
+{
+    if (rc == 0) {
+        c->admitted = true;
+        attempt_go(c);
+        return;
+    }
+    enum lx_limits_kind kind;
+    int bad = lx_limits_req_refused(c->limits, &kind);
+    const char *scope = lx_limits_req_scope_name(c->limits, bad);
+    const struct lx_model_group *g = c->rr.group;
+    if (scope && strncmp(scope, "deployment:", 11) == 0) {
+        /* This deployment is full this minute; another one of the group may have room. */
+        uint64_t wait_ms = 0;
+        const struct lx_deployment *next = g->n > 1 ? pick_deployment(c, &wait_ms, false) : NULL;
+        if (next && next != c->dep) {
+            lx_limits_req_end(c->limits, 0);
+            c->limits = NULL;
+            set_deployment(c, next);
+            admit(c);
+            return;
+        }
+        if (g->n > 1) {
+            c->dep = NULL;
+            call_error(c, 429, NULL, NULL,
+                       "Rate limit exceeded for model group '%s': every deployment is over its "
+                       "rpm/tpm limit. Retry in %ds.",
+                       g->name, lx_limits_req_retry_after(c->limits));
+            return;
+        }
+    }
+    char msg[600];
+    lx_limits_req_message(c->limits, msg, sizeof(msg));
+    /* Refused before any deployment was called: no deployment headers, no spend record. */
+    c->dep = NULL;
+    call_error(c, 429, NULL, NULL, "%s", msg);
+}
+
+static void on_admitted(void *ud, int result)
+{
+    struct call *c = ud;
+    lx_http_on_abort(c->req, NULL, NULL);
+    on_admit_result(c, result);
+}
+
+/*
+ * Rate-limit admission of the call on its deployment: global and deployment
+ * scopes from the config, key, user, team and per-model scopes from the
+ * caller's identity (the model as the request named it, as LiteLLM keys
+ * model_rpm_limit).
+ */
+static void admit(struct call *c)
+{
+    struct lx_limits_req *lr = lx_limits_req_new(c->px->limits);
+    lx_limits_req_add_config(lr, c->cfg, c->dep);
+    if (c->id && !c->id->is_master) {
+        lx_limits_req_add_identity(lr, c->id, c->model.p);
+    }
+    c->limits = lr;
+    int rc = lx_limits_admit(lr, on_admitted, c);
+    if (rc == LX_EAGAIN) {
+        /* Waiting for Redis: a client that leaves ends the call (and the admission). */
+        lx_http_on_abort(c->req, on_client_abort, c);
+        return;
+    }
+    on_admit_result(c, rc);
+}
+
+/* ---- entry ---- */
 
 static const char *required_field(enum lx_endpoint ep)
 {
@@ -1596,7 +1749,8 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         c->include_usage =
             lx_json_find_top(vals[3], LX_STR("include_usage"), &iu) == 0 && lx_str_eq_c(iu, "true");
     }
-    c->model = lx_arena_strndup(&req->arena, model.p, model.n);
+    /* NUL-terminated copy: the caller's buffer does not outlive an admission waiting for Redis. */
+    c->model = (struct lx_str){lx_arena_strndup(&req->arena, model.p, model.n), model.n};
 
     /* The router's own request keys: read, then removed from what goes upstream. */
     if (vals[4].p || vals[5].p) {
@@ -1632,6 +1786,16 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         g = pin ? lx_config_find_group(c->cfg, lx_str_c(pin->model_name)) : NULL;
         c->rr.pinned = g ? pin : NULL;
     }
+    if (!c->id->is_master) {
+        /* A key may name an alias of a group it may use, or the group itself. */
+        char msg[1024];
+        const char *type = NULL;
+        if (!lx_auth_model_allowed(c->id, model, msg, sizeof(msg), &type) &&
+            !(g && lx_auth_model_allowed(c->id, lx_str_c(g->name), NULL, 0, &type))) {
+            call_error(c, 401, type, "model", "%s", msg);
+            return;
+        }
+    }
     if (!g || g->n == 0) {
         call_error(c, 400, NULL, "model",
                    "Invalid model name passed in model=%.*s. Call `/v1/models` to view available "
@@ -1651,7 +1815,5 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         c->num_retries = g->deployments[0]->max_retries;
     }
     c->req_timeout = header_timeout(req);
-    lx_http_on_abort(req, on_client_abort, c);
-    lx_http_on_drain(req, on_client_drain, c);
     attempt(c);
 }

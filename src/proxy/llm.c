@@ -195,6 +195,7 @@ static void on_backoff_closed(uv_handle_t *h)
 
 static void call_free(struct call *c)
 {
+    call_settle(c); /* usage known so far, also when the client left mid-stream */
     if (c->limits) {
         /* The one place a call ends: in-flight slots can never leak. */
         long long tokens = c->has_usage ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;

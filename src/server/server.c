@@ -24,6 +24,8 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "proxy/proxy.h"
+#include "router/router.h"
+#include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
 
@@ -63,9 +65,11 @@ struct main_state {
     const char *config_path;
     bool debug;
     struct lx_config *cfg;
+    struct lx_router_table *router; /* deployment health shared by every worker */
     int signals_seen;
     struct lx_store *store;
-    const char *db_url; /* the database_url the store was opened with (start config) */
+    struct lx_ledger *ledger; /* NULL without a store */
+    const char *db_url;       /* the database_url the store was opened with (start config) */
     struct lx_config *start_cfg;
     /* Config rebuilds asked for by /model/new and /model/delete (see admin/models.h). */
     uv_async_t rebuild_async;
@@ -273,6 +277,7 @@ static void install(struct main_state *m, struct lx_config *cfg)
     if (m->debug) {
         lx_log_set_level(LX_LOG_DEBUG);
     }
+    lx_router_bind(m->router, cfg);
     m->gen++;
     broadcast(m, cfg, false, false);
     lx_config_unref(m->cfg);
@@ -429,6 +434,31 @@ static void on_worker_exited(uv_async_t *a)
     }
 }
 
+/* How long a stop waits for the store to take the spend journal. */
+#define LEDGER_STOP_MS 10000
+
+/*
+ * The spend ledger over the store; it replays what a previous process left
+ * in the journal before any request is served.
+ */
+static int start_ledger(struct main_state *m, const struct lx_config *cfg, struct lx_error *err)
+{
+    char dir[4096];
+    if (lx_ledger_dir_for(cfg->general.database_url, cfg->general.spend_journal_dir, dir,
+                          sizeof(dir))) {
+        return lx_error_set(err, LX_ECONFIG,
+                            "cannot derive the spend journal directory; set "
+                            "general_settings.spend_journal_dir");
+    }
+    struct lx_ledger_opts o = {.dir = dir, .sink = lx_ledger_store_sink, .sink_ud = m->store};
+    m->ledger = lx_ledger_start(&o, err);
+    if (!m->ledger) {
+        return err->code ? err->code : LX_EIO;
+    }
+    LX_INFO("spend journal: %s", dir);
+    return 0;
+}
+
 int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, struct lx_error *err)
 {
     struct main_state m;
@@ -437,11 +467,18 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.config_path = opts->config_path;
     m.debug = opts->debug;
     m.cfg = lx_config_ref(cfg);
+    m.router = lx_router_table_new();
+    lx_router_bind(m.router, cfg);
     m.start_cfg = lx_config_ref(cfg);
     m.db_url = cfg->general.database_url;
     m.store = opts->store;
-    m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
     int rc = 0;
+    if (m.store && start_ledger(&m, cfg, err)) {
+        lx_config_unref(m.cfg);
+        lx_config_unref(m.start_cfg);
+        return LX_EIO;
+    }
+    m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
 
     /* All sockets first: with port 0 the first one picks the port the others share. */
     int port = opts->port;
@@ -452,7 +489,11 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
                 close(m.workers[k].listen_fd);
             }
             lx_free(m.workers);
+            if (m.ledger) {
+                lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+            }
             lx_config_unref(m.cfg);
+            lx_router_table_free(m.router);
             lx_config_unref(m.start_cfg);
             return fd;
         }
@@ -482,7 +523,10 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->index = i;
         w->main = &m;
         w->env.num_workers = m.n;
+        w->env.index = i;
+        w->env.router = m.router;
         w->env.store = m.store;
+        w->env.ledger = m.ledger;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -547,7 +591,12 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     uv_mutex_destroy(&m.rebuild_lock);
     uv_loop_close(loop);
     lx_free(m.workers);
+    if (m.ledger) {
+        /* Every worker (and its journal writer) is gone: commit what the journal holds. */
+        lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+    }
     lx_config_unref(m.cfg);
+    lx_router_table_free(m.router);
     lx_config_unref(m.start_cfg);
     if (rc == 0) {
         LX_INFO("llmux stopped");

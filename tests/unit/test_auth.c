@@ -3,6 +3,7 @@
 
 #include "admin/admin_int.h"
 #include "auth/auth_int.h"
+#include "config/config.h"
 #include "lx_test.h"
 
 static struct lx_identity *make_id(const char *token, const char *user, const char *team,
@@ -122,7 +123,7 @@ LX_TEST(rbac_table)
         {LX_ROLE_PROXY_ADMIN_VIEWER, false, true, true, false},
         {LX_ROLE_INTERNAL_USER, false, false, true, true},
         {LX_ROLE_INTERNAL_USER_VIEWER, false, false, true, false},
-        {LX_ROLE_APP_USER, false, false, false, false},
+        {LX_ROLE_APP_USER, false, false, true, false},
     };
     for (size_t i = 0; i < LX_ARRAY_LEN(rows); i++) {
         id->role = rows[i].role;
@@ -152,6 +153,12 @@ LX_TEST(admin_route_lookup)
     r = lx_admin_find(LX_STR("/key/nothing"), LX_HTTP_GET, &known, &allowed);
     LX_CHECK(r == NULL);
     LX_CHECK(!known);
+    r = lx_admin_find(LX_STR("/key/sk-abc/regenerate"), LX_HTTP_POST, &known, &allowed);
+    LX_CHECK(r != NULL && strcmp(r->path, "/key/regenerate") == 0);
+    struct lx_str k = lx_admin__path_key(LX_STR("/v1/key/sk-abc/regenerate"));
+    LX_CHECK_MEM(k.p, k.n, "sk-abc");
+    LX_CHECK(lx_admin__path_key(LX_STR("/key/a/b/regenerate")).p == NULL);
+    LX_CHECK(lx_admin__path_key(LX_STR("/key/regenerate")).p == NULL);
 }
 
 LX_TEST(query_strings)
@@ -178,6 +185,216 @@ LX_TEST(query_strings)
     LX_CHECK(!lx_admin__url_decode(LX_STR("toolong"), out, 4));
 }
 
-LX_TEST_MAIN(LX_RUN(identity_refcount), LX_RUN(cache_ttl), LX_RUN(cache_replace),
-             LX_RUN(cache_invalidation), LX_RUN(cache_generation_race), LX_RUN(rbac_table),
-             LX_RUN(admin_route_lookup), LX_RUN(query_strings))
+LX_TEST(key_format_and_hash)
+{
+    char k1[LX_AUTH_KEY_LEN + 1], k2[LX_AUTH_KEY_LEN + 1];
+    LX_CHECK_INT(lx_auth_key_generate(k1, sizeof(k1)), 0);
+    LX_CHECK_INT(lx_auth_key_generate(k2, sizeof(k2)), 0);
+    LX_CHECK_INT(strlen(k1), 25);
+    LX_CHECK(strncmp(k1, "sk-", 3) == 0);
+    LX_CHECK(strcmp(k1, k2) != 0);
+    for (const char *p = k1 + 3; *p; p++) {
+        LX_CHECK((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                 *p == '-' || *p == '_');
+    }
+    char small[10];
+    LX_CHECK_INT(lx_auth_key_generate(small, sizeof(small)), LX_EIO);
+
+    char h[65];
+    lx_auth_key_hash(LX_STR("sk-1234"), h);
+    /* sha256("sk-1234") */
+    LX_CHECK_STR(h, "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b");
+    LX_CHECK(lx_auth_is_token(lx_str_c(h)));
+    LX_CHECK(!lx_auth_is_token(LX_STR("sk-1234")));
+    char t[65];
+    lx_auth_token_of(lx_str_c(h), t);
+    LX_CHECK_STR(t, h);
+    lx_auth_token_of(LX_STR("sk-1234"), t);
+    LX_CHECK_STR(t, h);
+
+    char m[32];
+    lx_auth_key_mask(LX_STR("sk-abcdefghijwxyz"), m, sizeof(m));
+    LX_CHECK_STR(m, "sk-...wxyz");
+    lx_auth_key_mask(LX_STR("sk-ab"), m, sizeof(m));
+    LX_CHECK_STR(m, "sk-...");
+}
+
+static void set_models(struct lx_identity *id, struct lx_strlist *l, const char **names, size_t n)
+{
+    l->items = lx_arena_alloc(&id->arena, (n ? n : 1) * sizeof(*l->items));
+    l->n = n;
+    for (size_t i = 0; i < n; i++) {
+        l->items[i] = names[i];
+    }
+}
+
+LX_TEST(model_intersection)
+{
+    struct lx_identity *id = lx_identity_new();
+    char msg[512];
+    const char *type = NULL;
+    /* Every list empty: everything. */
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+
+    const char *key_models[] = {"gpt-4", "gpt-3.5-turbo", "openai/*"};
+    set_models(id, &id->key.models, key_models, 3);
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("openai/gpt-4o"), msg, sizeof(msg), &type));
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("claude-3"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "key_model_access_denied");
+    LX_CHECK_STR(msg, "key not allowed to access model. This key can only access "
+                      "models=['gpt-4', 'gpt-3.5-turbo', 'openai/*']. Tried to access claude-3");
+
+    /* The user's list narrows the key's. */
+    const char *user_models[] = {"gpt-3.5-turbo"};
+    id->has_user = true;
+    set_models(id, &id->user.models, user_models, 1);
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-3.5-turbo"), msg, sizeof(msg), &type));
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "user_model_access_denied");
+
+    /* And the team's. */
+    const char *team_models[] = {"gpt-4"};
+    id->has_team = true;
+    set_models(id, &id->team.models, team_models, 1);
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("gpt-3.5-turbo"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "team_model_access_denied");
+
+    /* all-team-models defers the key to its team; all-proxy-models allows all. */
+    const char *defer[] = {"all-team-models"};
+    set_models(id, &id->key.models, defer, 1);
+    const char *everything[] = {"all-proxy-models"};
+    set_models(id, &id->user.models, everything, 1);
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("claude-3"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "team_model_access_denied");
+    lx_identity_unref(id);
+
+    struct lx_identity *m = lx_identity_new_master();
+    set_models(m, &m->key.models, key_models, 1);
+    LX_CHECK(lx_auth_model_allowed(m, LX_STR("anything"), msg, sizeof(msg), &type));
+    lx_identity_unref(m);
+}
+
+LX_TEST(expiry_and_blocking)
+{
+    struct lx_identity *id = lx_identity_new();
+    char msg[256];
+    LX_CHECK(lx_auth_check(id, 1000, msg, sizeof(msg)) == NULL);
+    id->expires = 2000;
+    LX_CHECK(lx_auth_check(id, 1999, msg, sizeof(msg)) == NULL);
+    const char *why = lx_auth_check(id, 2000, msg, sizeof(msg));
+    LX_CHECK(why && strstr(why, "Expired Key") != NULL);
+    LX_CHECK(why && strstr(why, "1970-01-01T00:33:20+00:00") != NULL);
+    id->expires = 0;
+    id->blocked = true;
+    why = lx_auth_check(id, 1000, msg, sizeof(msg));
+    LX_CHECK(why && strstr(why, "Key is blocked") != NULL);
+    lx_identity_unref(id);
+}
+
+LX_TEST(role_names)
+{
+    static const char *names[] = {"proxy_admin", "proxy_admin_viewer", "internal_user",
+                                  "internal_user_viewer", "app_user"};
+    for (size_t i = 0; i < LX_ARRAY_LEN(names); i++) {
+        enum lx_user_role r = lx_user_role_parse(names[i]);
+        LX_CHECK(r != LX_ROLE_UNSET);
+        LX_CHECK_STR(lx_user_role_name(r), names[i]);
+    }
+    LX_CHECK_INT(lx_user_role_parse("root"), LX_ROLE_UNSET);
+    LX_CHECK_INT(lx_user_role_parse(""), LX_ROLE_UNSET);
+}
+
+/* A store row as lx_auth_lookup_sql returns it. */
+LX_TEST(identity_from_row)
+{
+    char *cols[] = {"token",
+                    "key_name",
+                    "key_alias",
+                    "user_id",
+                    "team_id",
+                    "models",
+                    "max_budget_nanos",
+                    "spend_nanos",
+                    "rpm_limit",
+                    "model_rpm_limit",
+                    "model_tpm_limit",
+                    "expires",
+                    "blocked",
+                    "u_user_id",
+                    "u_user_role",
+                    "u_models",
+                    "u_max_budget_nanos",
+                    "t_team_id",
+                    "t_models",
+                    "t_blocked"};
+    char *cells[] = {"88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b",
+                     "sk-...1234",
+                     "alias",
+                     "alice",
+                     "t1",
+                     "[\"gpt-4o\",\"gpt-4\"]",
+                     "5000000000",
+                     "12",
+                     "7",
+                     "{\"gpt-4o\":5}",
+                     "{\"gpt-4o\":50,\"gpt-4\":60}",
+                     "1900000000",
+                     "0",
+                     "alice",
+                     "proxy_admin_viewer",
+                     "[\"gpt-4o\"]",
+                     NULL,
+                     "t1",
+                     "[]",
+                     "1"};
+    struct lx_store_result r = {1, LX_ARRAY_LEN(cols), cols, cells, 0};
+    struct lx_identity *id = lx_auth_identity_from_row(&r, 0);
+    LX_CHECK(id != NULL);
+    if (!id) {
+        return;
+    }
+    LX_CHECK_STR(id->token, cells[0]);
+    LX_CHECK_STR(id->key_alias, "alias");
+    LX_CHECK_STR(id->user_id, "alice");
+    LX_CHECK_STR(id->team_id, "t1");
+    LX_CHECK_INT(id->key.models.n, 2);
+    LX_CHECK_STR(id->key.models.items[1], "gpt-4");
+    LX_CHECK_INT(id->key.max_budget_nanos, 5000000000LL);
+    LX_CHECK_INT(id->key.spend_nanos, 12);
+    LX_CHECK_INT(id->key.rpm_limit, 7);
+    LX_CHECK_INT(id->key.tpm_limit, LX_NO_LIMIT);
+    LX_CHECK_INT(id->expires, 1900000000LL);
+    LX_CHECK(id->has_user);
+    LX_CHECK_INT(id->role, LX_ROLE_PROXY_ADMIN_VIEWER);
+    LX_CHECK_INT(id->user.models.n, 1);
+    LX_CHECK_INT(id->user.max_budget_nanos, LX_NO_LIMIT);
+    LX_CHECK(id->has_team);
+    LX_CHECK(id->blocked); /* the team is blocked */
+    LX_CHECK_INT(id->n_model_limits, 2);
+    for (size_t i = 0; i < id->n_model_limits; i++) {
+        if (strcmp(id->model_limits[i].model, "gpt-4o") == 0) {
+            LX_CHECK_INT(id->model_limits[i].rpm, 5);
+            LX_CHECK_INT(id->model_limits[i].tpm, 50);
+        } else {
+            LX_CHECK_STR(id->model_limits[i].model, "gpt-4");
+            LX_CHECK_INT(id->model_limits[i].rpm, LX_NO_LIMIT);
+            LX_CHECK_INT(id->model_limits[i].tpm, 60);
+        }
+    }
+    lx_identity_unref(id);
+
+    /* A malformed models list or token is refused, not half-read. */
+    cells[5] = "{not json";
+    LX_CHECK(lx_auth_identity_from_row(&r, 0) == NULL);
+    cells[5] = "[]";
+    cells[0] = "short";
+    LX_CHECK(lx_auth_identity_from_row(&r, 0) == NULL);
+}
+
+LX_TEST_MAIN(LX_RUN(identity_from_row), LX_RUN(key_format_and_hash), LX_RUN(model_intersection),
+             LX_RUN(expiry_and_blocking), LX_RUN(role_names), LX_RUN(identity_refcount),
+             LX_RUN(cache_ttl), LX_RUN(cache_replace), LX_RUN(cache_invalidation),
+             LX_RUN(cache_generation_race), LX_RUN(rbac_table), LX_RUN(admin_route_lookup),
+             LX_RUN(query_strings))

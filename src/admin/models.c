@@ -355,9 +355,10 @@ static void reloaded(void *ud, int rc)
                 "rebuild",
                 m->model_id, lx_strerror(rc));
     }
-    lx_admin_respond_json(ctx, 200, m->answer);
-    cJSON_Delete(m->answer);
+    cJSON *answer = m->answer; /* m lives in the context, which the answer frees */
     m->answer = NULL;
+    lx_admin_respond_json(ctx, 200, answer);
+    cJSON_Delete(answer);
 }
 
 static void apply_and_answer(struct lx_admin_ctx *ctx)

@@ -21,6 +21,7 @@
 
 struct lx_proxy;
 struct lx_ledger;
+struct lx_budget;
 struct lx_store;
 
 /* Shared, read-only process facts the pipeline reports (readiness, version). */
@@ -28,6 +29,7 @@ struct lx_proxy_env {
     int num_workers;
     struct lx_store *store; /* general_settings.database_url's store, or NULL; outlives the proxy */
     struct lx_ledger *ledger; /* spend ledger; NULL when no store is configured */
+    struct lx_budget *budget; /* budgets over the ledger; NULL when no store is configured */
 };
 
 /*

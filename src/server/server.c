@@ -23,6 +23,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "proxy/proxy.h"
+#include "spend/budget.h"
 #include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -63,6 +64,7 @@ struct main_state {
     int signals_seen;
     struct lx_store *store;
     struct lx_ledger *ledger; /* NULL without a store */
+    struct lx_budget *budget; /* NULL without a store */
     const char *db_url;       /* the database_url the store was opened with (start config) */
     struct lx_config *start_cfg;
 };
@@ -299,9 +301,12 @@ static int start_ledger(struct main_state *m, const struct lx_config *cfg, struc
                             "cannot derive the spend journal directory; set "
                             "general_settings.spend_journal_dir");
     }
-    struct lx_ledger_opts o = {.dir = dir, .sink = lx_ledger_store_sink, .sink_ud = m->store};
+    m->budget = lx_budget_new(m->store);
+    struct lx_ledger_opts o = {
+        .dir = dir, .sink = lx_ledger_store_sink, .sink_ud = m->store, .budget = m->budget};
     m->ledger = lx_ledger_start(&o, err);
     if (!m->ledger) {
+        lx_budget_free(m->budget);
         return err->code ? err->code : LX_EIO;
     }
     LX_INFO("spend journal: %s", dir);
@@ -338,6 +343,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
             lx_free(m.workers);
             if (m.ledger) {
                 lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+                lx_budget_free(m.budget);
             }
             lx_config_unref(m.cfg);
             lx_config_unref(m.start_cfg);
@@ -366,6 +372,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->env.num_workers = m.n;
         w->env.store = m.store;
         w->env.ledger = m.ledger;
+        w->env.budget = m.budget;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -428,6 +435,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     if (m.ledger) {
         /* Every worker (and its journal writer) is gone: commit what the journal holds. */
         lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+        lx_budget_free(m.budget);
     }
     lx_config_unref(m.cfg);
     lx_config_unref(m.start_cfg);

@@ -28,6 +28,7 @@
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "limits/limits.h"
 #include "log/log.h"
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
@@ -75,7 +76,11 @@ struct call {
     bool provider_ended;    /* a translating provider emitted [DONE] or an error event */
     double timeout_s;       /* the upstream timeout that applies, for messages */
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
-    bool recorded;          /* the spend record is journaled */
+    /* Rate limits: the admission of this call, ended (slots released) in call_free. */
+    const struct lx_model_group *group;
+    struct lx_str model; /* the model asked for (request arena) */
+    struct lx_limits_req *limits;
+    bool recorded; /* the spend record is journaled */
     /*
      * Accounting, final before the response completes (call_settle): the
      * provider's real usage of the deployment that answered, and its cost in
@@ -114,6 +119,16 @@ static void call_settle(struct call *c)
     }
     if (c->has_usage && c->dep) {
         c->cost_nanos = lx_cost_for_deployment(c->dep, c->upstream_model, &c->usage);
+        if (LX_LOG_ENABLED(LX_LOG_DEBUG)) {
+            char usd[LX_COST_USD_MAX];
+            lx_cost_format_usd(c->cost_nanos, usd, sizeof(usd));
+            LX_DEBUG("call cost: id=%s deployment=%s model=%s prompt_tokens=%lld "
+                     "completion_tokens=%lld cached_tokens=%lld cache_creation_tokens=%lld "
+                     "cost_usd=%s",
+                     c->req->id, c->dep->id, c->upstream_model, (long long)c->usage.prompt_tokens,
+                     (long long)c->usage.completion_tokens, (long long)c->usage.cache_read_tokens,
+                     (long long)c->usage.cache_creation_tokens, usd);
+        }
     }
 }
 
@@ -136,6 +151,12 @@ static void call_release_streams(struct call *c)
 
 static void call_free(struct call *c)
 {
+    if (c->limits) {
+        /* The one place a call ends: in-flight slots can never leak. */
+        long long tokens = c->has_usage ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;
+        lx_limits_req_end(c->limits, tokens);
+        c->limits = NULL;
+    }
     call_release_streams(c);
     if (c->json) {
         cJSON_Delete(c->json);
@@ -156,7 +177,7 @@ static void call_free(struct call *c)
     lx_free(c);
 }
 
-#define CALL_MAX_HEADERS 12
+#define CALL_MAX_HEADERS 20
 
 /* Common response headers naming the deployment that answered. */
 static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
@@ -177,7 +198,13 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
             h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-api-base"), c->api_base};
         }
     }
-    if (c->retry_after[0]) {
+    size_t nl = c->limits ? lx_limits_req_headers(c->limits, h + n) : 0;
+    bool limit_retry = false;
+    for (size_t i = n; i < n + nl; i++) {
+        limit_retry = limit_retry || lx_str_eq_c(h[i].name, "retry-after");
+    }
+    n += nl;
+    if (c->retry_after[0] && !limit_retry) {
         h[n++] = (struct lx_http_header){LX_STR("retry-after"), lx_str_c(c->retry_after)};
     }
     return n;
@@ -1034,8 +1061,6 @@ static void start_upstream(struct call *c)
     lx_http_on_drain(c->req, on_client_drain, c);
 }
 
-/* ---- entry ---- */
-
 /*
  * A wildcard group (a model_name with one star) forwards the part of the
  * requested model the star matched: model_name "openai/<star>" with model
@@ -1058,6 +1083,145 @@ static const char *resolve_wildcard(struct lx_http_request *req, const struct lx
     return lx_arena_printf(&req->arena, "%.*s%.*s%s", (int)(up_star - dep->upstream_model),
                            dep->upstream_model, LX_STR_FMT(cap), up_star + 1);
 }
+
+/* ---- deployment choice and rate limits ---- */
+
+static void set_deployment(struct call *c, const struct lx_deployment *dep)
+{
+    c->dep = dep;
+    c->upstream_model = resolve_wildcard(c->req, c->group, dep, c->model);
+    struct lx_str base = lx_provider_api_base(dep);
+    const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
+    c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
+}
+
+/*
+ * The router's pick, unless that deployment is known to be over its rpm/tpm
+ * this minute: then another deployment of the group with room, or NULL
+ * when none has room.
+ */
+static const struct lx_deployment *pick_deployment(struct call *c)
+{
+    const struct lx_model_group *g = c->group;
+    struct lx_limits *lim = c->px->limits;
+    const struct lx_deployment *d = lx_router_pick(g);
+    if (!lx_limits_deployment_full(lim, d)) {
+        return d;
+    }
+    size_t start = lx_rand_below(g->n);
+    for (size_t i = 0; i < g->n; i++) {
+        const struct lx_deployment *cand = g->deployments[(start + i) % g->n];
+        if (!lx_limits_deployment_full(lim, cand)) {
+            return cand;
+        }
+    }
+    return NULL;
+}
+
+/* Admitted: answer locally or call the deployment. */
+static void call_go(struct call *c)
+{
+    if (c->dep->missing_env) {
+        call_error(c, 500, NULL, NULL,
+                   "Model group '%s' is not usable: environment variable %s is not set on the "
+                   "gateway",
+                   c->dep->model_name, c->dep->missing_env);
+        return;
+    }
+    const struct lx_provider_ops *ops = lx_provider_ops_for(c->dep->provider.kind);
+    bool translating = ops && (ops->translate_response || ops->translate_event || ops->stream_feed);
+    if (!c->json && (c->client || c->dep->has_mock_response || translating)) {
+        c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
+        if (!cJSON_IsObject(c->json)) {
+            call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
+            return;
+        }
+    }
+    if (c->client && c->stream && !c->client_state) {
+        c->client_state = c->client->stream_new(&c->req->arena, c->json);
+        if (!c->client_state) {
+            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
+            return;
+        }
+        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
+        c->client_sse_init = true;
+    }
+    if (c->dep->has_mock_response) {
+        answer_mock(c);
+        return;
+    }
+    c->api_key = c->dep->api_key;
+    start_upstream(c);
+}
+
+static void admit(struct call *c);
+
+static void on_admit_result(struct call *c, int rc)
+{
+    if (rc == 0) {
+        call_go(c);
+        return;
+    }
+    enum lx_limits_kind kind;
+    int bad = lx_limits_req_refused(c->limits, &kind);
+    const char *scope = lx_limits_req_scope_name(c->limits, bad);
+    if (scope && strncmp(scope, "deployment:", 11) == 0) {
+        /* This deployment is full this minute; another one of the group may have room. */
+        const struct lx_deployment *next = c->group->n > 1 ? pick_deployment(c) : NULL;
+        if (next && next != c->dep) {
+            lx_limits_req_end(c->limits, 0);
+            c->limits = NULL;
+            set_deployment(c, next);
+            admit(c);
+            return;
+        }
+        if (c->group->n > 1) {
+            c->dep = NULL;
+            call_error(c, 429, NULL, NULL,
+                       "Rate limit exceeded for model group '%s': every deployment is over its "
+                       "rpm/tpm limit. Retry in %ds.",
+                       c->group->name, lx_limits_req_retry_after(c->limits));
+            return;
+        }
+    }
+    char msg[600];
+    lx_limits_req_message(c->limits, msg, sizeof(msg));
+    /* Refused before any deployment was called: no deployment headers, no spend record. */
+    c->dep = NULL;
+    call_error(c, 429, NULL, NULL, "%s", msg);
+}
+
+static void on_admitted(void *ud, int result)
+{
+    struct call *c = ud;
+    lx_http_on_abort(c->req, NULL, NULL);
+    on_admit_result(c, result);
+}
+
+/*
+ * Rate-limit admission of the call on its deployment: global and deployment
+ * scopes from the config, key, user, team and per-model scopes from the
+ * caller's identity (the model as the request named it, as LiteLLM keys
+ * model_rpm_limit).
+ */
+static void admit(struct call *c)
+{
+    struct lx_limits_req *lr = lx_limits_req_new(c->px->limits);
+    lx_limits_req_add_config(lr, c->cfg, c->dep);
+    if (c->id && !c->id->is_master) {
+        lx_limits_req_add_identity(lr, c->id, c->model.p);
+    }
+    c->limits = lr;
+    int rc = lx_limits_admit(lr, on_admitted, c);
+    if (rc == LX_EAGAIN) {
+        /* Waiting for Redis: a client that leaves ends the call (and the admission). */
+        lx_http_on_abort(c->req, on_client_abort, c);
+        return;
+    }
+    on_admit_result(c, rc);
+}
+
+/* ---- entry ---- */
 
 static const char *required_field(enum lx_endpoint ep)
 {
@@ -1181,40 +1345,11 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
                    (int)LX_MIN(model.n, 256), model.p);
         return;
     }
-    c->dep = lx_router_pick(g);
-    c->upstream_model = resolve_wildcard(req, g, c->dep, model);
-    struct lx_str base = lx_provider_api_base(c->dep);
-    const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
-    c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
-    if (c->dep->missing_env) {
-        call_error(c, 500, NULL, NULL,
-                   "Model group '%s' is not usable: environment variable %s is not set on the "
-                   "gateway",
-                   c->dep->model_name, c->dep->missing_env);
-        return;
-    }
-    const struct lx_provider_ops *ops = lx_provider_ops_for(c->dep->provider.kind);
-    bool translating = ops && (ops->translate_response || ops->translate_event || ops->stream_feed);
-    if (c->client || c->dep->has_mock_response || translating) {
-        c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
-        if (!cJSON_IsObject(c->json)) {
-            call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
-            return;
-        }
-    }
-    if (c->client && c->stream) {
-        c->client_state = c->client->stream_new(&req->arena, c->json);
-        if (!c->client_state) {
-            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
-            return;
-        }
-        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
-        c->client_sse_init = true;
-    }
-    if (c->dep->has_mock_response) {
-        answer_mock(c);
-        return;
-    }
-    c->api_key = c->dep->api_key;
-    start_upstream(c);
+    c->group = g;
+    /* NUL-terminated copy: the caller's buffer does not outlive an admission waiting for Redis. */
+    c->model = (struct lx_str){lx_arena_strndup(&req->arena, model.p, model.n), model.n};
+    const struct lx_deployment *dep = pick_deployment(c);
+    /* Every deployment over its rpm/tpm: the admission below refuses with the details. */
+    set_deployment(c, dep ? dep : lx_router_pick(g));
+    admit(c);
 }

@@ -70,6 +70,9 @@ static void set_config(struct lx_proxy *px, struct lx_config *cfg)
         const char *k = cfg->general.master_key;
         SHA256((const unsigned char *)k, strlen(k), px->master_hash);
     }
+    if (px->limits) {
+        lx_limits_set_config(px->limits, cfg);
+    }
     if (old) {
         lx_config_unref(old);
     }
@@ -82,6 +85,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
     px->loop = loop;
     px->up = up;
     px->env = *env;
+    px->limits = lx_limits_new(loop, lx_limits_table_global());
     px->master_id = lx_identity_new_master();
     px->store = env->store;
     if (px->store) {
@@ -96,6 +100,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
 
 void lx_proxy_free(struct lx_proxy *px)
 {
+    lx_limits_free(px->limits);
     lx_store_port_close(px->store_port);
     px->store_port = NULL;
     lx_ledger_writer_free(px->ledger_writer);

@@ -33,8 +33,8 @@
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
 #include "router/router.h"
-#include "spend/cost.h"
 #include "spend/budget.h"
+#include "spend/cost.h"
 #include "spend/usage.h"
 
 #define SSE_MAX_EVENT_BYTES (8u << 20)

@@ -24,6 +24,7 @@
 #include "log/log.h"
 #include "proxy/proxy.h"
 #include "spend/budget.h"
+#include "spend/endpoints.h"
 #include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -309,6 +310,7 @@ static int start_ledger(struct main_state *m, const struct lx_config *cfg, struc
         lx_budget_free(m->budget);
         return err->code ? err->code : LX_EIO;
     }
+    lx_spend_endpoints_set_budget(m->budget);
     LX_INFO("spend journal: %s", dir);
     return 0;
 }
@@ -343,6 +345,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
             lx_free(m.workers);
             if (m.ledger) {
                 lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+                lx_spend_endpoints_set_budget(NULL);
                 lx_budget_free(m.budget);
             }
             lx_config_unref(m.cfg);
@@ -435,6 +438,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     if (m.ledger) {
         /* Every worker (and its journal writer) is gone: commit what the journal holds. */
         lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+        lx_spend_endpoints_set_budget(NULL);
         lx_budget_free(m.budget);
     }
     lx_config_unref(m.cfg);

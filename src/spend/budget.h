@@ -21,6 +21,11 @@
  * its start; calls already running finish, so the overshoot is at most the
  * calls in flight when the budget ran out.
  *
+ * A reset sets a scope's spend_nanos to minus what this process still has
+ * pending for it: those calls ran before the reset and belong to the old
+ * period, and their commits bring the scope back to 0. Resets run on the
+ * ledger thread, between batches, so no commit of ours races them.
+ *
  * Resets: once a second the ledger thread zeroes spend_nanos and advances
  * budget_reset_at (now + budget_duration) for the keys, users and teams whose
  * reset time passed (guarded on the old budget_reset_at, so two instances
@@ -73,8 +78,24 @@ int64_t lx_budget_spend(struct lx_budget *b, enum lx_budget_scope kind, const ch
 /* Spend journaled by this process and not committed yet, over every scope. */
 int64_t lx_budget_pending_global(struct lx_budget *b);
 
-/* The scope's spend was set to 0 in the store (an admin reset): forget what came before. */
-void lx_budget_reset(struct lx_budget *b, enum lx_budget_scope kind, const char *id);
+/*
+ * Ask the ledger thread to reset a scope's spend (POST /user/reset_budget).
+ * Returns a ticket for lx_budget_reset_poll. Any thread.
+ */
+uint64_t lx_budget_request_reset(struct lx_budget *b, enum lx_budget_scope kind, const char *id);
+
+/*
+ * Whether the reset of `ticket` ran: false while queued. Once it ran, fills
+ * *out_rc (0 or the store's error), *out_found (the scope's row existed),
+ * *out_max_budget (nano-USD, LX_NO_LIMIT when unset) and *out_reset_at
+ * (unix seconds, 0 when unset), and forgets the ticket. Any thread.
+ */
+bool lx_budget_reset_poll(struct lx_budget *b, uint64_t ticket, int *out_rc, bool *out_found,
+                          int64_t *out_max_budget, int64_t *out_reset_at);
+
+/* Called when a reset is queued, to wake the thread that runs lx_budget_tick. */
+typedef void (*lx_budget_wake_fn)(void *ud);
+void lx_budget_set_waker(struct lx_budget *b, lx_budget_wake_fn fn, void *ud);
 
 /* ---- ledger hooks ---- */
 

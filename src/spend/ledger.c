@@ -431,6 +431,16 @@ static void ledger_main(void *arg)
 
 /* ---- public ---- */
 
+/* A budget reset was queued: run a pass now. */
+static void wake_for_budget(void *ud)
+{
+    struct lx_ledger *l = ud;
+    uv_mutex_lock(&l->lock);
+    l->flush_req = true;
+    uv_cond_signal(&l->wake);
+    uv_mutex_unlock(&l->lock);
+}
+
 struct lx_ledger *lx_ledger_start(const struct lx_ledger_opts *o, struct lx_error *err)
 {
     if (lx_journal_mkdir(o->dir, err)) {
@@ -481,6 +491,9 @@ struct lx_ledger *lx_ledger_start(const struct lx_ledger_opts *o, struct lx_erro
         return NULL;
     }
     l->thread_started = true;
+    if (l->budget) {
+        lx_budget_set_waker(l->budget, wake_for_budget, l);
+    }
     return l;
 }
 
@@ -512,6 +525,9 @@ int lx_ledger_flush(struct lx_ledger *l, uint64_t timeout_ms)
 
 void lx_ledger_stop(struct lx_ledger *l, uint64_t timeout_ms)
 {
+    if (l->budget) {
+        lx_budget_set_waker(l->budget, NULL, NULL);
+    }
     if (l->thread_started) {
         for (struct seg *s = head(l); s; s = s->next) {
             atomic_store(&s->closed, true);

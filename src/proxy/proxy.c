@@ -164,12 +164,10 @@ static void unauthorized(struct lx_http_request *req, const char *type, const ch
     lx_proxy__error(req, 401, type, NULL, "%s", msg);
 }
 
-static bool is_master_key(const struct lx_proxy *px, struct lx_str key)
+static bool is_master_key(const struct lx_proxy *px, const unsigned char h[SHA256_DIGEST_LENGTH])
 {
     /* Compare digests in constant time: neither length nor content leaks through timing. */
-    unsigned char h[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key.p, key.n, h);
-    return CRYPTO_memcmp(h, px->master_hash, sizeof(h)) == 0;
+    return CRYPTO_memcmp(h, px->master_hash, SHA256_DIGEST_LENGTH) == 0;
 }
 
 /* ---- health ---- */
@@ -420,7 +418,8 @@ static void unknown_key(struct lx_proxy *px, struct lx_http_request *req, int rc
         /* No master key: the gateway is open; an unknown key is just no key. */
         route(px, req, px->master_id, t);
     } else if (rc == LX_EAUTH) {
-        unauthorized(req, "authentication_error", "Authentication Error: invalid API key.");
+        unauthorized(req, "authentication_error",
+                     "Authentication Error, Invalid proxy server token passed.");
     } else if (rc == LX_ECANCELED) {
         lx_proxy__error(req, 503, NULL, NULL, "The gateway is shutting down");
     } else {
@@ -473,7 +472,10 @@ static void authenticate(struct lx_proxy *px, struct lx_http_request *req, const
                      "<key>'.");
         return;
     }
-    if (px->has_master && is_master_key(px, key)) {
+    /* One digest serves the master-key comparison and the virtual-key lookup. */
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key.p, key.n, h);
+    if (px->has_master && is_master_key(px, h)) {
         route(px, req, px->master_id, t);
         return;
     }
@@ -485,7 +487,7 @@ static void authenticate(struct lx_proxy *px, struct lx_http_request *req, const
     *p = (struct pending_auth){px, req, *t, NULL};
     struct lx_identity *ident = NULL;
     int rc =
-        lx_auth_resolve(px->store, px->store_port, key, &ident, on_key_resolved, p, &p->lookup);
+        lx_auth_resolve(px->store, px->store_port, key, h, &ident, on_key_resolved, p, &p->lookup);
     if (rc == LX_EAGAIN) {
         lx_http_on_abort(req, on_pending_abort, p);
         return;

@@ -61,6 +61,7 @@ before(async () => {
     model_list: [
       mockDeployment(mock, { name: 'mini', upstream: 'gpt-4o-mini', directives: U }),
       mockDeployment(mock, { name: 'mini-default', upstream: 'gpt-4o-mini' }),
+      mockDeployment(mock, { name: 'mini-cached', upstream: 'gpt-4o-mini', directives: { ...U, cache_read: 1024 } }),
       mockDeployment(mock, { name: 'emb', upstream: 'text-embedding-3-small' }),
       mockDeployment(mock, {
         name: 'override', upstream: 'my-finetune', directives: U,
@@ -118,6 +119,21 @@ test('OpenAI pass-through: the cost header is tokens x price', async () => {
     .withResponse();
   assertCostHeader(r2.response.headers.get('x-litellm-response-cost'),
     expectedNanos(PRICES['gpt-4o-mini'], r2.data.usage), 'openai, mock usage');
+});
+
+test('OpenAI cached prompt tokens are priced at the cache-read rate, streams included', async () => {
+  const { data, response } = await client.chat.completions
+    .create({ model: 'mini-cached', messages: [{ role: 'user', content: 'Hello' }] }).withResponse();
+  assert.equal(data.usage.prompt_tokens_details.cached_tokens, 1024);
+  const nanos = expectedNanos(PRICES['gpt-4o-mini'], data.usage);
+  assert.equal(nanos, (210 * 150000 + 1024 * 75000 + 567 * 600000) / 1000);
+  assertCostHeader(response.headers.get('x-litellm-response-cost'), nanos, 'openai cached');
+  const s = await collectStream(proxy.baseURL, '/v1/chat/completions',
+    { model: 'mini-cached', stream: true, messages: [{ role: 'user', content: 'Hello' }] });
+  assert.equal(s.status, 200);
+  const cost = await loggedCost(s.headers.get('x-litellm-call-id'));
+  assert.equal(cost.cached, 1024);
+  assert.equal(parseFloat(cost.usd), nanos / 1e9);
 });
 
 test('Anthropic upstream: cache reads and writes are priced at their own rates', async () => {

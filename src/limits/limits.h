@@ -84,11 +84,7 @@ struct lx_limits_table *lx_limits_table_global(void);
 /* Separate tables, for tests. */
 struct lx_limits_table *lx_limits_table_new(void);
 void lx_limits_table_free(struct lx_limits_table *t);
-/*
- * Window length in seconds (default 60). Tests shorten it through the
- * LLMUX_TEST_LIMIT_WINDOW_S environment variable, read by
- * lx_limits_table_global; never set in production.
- */
+/* Window length in seconds (default 60), for tests. */
 void lx_limits_table_set_window(struct lx_limits_table *t, int seconds);
 /* Fix the clock (unix seconds) for tests; 0 = the real clock. */
 void lx_limits_table_set_now(struct lx_limits_table *t, int64_t now_s);

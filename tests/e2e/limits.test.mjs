@@ -8,9 +8,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
 import {
-  startMock, startLlmux, mockDeployment, cleanupTempDirs, collectStream, request, chatBody,
-  sleep, waitFor, MASTER_KEY,
+  startMock, startLlmux, mockDeployment, cleanupTempDirs, collectStream, openStream, request,
+  chatBody, sleep, waitFor, MASTER_KEY,
 } from './lib/harness.mjs';
 import { startRedis } from './lib/redis.mjs';
 
@@ -275,6 +279,65 @@ general_settings:
     assert.equal(response.headers.get('x-ratelimit-limit-tokens'), '1000000');
     const rem = Number(response.headers.get('x-ratelimit-remaining-requests'));
     assert.ok(rem >= 0 && rem < 1000);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('virtual keys: key, user (user_config), per-model and parallel limits; slots released on abort', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'llmux-limits-'));
+  const proxy = await startLlmux({
+    model_list: [local('demo'), local('other'), mockDeployment(mock, { name: 'slow', directives: { chunks: 40, interval_ms: 50 } })],
+    user_config: [{ user_id: 'basic_user', user_role: 'app_user', rpm_limit: 2, tpm_limit: 10000 }],
+    general_settings: { master_key: MASTER_KEY, database_url: `sqlite:///${path.join(dir, 'limits.db')}` },
+  }, { workers: 2 });
+  const gen = async (body) => {
+    const r = await request(proxy.baseURL, '/key/generate', { body });
+    assert.equal(r.status, 200, r.text);
+    return r.json.key;
+  };
+  const as = (key, model, extra) => request(proxy.baseURL, '/chat/completions', { key, body: chatBody(model, extra) });
+  try {
+    await freshWindow(15);
+    // The tutorial's user_config rpm_limit, across the user's keys.
+    const u1 = await gen({ user_id: 'basic_user' });
+    const u2 = await gen({ user_id: 'basic_user' });
+    assert.equal((await as(u1, 'demo')).status, 200);
+    const second = await as(u2, 'demo');
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.get('x-ratelimit-limit-requests'), '2');
+    assert.equal(second.headers.get('x-ratelimit-remaining-requests'), '0');
+    assert.equal(second.headers.get('x-ratelimit-limit-tokens'), '10000');
+    assert429(await as(u1, 'demo'), /^Rate limit exceeded for user 'basic_user': rpm_limit 2 reached/);
+
+    // A key's own rpm_limit; the message never shows the key.
+    const k = await gen({ rpm_limit: 1 });
+    assert.equal((await as(k, 'demo')).status, 200);
+    const r = await as(k, 'demo');
+    assert429(r, /^Rate limit exceeded for key: rpm_limit 1 reached/);
+    assert.ok(!r.text.includes(k) && !r.text.includes(k.slice(3)), 'no key in the error');
+
+    // model_rpm_limit: per model of the key.
+    const km = await gen({ model_rpm_limit: { demo: 1 } });
+    assert.equal((await as(km, 'demo')).status, 200);
+    assert429(await as(km, 'demo'), /^Rate limit exceeded for model 'demo' of key: model_rpm_limit 1 reached/);
+    assert.equal((await as(km, 'other')).status, 200);
+
+    // max_parallel_requests: in-flight calls; a client that leaves frees its slot.
+    const kp = await gen({ max_parallel_requests: 1 });
+    const ac = new AbortController();
+    const s = await openStream(proxy.baseURL, '/chat/completions', chatBody('slow', { stream: true }), { key: kp, signal: ac.signal });
+    assert.equal(s.status, 200);
+    assert.ok(await s.next(), 'first event');
+    const busy = await as(kp, 'demo');
+    assert429(busy, /^Rate limit exceeded for key: max_parallel_requests 1 reached/);
+    ac.abort();
+    await s.rest().catch(() => {});
+    await waitFor(async () => (await as(kp, 'demo')).status === 200, { timeoutMs: 3000, what: 'the aborted stream to free its slot' });
+    // Finished calls free theirs too, whatever their outcome.
+    for (let i = 0; i < 5; i++) assert.equal((await as(kp, 'demo')).status, 200);
+    assert.equal((await as(kp, 'no-such-model')).status, 400);
+    assert.equal((await as(kp, 'demo')).status, 200);
   } finally {
     await proxy.stop();
   }

@@ -61,7 +61,33 @@ const struct lx_admin_route *lx_admin_find(struct lx_str path, enum lx_http_meth
         *out_known_path = true;
         *out_allowed_method = routes[i].method;
     }
+    /* LiteLLM's path form POST /key/{key}/regenerate. */
+    static const struct lx_str pre = LX_STR("/key/"), post = LX_STR("/regenerate");
+    if (path.n > pre.n + post.n && lx_str_has_prefix(path, pre) &&
+        memcmp(path.p + path.n - post.n, post.p, post.n) == 0) {
+        if (m == LX_HTTP_POST) {
+            return lx_admin_find(LX_STR("/key/regenerate"), m, out_known_path, out_allowed_method);
+        }
+        *out_known_path = true;
+        *out_allowed_method = LX_HTTP_POST;
+    }
     return NULL;
+}
+
+struct lx_str lx_admin__path_key(struct lx_str path)
+{
+    if (lx_str_has_prefix(path, LX_STR("/v1/"))) {
+        path = lx_str_sub(path, 3);
+    }
+    static const struct lx_str pre = LX_STR("/key/"), post = LX_STR("/regenerate");
+    if (path.n <= pre.n + post.n || !lx_str_has_prefix(path, pre)) {
+        return LX_STR_NULL;
+    }
+    struct lx_str k = {path.p + pre.n, path.n - pre.n - post.n};
+    if (memcmp(k.p + k.n, post.p, post.n) != 0 || memchr(k.p, '/', k.n)) {
+        return LX_STR_NULL;
+    }
+    return k;
 }
 
 /* ---- roles ---- */

@@ -43,6 +43,7 @@
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
 #include "router/router.h"
+#include "spend/budget.h"
 #include "spend/cost.h"
 #include "spend/usage.h"
 
@@ -1794,6 +1795,13 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         if (!lx_auth_model_allowed(c->id, model, msg, sizeof(msg), &type) &&
             !(g && lx_auth_model_allowed(c->id, lx_str_c(g->name), NULL, 0, &type))) {
             call_error(c, 401, type, "model", "%s", msg);
+            return;
+        }
+    }
+    if (c->px->env.budget) {
+        char msg[256];
+        if (lx_budget_check(c->px->env.budget, c->cfg, c->id, msg, sizeof(msg)) == LX_EBUDGET) {
+            call_error(c, 400, "budget_exceeded", NULL, "%s", msg);
             return;
         }
     }

@@ -223,8 +223,9 @@ static void on_reset_poll(void *ud, int rc, const struct lx_store_result *res,
     if (!lx_budget_reset_poll(b, op->ticket, &reset_rc, &found, &max, &reset_at)) {
         if (lx_mono_ms() > op->deadline) {
             reset_op_free(ctx);
-            lx_admin_respond_error(ctx, 503, "The budget reset did not run in time; the "
-                                             "database may be unavailable. Try again.");
+            lx_admin_respond_error(ctx, 503,
+                                   "The budget reset did not run in time; the "
+                                   "database may be unavailable. Try again.");
             return;
         }
         struct lx_store_stmt st = {"SELECT 1 AS one", NULL, 0};
@@ -303,8 +304,7 @@ LX_TESTABLE int lx_spend__parse_date_ms(const char *s, int64_t *out)
 {
     unsigned long long y, mo, d, h = 0, mi = 0, se = 0;
     size_t n = strlen(s);
-    if (n < 10 || s[4] != '-' || s[7] != '-' ||
-        lx_str_to_u64((struct lx_str){s, 4}, 9999, &y) ||
+    if (n < 10 || s[4] != '-' || s[7] != '-' || lx_str_to_u64((struct lx_str){s, 4}, 9999, &y) ||
         lx_str_to_u64((struct lx_str){s + 5, 2}, 12, &mo) ||
         lx_str_to_u64((struct lx_str){s + 8, 2}, 31, &d) || mo == 0 || d == 0 || y < 1970) {
         return -1;
@@ -328,8 +328,7 @@ LX_TESTABLE int lx_spend__parse_date_ms(const char *s, int64_t *out)
     return 0;
 }
 
-static void on_logs(void *ud, int rc, const struct lx_store_result *res,
-                    const struct lx_error *err)
+static void on_logs(void *ud, int rc, const struct lx_store_result *res, const struct lx_error *err)
 {
     struct lx_admin_ctx *ctx = ud;
     if (rc) {
@@ -439,8 +438,7 @@ static int top_limit(struct lx_admin_ctx *ctx, long long *out)
     const char *v = lx_admin_query(ctx, "limit");
     unsigned long long n = TOP_DEFAULT;
     if (v && v[0] && (lx_str_to_u64(lx_str_c(v), TOP_MAX, &n) || n == 0)) {
-        lx_admin_respond_error_param(ctx, 400, "limit", "Invalid limit: expected 1 to %d",
-                                     TOP_MAX);
+        lx_admin_respond_error_param(ctx, 400, "limit", "Invalid limit: expected 1 to %d", TOP_MAX);
         return -1;
     }
     *out = (long long)n;
@@ -479,9 +477,10 @@ void lx_spend_global_keys(struct lx_admin_ctx *ctx)
         return;
     }
     struct lx_store_param p = LX_SP_I(limit);
-    struct lx_store_stmt st = {"SELECT token, key_alias, key_name, user_id, spend_nanos FROM lx_keys"
-                               " ORDER BY spend_nanos DESC, token LIMIT $1",
-                               &p, 1};
+    struct lx_store_stmt st = {
+        "SELECT token, key_alias, key_name, user_id, spend_nanos FROM lx_keys"
+        " ORDER BY spend_nanos DESC, token LIMIT $1",
+        &p, 1};
     int rc = lx_store_exec(ctx->port, &st, 1, on_top_keys, ctx);
     if (rc) {
         lx_admin_respond_store_error(ctx, rc, NULL);

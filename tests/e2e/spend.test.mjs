@@ -56,7 +56,7 @@ test('every answered call is one spend_logs row, streams and failures included',
     const s = await collectStream(proxy.baseURL, '/chat/completions', chatBody('gpt-4o', { stream: true }));
     assert.equal(s.status, 200);
     ids.push(s.headers.get('x-litellm-call-id'));
-    const m = await request(proxy.baseURL, '/chat/completions', { body: chatBody('local') });
+    const m = await request(proxy.baseURL, '/chat/completions', { body: chatBody('local', { user: 'end-user-7' }) });
     assert.equal(m.status, 200);
     ids.push(m.headers.get('x-litellm-call-id'));
     const bad = await request(proxy.baseURL, '/chat/completions', { body: chatBody('broken') });
@@ -72,7 +72,7 @@ test('every answered call is one spend_logs row, streams and failures included',
     const row = sql(db, `SELECT call_type, model, model_group, custom_llm_provider, api_base, status, applied FROM lx_spend_logs WHERE request_id = '${ids[0]}'`);
     assert.equal(row, `acompletion|gpt-4o-mini|gpt-4o|openai|${mock.apiBase()}|success|1`);
     assert.equal(sql(db, `SELECT status, spend_nanos FROM lx_spend_logs WHERE request_id = '${badId}'`), 'failure|0');
-    assert.equal(sql(db, `SELECT model_group FROM lx_spend_logs WHERE request_id = '${ids[6]}'`), 'local');
+    assert.equal(sql(db, `SELECT model_group, end_user FROM lx_spend_logs WHERE request_id = '${ids[6]}'`), 'local|end-user-7');
     const t = sql(db, `SELECT start_time_ms <= end_time_ms AND end_time_ms > ${Date.now() - 60_000} FROM lx_spend_logs WHERE request_id = '${ids[5]}'`);
     assert.equal(t, '1');
     assert.ok(sql(db, `SELECT model_id FROM lx_spend_logs WHERE request_id = '${ids[5]}'`).length > 0);
@@ -311,6 +311,39 @@ test('user budget from user_config, /user/reset_budget, and budget_duration rese
     assert.equal((await chat(proxy.baseURL, k2)).status, 400);
     await waitFor(async () => (await chat(proxy.baseURL, k2)).status === 200, { timeoutMs: 8000, intervalMs: 250, what: 'budget reset' });
     assert.match(proxy.logs(), /budget reset: key/);
+  } finally {
+    assert.equal(await proxy.stop(), 0);
+  }
+});
+
+test('budget overshoot under concurrency is bounded by the calls in flight', async () => {
+  const dir = mkdtempSync(path.join(work, 'overshoot-'));
+  const db = path.join(dir, 'llmux.db');
+  const cfg = budgetConfig(db);
+  cfg.model_list = [mockDeployment(mock, { name: 'gpt-4o', params: PRICED, directives: { latency_ms: 20 } })];
+  const proxy = await startLlmux(cfg, { workers: 2 });
+  try {
+    const c = costOf(await chat(proxy.baseURL, MASTER_KEY));
+    const allowed = 6; // calls that can start under the budget one at a time
+    const key = await generateKey(proxy.baseURL, { max_budget: (allowed - 0.5) * c });
+    const concurrency = 4;
+    let ok = 0;
+    let refused = 0;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      for (let i = 0; i < 10; i++) {
+        const r = await chat(proxy.baseURL, key);
+        if (r.status === 200) ok++;
+        else if (r.status === 400 && r.json?.error?.type === 'budget_exceeded') refused++;
+        else assert.fail(`unexpected ${r.status} ${r.text}`);
+      }
+    }));
+    assert.equal(ok + refused, concurrency * 10);
+    assert.ok(ok >= allowed, `at least the ${allowed} calls under budget were served (${ok})`);
+    assert.ok(ok <= allowed + concurrency - 1, `overshoot ${ok - allowed} <= calls in flight (${concurrency - 1})`);
+    await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs WHERE applied = 0') === '0'
+      && Number(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'")) === ok + 1, { what: 'rows committed' });
+    assert.equal(sql(db, 'SELECT SUM(spend_nanos) FROM lx_keys WHERE max_budget_nanos IS NOT NULL'),
+      sql(db, 'SELECT SUM(s.spend_nanos) FROM lx_spend_logs s JOIN lx_keys k ON k.token = s.api_key WHERE k.max_budget_nanos IS NOT NULL'));
   } finally {
     assert.equal(await proxy.stop(), 0);
   }

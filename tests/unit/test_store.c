@@ -683,9 +683,52 @@ LX_TEST(pg_outage)
     lx_store_port_close(p);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    /* A restart between two statements, while the store is up, costs no error. */
+    LX_CHECK_INT(pg_ctl("stop"), 0);
+    LX_CHECK_INT(pg_ctl("start"), 0);
+    LX_CHECK_INT(exec1(s, "SELECT 1 AS v", NULL), 0);
+    LX_CHECK(lx_store_is_up(s));
     printf("postgresql outage: failed in %.1f ms, up again %.0f ms after the restart\n", fail_ms,
            back_ms);
     lx_store_close(s);
+}
+
+/* Two instances starting together on an empty database: both open, v1 applied once. */
+static void opener(void *arg)
+{
+    struct lx_error err = {0};
+    struct lx_store **out = arg;
+    *out = lx_store_open(g_url, &err);
+    if (!*out) {
+        fprintf(stderr, "  concurrent open: %s\n", err.msg);
+    }
+}
+
+LX_TEST(concurrent_open)
+{
+    struct lx_store *s = open_store();
+    if (!s) {
+        LX_CHECK(0);
+        return;
+    }
+    drop_all(s);
+    lx_store_close(s);
+    struct lx_store *a = NULL, *b = NULL;
+    uv_thread_t ta, tb;
+    uv_thread_create(&ta, opener, &a);
+    uv_thread_create(&tb, opener, &b);
+    uv_thread_join(&ta);
+    uv_thread_join(&tb);
+    LX_CHECK(a != NULL);
+    LX_CHECK(b != NULL);
+    if (a) {
+        struct lx_store_result *r = NULL;
+        LX_CHECK_INT(exec1(a, "SELECT COUNT(*) AS n FROM lx_schema_migrations", &r), 0);
+        LX_CHECK_INT(lx_store_cell_int(r, 0, "n", -1), (int64_t)lx_store_n_migrations);
+        lx_store_result_free(r);
+    }
+    lx_store_close(a);
+    lx_store_close(b);
 }
 
 LX_TEST(open_failures)
@@ -704,6 +747,38 @@ LX_TEST(open_failures)
 
 static int g_passed, g_total;
 
+/*
+ * Create (or drop) database `name` through the server of `url`; on create,
+ * g_url becomes `url` with that database.
+ */
+static int with_database(const char *url, const char *name, bool create)
+{
+    struct lx_error err = {0};
+    struct lx_store *s = lx_store_open(url, &err);
+    if (!s) {
+        fprintf(stderr, "postgresql: %s\n", err.msg);
+        return -1;
+    }
+    char sql[160];
+    snprintf(sql, sizeof(sql), "%s DATABASE %s%s", create ? "CREATE" : "DROP",
+             create ? "" : "IF EXISTS ", name);
+    if (create) {
+        char drop[160];
+        snprintf(drop, sizeof(drop), "DROP DATABASE IF EXISTS %s", name);
+        (void)exec1(s, drop, NULL);
+    }
+    int rc = exec1(s, sql, NULL);
+    lx_store_close(s);
+    if (rc == 0 && create) {
+        const char *host = strstr(url, "://");
+        const char *slash = host ? strchr(host + 3, '/') : NULL;
+        const char *query = slash ? strchr(slash, '?') : NULL;
+        size_t head = slash ? (size_t)(slash - url) : strlen(url);
+        snprintf(g_url, sizeof(g_url), "%.*s/%s%s", (int)head, url, name, query ? query : "");
+    }
+    return rc;
+}
+
 static void run_engine(void)
 {
     int passed = 0, total = 0;
@@ -714,6 +789,7 @@ static void run_engine(void)
     LX_RUN(async_port);
     LX_RUN(port_close_cancels);
     LX_RUN(threads);
+    LX_RUN(concurrent_open);
     g_passed += passed;
     g_total += total;
 }
@@ -746,11 +822,20 @@ int main(void)
 
     const char *pg = getenv("LX_TEST_PG_URL");
     if (pg && *pg) {
+        /* A database of our own, so that other test binaries may share the cluster. */
+        char dbname[64];
+        snprintf(dbname, sizeof(dbname), "lx_test_store_%ld", (long)getpid());
+        if (with_database(pg, dbname, true) != 0) {
+            printf("0 passed, 1 failed\n");
+            return 1;
+        }
         g_engine = "postgresql";
-        snprintf(g_url, sizeof(g_url), "%s", pg);
         run_engine();
         if (getenv("LX_TEST_PG_CTL")) {
             LX_RUN(pg_outage);
+        }
+        if (with_database(pg, dbname, false) != 0) {
+            total++;
         }
     } else {
         printf("postgresql: LX_TEST_PG_URL not set, engine cases ran on SQLite only\n");

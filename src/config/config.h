@@ -176,6 +176,8 @@ struct lx_general_settings {
     double send_timeout;  /* default 120: a client that reads nothing for this long is dropped */
     double drain_timeout; /* default 30: SIGTERM waits this long for in-flight requests */
     double max_header_size_kb; /* default 32 */
+    /* Seconds a virtual key's identity is served from memory before a re-read; default 30. */
+    double user_api_key_cache_ttl;
 };
 
 struct lx_litellm_settings {

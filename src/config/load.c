@@ -1063,6 +1063,7 @@ static const struct field general_fields[] = {
     FLD("send_timeout", FK_DBL, B_POS, GS, send_timeout),
     FLD("drain_timeout", FK_DBL, B_POS, GS, drain_timeout),
     FLD("max_header_size_kb", FK_DBL, B_POS, GS, max_header_size_kb),
+    FLD("user_api_key_cache_ttl", FK_DBL, B_POS, GS, user_api_key_cache_ttl),
 };
 #undef GS
 
@@ -2348,6 +2349,7 @@ static void set_defaults(struct lx_config *cfg)
     g->global_max_rpm = -1;
     g->global_max_tpm = -1;
     g->health_check_interval = 300;
+    g->user_api_key_cache_ttl = 30;
     g->request_header_timeout = 30;
     g->request_body_timeout = 60;
     g->keepalive_timeout = 65;

@@ -1157,6 +1157,7 @@ struct ant_stream {
     struct usage usage;
     const char *finish; /* static string, or NULL before message_delta */
     bool include_usage; /* stream_options.include_usage */
+    bool has_usage;     /* the upstream reported usage (message_start or message_delta) */
     bool started;       /* message_start seen */
     bool done;          /* message_stop or error seen: later events are ignored */
     size_t n_tools;
@@ -1299,6 +1300,7 @@ static int on_message_start(struct ant_stream *s, const cJSON *d, struct lx_buf 
     if (read_usage(lx_json_get(msg, "usage"), &s->usage, false)) {
         return ev_fail(err, "message_start with invalid usage");
     }
+    s->has_usage = s->has_usage || cJSON_IsObject(lx_json_get(msg, "usage"));
     memcpy(s->id, id.p, id.n);
     s->id[id.n] = '\0';
     if (model.p) {
@@ -1406,6 +1408,7 @@ static int on_message_delta(struct ant_stream *s, const cJSON *d, struct lx_erro
     if (read_usage(lx_json_get(d, "usage"), &s->usage, true)) {
         return ev_fail(err, "message_delta with invalid usage");
     }
+    s->has_usage = s->has_usage || cJSON_IsObject(lx_json_get(d, "usage"));
     return 0;
 }
 
@@ -1522,8 +1525,22 @@ static int anthropic_event(void *state, const struct lx_sse_event *ev, struct lx
     return rc;
 }
 
+static bool anthropic_stream_usage(void *state, struct lx_usage *out)
+{
+    const struct ant_stream *s = state;
+    const struct usage *u = &s->usage;
+    *out = (struct lx_usage){
+        .prompt_tokens = u->input + u->cache_creation + u->cache_read,
+        .completion_tokens = u->output,
+        .cache_read_tokens = u->cache_read,
+        .cache_creation_tokens = u->cache_creation,
+    };
+    return s->has_usage;
+}
+
 const struct lx_provider_ops lx_provider_anthropic = {
     .name = "anthropic",
+    .stream_usage = anthropic_stream_usage,
     .build_request = anthropic_build,
     .translate_response = anthropic_response,
     .translate_error = anthropic_error,

@@ -1292,6 +1292,7 @@ struct br_stream {
     struct usage usage;
     const char *finish; /* static string, or NULL before messageStop */
     bool include_usage; /* stream_options.include_usage */
+    bool has_usage;     /* a metadata event reported usage */
     bool started;       /* messageStart seen */
     bool stopped;       /* messageStop seen */
     bool done;          /* [DONE] or an error event written: later messages are ignored */
@@ -1543,6 +1544,7 @@ static int on_metadata(struct br_stream *s, const cJSON *d)
     if (read_usage(lx_json_get(d, "usage"), &s->usage)) {
         return ev_fail(s, "metadata with invalid usage");
     }
+    s->has_usage = s->has_usage || cJSON_IsObject(lx_json_get(d, "usage"));
     return finish_stream(s);
 }
 
@@ -1692,8 +1694,22 @@ static int bedrock_stream_end(void *state, struct lx_buf *out, struct lx_error *
     return rc;
 }
 
+static bool bedrock_stream_usage(void *state, struct lx_usage *out)
+{
+    const struct br_stream *s = state;
+    const struct usage *u = &s->usage;
+    *out = (struct lx_usage){
+        .prompt_tokens = u->input + u->cache_read + u->cache_write,
+        .completion_tokens = u->output,
+        .cache_read_tokens = u->cache_read,
+        .cache_creation_tokens = u->cache_write,
+    };
+    return s->has_usage;
+}
+
 const struct lx_provider_ops lx_provider_bedrock = {
     .name = "bedrock",
+    .stream_usage = bedrock_stream_usage,
     .build_request = bedrock_build,
     .translate_response = bedrock_response,
     .translate_error = bedrock_error,

@@ -1370,8 +1370,9 @@ struct gem_stream {
     int64_t created;
     struct usage usage;
     bool include_usage;
-    bool started; /* the role chunk went out */
-    bool done;    /* [DONE] or an error went out: later events are ignored */
+    bool has_usage; /* an event carried usageMetadata */
+    bool started;   /* the role chunk went out */
+    bool done;      /* [DONE] or an error went out: later events are ignored */
     size_t n_tools;
     char id[64];
     char model[GEM_MAX_NAME + 1];
@@ -1593,6 +1594,7 @@ static int dispatch(struct gem_stream *s, const cJSON *d, struct lx_buf *out, st
     if (um && read_usage(um, &s->usage)) {
         return ev_fail(err, "invalid usageMetadata");
     }
+    s->has_usage = s->has_usage || cJSON_IsObject(um);
     struct lx_str rid = lx_json_str_of(lx_json_get(d, "responseId"));
     struct lx_str model = lx_json_str_of(lx_json_get(d, "modelVersion"));
     struct lx_str block =
@@ -1657,8 +1659,21 @@ static int gemini_event(void *state, const struct lx_sse_event *ev, struct lx_bu
     return rc;
 }
 
+static bool gemini_stream_usage(void *state, struct lx_usage *out)
+{
+    const struct gem_stream *s = state;
+    const struct usage *u = &s->usage;
+    *out = (struct lx_usage){
+        .prompt_tokens = u->prompt,
+        .completion_tokens = u->candidates + u->thoughts,
+        .cache_read_tokens = u->cached,
+    };
+    return s->has_usage;
+}
+
 const struct lx_provider_ops lx_provider_gemini = {
     .name = "gemini",
+    .stream_usage = gemini_stream_usage,
     .build_request = gemini_build,
     .translate_response = gemini_response,
     .translate_error = gemini_error,

@@ -767,8 +767,9 @@ struct oll_stream {
     int64_t created;
     long long prompt, completion;
     bool include_usage;
-    bool started; /* the role chunk went out */
-    bool done;    /* [DONE] or an error went out: later bytes are ignored */
+    bool has_usage; /* the done:true line reported counts */
+    bool started;   /* the role chunk went out */
+    bool done;      /* [DONE] or an error went out: later bytes are ignored */
     size_t n_tools;
     char id[48];
     char model[OLL_MAX_NAME + 1];
@@ -951,6 +952,7 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
     }
     s->prompt = prompt;
     s->completion = completion;
+    s->has_usage = true;
     struct lx_jw w;
     chunk_begin(s, &w);
     choice_begin(&w);
@@ -1042,8 +1044,16 @@ static int ollama_end(void *state, struct lx_buf *out, struct lx_error *err)
     return 1;
 }
 
+static bool ollama_stream_usage(void *state, struct lx_usage *out)
+{
+    const struct oll_stream *s = state;
+    *out = (struct lx_usage){.prompt_tokens = s->prompt, .completion_tokens = s->completion};
+    return s->has_usage;
+}
+
 const struct lx_provider_ops lx_provider_ollama = {
     .name = "ollama",
+    .stream_usage = ollama_stream_usage,
     .build_request = ollama_build,
     .translate_response = ollama_response,
     .translate_error = ollama_error,

@@ -24,7 +24,32 @@ static const char *endpoint_suffix(enum lx_endpoint ep)
     }
 }
 
-/* "model" plus one SET_IF_ABSENT edit per deployment default. */
+/*
+ * Whether to ask the upstream for the usage chunk of a stream
+ * (stream_options.include_usage, OpenAI's chat and legacy completions) that
+ * the client did not ask for: llmux bills every stream from the usage the
+ * provider reports. Not for servers known to reject the parameter: Mistral's
+ * API refuses unknown fields (and sends usage in its last chunk anyway), and
+ * Azure accepts stream_options only from API version 2024-09-01-preview.
+ */
+static bool wants_usage_option(const struct lx_provider_call *call)
+{
+    if (!call->stream || call->include_usage || call->endpoint == LX_EP_EMBEDDINGS) {
+        return false;
+    }
+    const struct lx_deployment *dep = call->dep;
+    const char *name = dep->provider.name ? dep->provider.name : "";
+    if (!strcmp(name, "mistral") || !strcmp(name, "codestral")) {
+        return false;
+    }
+    if (dep->provider.kind == LX_PROVIDER_AZURE && dep->api_version &&
+        strncmp(dep->api_version, "2024-09-01", 10) < 0) {
+        return false;
+    }
+    return true;
+}
+
+/* "model", the usage option of streams, and one SET_IF_ABSENT edit per deployment default. */
 static int rewrite_body(const struct lx_provider_call *call, struct lx_buf *out,
                         struct lx_error *err)
 {
@@ -39,6 +64,25 @@ static int rewrite_body(const struct lx_provider_call *call, struct lx_buf *out,
         return lx_error_set(err, rc, "model name too long");
     }
     edits[n++] = (struct lx_json_edit){LX_STR("model"), lx_buf_str(&model_json), LX_JSON_SET};
+    struct lx_buf so_json;
+    lx_buf_init(&so_json, 64 + call->stream_options.n);
+    if (wants_usage_option(call)) {
+        struct lx_str so = call->stream_options;
+        rc = LX_EINVAL;
+        if (so.p && so.p[0] == '{') {
+            /* Keep the client's other stream options; only include_usage changes. */
+            const struct lx_json_edit iu = {LX_STR("include_usage"), LX_STR("true"), LX_JSON_SET};
+            rc = lx_json_rewrite(so, &iu, 1, &so_json);
+        }
+        if (rc) {
+            lx_buf_reset(&so_json);
+            rc = lx_buf_append_c(&so_json, "{\"include_usage\":true}");
+        }
+        if (rc == 0) {
+            edits[n++] =
+                (struct lx_json_edit){LX_STR("stream_options"), lx_buf_str(&so_json), LX_JSON_SET};
+        }
+    }
     char *printed[LX_JSON_MAX_EDITS];
     size_t n_printed = 0;
     if (dep->extra_params) {
@@ -66,6 +110,7 @@ static int rewrite_body(const struct lx_provider_call *call, struct lx_buf *out,
         cJSON_free(printed[i]);
     }
     lx_buf_fini(&model_json);
+    lx_buf_fini(&so_json);
     if (rc == LX_ETOOBIG) {
         return lx_error_set(err, rc, "Request body too large");
     }

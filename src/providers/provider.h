@@ -20,6 +20,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/str.h"
+#include "spend/usage.h"
 #include "upstream/upstream.h"
 
 enum lx_endpoint {
@@ -40,6 +41,14 @@ struct lx_provider_call {
     const char *api_key;        /* resolved provider key, or NULL */
     const char *upstream_model; /* the model name to send upstream (wildcards resolved) */
     struct lx_arena *arena;
+    /*
+     * The client's raw stream_options value (a slice of body, empty when
+     * absent) and whether it asked for the usage chunk. An OpenAI-compatible
+     * stream always asks its upstream for usage, to bill it; the pipeline
+     * drops that chunk when the client did not ask.
+     */
+    struct lx_str stream_options;
+    bool include_usage;
 };
 
 /* The upstream request a provider built. */
@@ -95,6 +104,13 @@ struct lx_provider_ops {
      * non-zero when it ended in the middle of a frame. Used with stream_feed.
      */
     int (*stream_end)(void *state, struct lx_buf *out, struct lx_error *err);
+    /*
+     * The usage a translated stream has seen so far, in OpenAI's terms,
+     * whether or not the client asked for the usage chunk. Returns true when
+     * the upstream reported usage. May be called at any point before
+     * stream_free; NULL for pass-through providers.
+     */
+    bool (*stream_usage)(void *state, struct lx_usage *out);
 };
 
 /* Anthropic Messages API (anthropic.c). */

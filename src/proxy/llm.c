@@ -22,6 +22,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "auth/auth.h"
 #include "core/alloc.h"
 #include "core/rand.h"
 #include "core/time.h"
@@ -31,6 +32,8 @@
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
 #include "router/router.h"
+#include "spend/cost.h"
+#include "spend/usage.h"
 
 #define SSE_MAX_EVENT_BYTES (8u << 20)
 #define LX_MODEL_NAME_MAX 256
@@ -72,7 +75,46 @@ struct call {
     double timeout_s;       /* the upstream timeout that applies, for messages */
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
     bool recorded;          /* the spend record is journaled */
+    /*
+     * Accounting, final before the response completes (call_settle): the
+     * provider's real usage of the deployment that answered, and its cost in
+     * nano-USD (0 when the model has no price). has_usage is false when the
+     * answer reported none (an error, a stream cut before its usage).
+     */
+    struct lx_usage usage;
+    int64_t cost_nanos;
+    bool has_usage;
+    bool include_usage;           /* the client asked for the stream's usage chunk */
+    struct lx_str stream_options; /* the client's raw stream_options, or empty */
+    bool settled;                 /* cost_nanos computed */
 };
+
+/* Record usage from the answer (the last report wins: stream reports are cumulative). */
+static void call_set_usage(struct call *c, const struct lx_usage *u)
+{
+    c->usage = *u;
+    c->has_usage = true;
+}
+
+/*
+ * Fix the call's usage and cost, once, before the response completes: a
+ * translated stream's usage is read from its translation state (which the
+ * client may not have asked to see), then the usage is priced.
+ */
+static void call_settle(struct call *c)
+{
+    if (c->settled) {
+        return;
+    }
+    c->settled = true;
+    struct lx_usage u;
+    if (c->stream_state && c->ops->stream_usage && c->ops->stream_usage(c->stream_state, &u)) {
+        call_set_usage(c, &u);
+    }
+    if (c->has_usage && c->dep) {
+        c->cost_nanos = lx_cost_for_deployment(c->dep, c->upstream_model, &c->usage);
+    }
+}
 
 /*
  * Stream translation states live in the request arena: release them while
@@ -80,6 +122,7 @@ struct call {
  */
 static void call_release_streams(struct call *c)
 {
+    call_settle(c);
     if (c->stream_state && c->ops->stream_free) {
         c->ops->stream_free(c->stream_state);
     }
@@ -202,6 +245,7 @@ static void call_record(struct call *c, bool success)
         return;
     }
     c->recorded = true;
+    call_settle(c);
     int64_t end = wall_ms();
     uint64_t elapsed_ns = lx_mono_ns() - c->req->start_ns;
     struct lx_spend_record r = {
@@ -217,6 +261,13 @@ static void call_record(struct call *c, bool success)
         .end_time_ms = end,
         .is_failure = !success,
     };
+    if (c->has_usage) {
+        r.prompt_tokens = c->usage.prompt_tokens;
+        r.completion_tokens = c->usage.completion_tokens;
+        r.total_tokens = lx_usage_total(&c->usage);
+        r.cache_read_tokens = c->usage.cache_read_tokens;
+        r.spend_nanos = success ? c->cost_nanos : 0; /* a failed call costs nothing */
+    }
     const struct lx_identity *id = c->id;
     if (id && !id->is_master) {
         r.api_key = id->token[0] ? id->token : NULL;
@@ -234,6 +285,14 @@ static void call_respond(struct call *c, int status, struct lx_str body)
 {
     struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, false);
+    char cost[LX_COST_USD_MAX];
+    call_settle(c);
+    if (status >= 200 && status < 300 && c->has_usage) {
+        /* As LiteLLM prints it; streams carry no cost header (it is not known when headers leave).
+         */
+        lx_cost_format_usd(c->cost_nanos, cost, sizeof(cost));
+        h[n++] = (struct lx_http_header){LX_STR("x-litellm-response-cost"), lx_str_c(cost)};
+    }
     struct lx_http_request *req = c->req;
     struct lx_buf translated;
     lx_buf_init(&translated, LX_MAX(c->resp.limit, 1u << 20));
@@ -375,6 +434,8 @@ static void mock_stream(struct call *c, const char *content, long prompt_tokens,
     const char *object = chat ? "chat.completion.chunk" : "text_completion";
     const char *model = c->upstream_model;
     long created = (long)lx_wall_s();
+    call_set_usage(c, &(struct lx_usage){.prompt_tokens = prompt_tokens,
+                                         .completion_tokens = completion_tokens});
     struct lx_buf b, delta;
     lx_buf_init(&b, 64u << 20);
     lx_buf_init(&delta, 16u << 20);
@@ -458,6 +519,7 @@ static void mock_embeddings(struct call *c)
         rc = rc ? rc : lx_buf_append_c(&b, "]}");
     }
     long pt = estimate_tokens(input);
+    call_set_usage(c, &(struct lx_usage){.prompt_tokens = pt});
     rc = rc ? rc : lx_buf_append_c(&b, "],\"model\":");
     rc = rc ? rc : lx_json_append_string(&b, lx_str_c(c->upstream_model));
     rc = rc ? rc
@@ -488,6 +550,7 @@ static void answer_mock(struct call *c)
         mock_stream(c, content, pt, ct, include_usage);
         return;
     }
+    call_set_usage(c, &(struct lx_usage){.prompt_tokens = pt, .completion_tokens = ct});
     char uuid[37];
     lx_uuid4(uuid);
     bool chat = c->ep == LX_EP_CHAT;
@@ -572,6 +635,20 @@ static int on_up_headers(void *ud, int status)
     return 0;
 }
 
+/* A raw JSON value that is an empty array ("[]", whitespace allowed inside). */
+static bool is_empty_array(struct lx_str v)
+{
+    if (v.n < 2 || v.p[0] != '[' || v.p[v.n - 1] != ']') {
+        return false;
+    }
+    for (size_t i = 1; i + 1 < v.n; i++) {
+        if (v.p[i] != ' ' && v.p[i] != '\t' && v.p[i] != '\n' && v.p[i] != '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
 static int on_sse_event(void *ud, const struct lx_sse_event *ev)
 {
     struct call *c = ud;
@@ -584,9 +661,20 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
      * client's SDK would fail on it with a parse error instead of an API error.
      */
     if (!lx_str_eq_c(ev->data, "[DONE]")) {
-        struct lx_str usage;
-        if (lx_json_find_top(ev->data, LX_STR("usage"), &usage) == LX_EINVAL) {
+        static const struct lx_str keys[] = {LX_STR("usage"), LX_STR("choices")};
+        struct lx_str v[2];
+        if (lx_json_find_top_many(ev->data, keys, 2, v)) {
             return lx_error_set(&c->xlate_err, LX_EUPSTREAM, "an event is not valid JSON");
+        }
+        if (v[0].p && !lx_str_eq_c(v[0], "null")) {
+            struct lx_usage u;
+            if (lx_usage_parse_openai(v[0], &u) == 0) {
+                call_set_usage(c, &u);
+            }
+            /* The usage-only chunk llmux asked for on the client's behalf: not relayed. */
+            if (!c->include_usage && is_empty_array(v[1])) {
+                return 0;
+            }
         }
     }
     return lx_sse_append_event(&c->out, ev->name, ev->data);
@@ -788,6 +876,16 @@ static void relay_error(struct call *c)
                c->up_status, c->dep->model_name);
 }
 
+/* The usage of an OpenAI-format answer we built (a translated response). */
+static void take_usage(struct call *c, struct lx_str body)
+{
+    struct lx_str raw = LX_STR_NULL;
+    struct lx_usage u;
+    if (lx_json_find_top(body, LX_STR("usage"), &raw) == 0 && lx_usage_parse_openai(raw, &u) == 0) {
+        call_set_usage(c, &u);
+    }
+}
+
 static void on_up_done(void *ud, int result, const struct lx_error *err)
 {
     struct call *c = ud;
@@ -839,13 +937,18 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
                  c->dep->model_name, xerr.msg);
             return;
         }
+        take_usage(c, lx_buf_str(&out));
         call_respond(c, 200, lx_buf_str(&out));
         lx_buf_fini(&out);
         return;
     }
     /* Validate without building a tree: the scanner checks the whole object. */
-    struct lx_str usage;
+    struct lx_str usage = LX_STR_NULL;
     bool ok = lx_json_find_top(lx_buf_str(&c->resp), LX_STR("usage"), &usage) != LX_EINVAL;
+    struct lx_usage u;
+    if (ok && usage.p && lx_usage_parse_openai(usage, &u) == 0) {
+        call_set_usage(c, &u);
+    }
     if (!ok) {
         fail(c, 502,
              "Upstream returned a malformed response (not a JSON object) for model group "
@@ -881,6 +984,8 @@ static void start_upstream(struct call *c)
         .api_key = c->api_key,
         .upstream_model = c->upstream_model,
         .arena = &c->req->arena,
+        .stream_options = c->stream_options,
+        .include_usage = c->include_usage,
     };
     struct lx_provider_request pr = {.body = &c->up_body};
     struct lx_error err = {0};
@@ -1005,9 +1110,10 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
      * cJSON tree is built only when a translation or a local answer needs it.
      */
     const char *field = required_field(ep);
-    const struct lx_str keys[] = {LX_STR("model"), LX_STR("stream"), lx_str_c(field)};
-    struct lx_str vals[3];
-    if (lx_json_find_top_many(c->body, keys, 3, vals)) {
+    const struct lx_str keys[] = {LX_STR("model"), LX_STR("stream"), lx_str_c(field),
+                                  LX_STR("stream_options")};
+    struct lx_str vals[4];
+    if (lx_json_find_top_many(c->body, keys, 4, vals)) {
         call_error(c, 400, NULL, NULL,
                    "Malformed JSON in request body: expected a single JSON object");
         return;
@@ -1042,8 +1148,24 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         return;
     }
     c->stream = ep != LX_EP_EMBEDDINGS && sv.p && lx_str_eq_c(sv, "true");
+    c->stream_options = vals[3];
+    if (c->stream && vals[3].p && vals[3].p[0] == '{') {
+        struct lx_str iu = LX_STR_NULL;
+        c->include_usage =
+            lx_json_find_top(vals[3], LX_STR("include_usage"), &iu) == 0 && lx_str_eq_c(iu, "true");
+    }
 
     const struct lx_model_group *g = lx_config_find_group(c->cfg, model);
+    if (!c->id->is_master) {
+        /* A key may name an alias of a group it may use, or the group itself. */
+        char msg[1024];
+        const char *type = NULL;
+        if (!lx_auth_model_allowed(c->id, model, msg, sizeof(msg), &type) &&
+            !(g && lx_auth_model_allowed(c->id, lx_str_c(g->name), NULL, 0, &type))) {
+            call_error(c, 401, type, "model", "%s", msg);
+            return;
+        }
+    }
     if (!g || g->n == 0) {
         call_error(c, 400, NULL, "model",
                    "Invalid model name passed in model=%.*s. Call `/v1/models` to view available "

@@ -11,7 +11,9 @@
 #include <openssl/sha.h>
 
 #include "admin/admin.h"
+#include "auth/auth.h"
 #include "core/alloc.h"
+#include "core/time.h"
 #include "json/json.h"
 #include "log/log.h"
 #include "proxy/client.h"
@@ -63,6 +65,7 @@ static void set_config(struct lx_proxy *px, struct lx_config *cfg)
     struct lx_config *old = px->cfg;
     px->cfg = lx_config_ref(cfg);
     px->has_master = cfg->general.master_key && cfg->general.master_key[0];
+    lx_auth_cache_set_ttl_ms((uint64_t)(cfg->general.user_api_key_cache_ttl * 1000.0));
     if (px->has_master) {
         const char *k = cfg->general.master_key;
         SHA256((const unsigned char *)k, strlen(k), px->master_hash);
@@ -151,31 +154,17 @@ static struct lx_str presented_key(const struct lx_http_request *req)
     return LX_STR_NULL;
 }
 
-/*
- * The caller's identity (a new reference), or NULL when a 401 has been sent.
- * Without a master key every caller is the admin, as in LiteLLM.
- */
-static struct lx_identity *authenticate(struct lx_proxy *px, struct lx_http_request *req)
+static void unauthorized(struct lx_http_request *req, const char *type, const char *msg)
 {
-    if (!px->has_master) {
-        return lx_identity_ref(px->master_id);
-    }
-    struct lx_str key = presented_key(req);
-    if (key.n == 0) {
-        lx_proxy__error(req, 401, "authentication_error", NULL,
-                        "Authentication Error: no API key passed. Send 'Authorization: Bearer "
-                        "<key>'.");
-        return NULL;
-    }
+    lx_proxy__error(req, 401, type, NULL, "%s", msg);
+}
+
+static bool is_master_key(const struct lx_proxy *px, struct lx_str key)
+{
     /* Compare digests in constant time: neither length nor content leaks through timing. */
     unsigned char h[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)key.p, key.n, h);
-    if (CRYPTO_memcmp(h, px->master_hash, sizeof(h)) != 0) {
-        lx_proxy__error(req, 401, "authentication_error", NULL,
-                        "Authentication Error: invalid API key.");
-        return NULL;
-    }
-    return lx_identity_ref(px->master_id);
+    return CRYPTO_memcmp(h, px->master_hash, sizeof(h)) == 0;
 }
 
 /* ---- health ---- */
@@ -224,7 +213,16 @@ static int append_model(struct lx_buf *b, const char *id)
     return rc;
 }
 
-static void handle_models(struct lx_proxy *px, struct lx_http_request *req, struct lx_str id)
+/* Listed for the caller: the groups their key, user and team may all use. */
+static bool model_visible(const struct lx_identity *ident, const char *name)
+{
+    char msg[8];
+    const char *type;
+    return lx_auth_model_allowed(ident, lx_str_c(name), msg, sizeof(msg), &type);
+}
+
+static void handle_models(struct lx_proxy *px, struct lx_http_request *req,
+                          const struct lx_identity *ident, struct lx_str id)
 {
     const struct lx_config *cfg = px->cfg;
     struct lx_buf b;
@@ -233,7 +231,7 @@ static void handle_models(struct lx_proxy *px, struct lx_http_request *req, stru
     if (id.n) {
         const struct lx_model_group *g = NULL;
         for (size_t i = 0; i < cfg->n_groups; i++) {
-            if (lx_str_eq_c(id, cfg->groups[i].name)) {
+            if (lx_str_eq_c(id, cfg->groups[i].name) && model_visible(ident, cfg->groups[i].name)) {
                 g = &cfg->groups[i];
             }
         }
@@ -247,7 +245,7 @@ static void handle_models(struct lx_proxy *px, struct lx_http_request *req, stru
     } else {
         rc = lx_buf_append_c(&b, "{\"object\":\"list\",\"data\":[");
         for (size_t i = 0; i < cfg->n_groups && !rc; i++) {
-            if (cfg->groups[i].is_wildcard) {
+            if (cfg->groups[i].is_wildcard || !model_visible(ident, cfg->groups[i].name)) {
                 continue;
             }
             if (b.data[b.len - 1] == '}') {
@@ -379,8 +377,122 @@ static bool match_azure(struct lx_str path, enum route_id *out_id, struct lx_str
     return true;
 }
 
+/* Where an authenticated request goes. */
+struct target {
+    enum route_id id;
+    struct lx_str path_model; /* in the request's memory */
+    const struct lx_admin_route *admin;
+};
+
 static void route(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *ident,
-                  enum route_id id, struct lx_str path_model, const struct lx_admin_route *admin);
+                  const struct target *t);
+
+/* A request waiting for its key's store lookup. */
+struct pending_auth {
+    struct lx_proxy *px;
+    struct lx_http_request *req;
+    struct target t;
+    struct lx_auth_lookup *lookup;
+};
+
+/* Serve with a resolved identity (a reference the caller keeps) after its checks. */
+static void proceed(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *ident,
+                    const struct target *t)
+{
+    char msg[256];
+    const char *why = lx_auth_check(ident, lx_wall_s(), msg, sizeof(msg));
+    if (why) {
+        unauthorized(req, ident->blocked ? "auth_error" : "expired_key", why);
+        return;
+    }
+    route(px, req, ident, t);
+}
+
+static void unknown_key(struct lx_proxy *px, struct lx_http_request *req, int rc,
+                        const struct target *t)
+{
+    if (!px->has_master) {
+        /* No master key: the gateway is open; an unknown key is just no key. */
+        route(px, req, px->master_id, t);
+    } else if (rc == LX_EAUTH) {
+        unauthorized(req, "authentication_error", "Authentication Error: invalid API key.");
+    } else if (rc == LX_ECANCELED) {
+        lx_proxy__error(req, 503, NULL, NULL, "The gateway is shutting down");
+    } else {
+        lx_proxy__error(req, 503, NULL, NULL,
+                        "Authentication is temporarily unavailable: the key store cannot be "
+                        "reached. Try again shortly.");
+    }
+}
+
+static void on_pending_abort(struct lx_http_request *req, void *ud)
+{
+    (void)req;
+    struct pending_auth *p = ud;
+    lx_auth_lookup_cancel(p->lookup);
+    lx_free(p);
+}
+
+static void on_key_resolved(void *ud, int rc, struct lx_identity *ident)
+{
+    struct pending_auth *p = ud;
+    struct lx_http_request *req = p->req;
+    struct lx_proxy *px = p->px;
+    struct target t = p->t;
+    lx_http_on_abort(req, NULL, NULL);
+    lx_free(p);
+    if (rc) {
+        unknown_key(px, req, rc, &t);
+        return;
+    }
+    proceed(px, req, ident, &t);
+    lx_identity_unref(ident);
+}
+
+/*
+ * Authenticate and serve: the master key (constant-time), else a virtual key
+ * through the identity cache and the store. Without a master key the gateway
+ * is open (as LiteLLM's): every caller is the admin, except that a virtual
+ * key found in the store narrows what its holder may do.
+ */
+static void authenticate(struct lx_proxy *px, struct lx_http_request *req, const struct target *t)
+{
+    struct lx_str key = presented_key(req);
+    if (key.n == 0) {
+        if (!px->has_master) {
+            route(px, req, px->master_id, t);
+            return;
+        }
+        unauthorized(req, "authentication_error",
+                     "Authentication Error: no API key passed. Send 'Authorization: Bearer "
+                     "<key>'.");
+        return;
+    }
+    if (px->has_master && is_master_key(px, key)) {
+        route(px, req, px->master_id, t);
+        return;
+    }
+    if (!px->store) {
+        unknown_key(px, req, LX_EAUTH, t);
+        return;
+    }
+    struct pending_auth *p = lx_malloc(sizeof(*p));
+    *p = (struct pending_auth){px, req, *t, NULL};
+    struct lx_identity *ident = NULL;
+    int rc =
+        lx_auth_resolve(px->store, px->store_port, key, &ident, on_key_resolved, p, &p->lookup);
+    if (rc == LX_EAGAIN) {
+        lx_http_on_abort(req, on_pending_abort, p);
+        return;
+    }
+    lx_free(p);
+    if (rc) {
+        unknown_key(px, req, rc, t);
+        return;
+    }
+    proceed(px, req, ident, t);
+    lx_identity_unref(ident);
+}
 
 void lx_proxy_handle(struct lx_http_request *req, void *ud)
 {
@@ -427,26 +539,24 @@ void lx_proxy_handle(struct lx_http_request *req, void *ud)
         method_not_allowed(req, want);
         return;
     }
-    struct lx_identity *ident = NULL;
-    if (!open) {
-        ident = authenticate(px, req);
-        if (!ident) {
-            return;
-        }
-    }
-    route(px, req, ident, id, path_model, admin);
-    lx_identity_unref(ident);
-}
-
-/* Serve an authenticated (or open) request. */
-static void route(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *ident,
-                  enum route_id id, struct lx_str path_model, const struct lx_admin_route *admin)
-{
-    if (admin) {
-        lx_admin_dispatch(admin, req, ident, px->cfg, px->store, px->store_port);
+    struct target t = {id, path_model, admin};
+    if (open) {
+        route(px, req, NULL, &t);
         return;
     }
-    switch (id) {
+    authenticate(px, req, &t);
+}
+
+/* Serve an authenticated (or open: ident NULL) request. */
+static void route(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *ident,
+                  const struct target *t)
+{
+    struct lx_str path_model = t->path_model;
+    if (t->admin) {
+        lx_admin_dispatch(t->admin, req, ident, px->cfg, px->store, px->store_port);
+        return;
+    }
+    switch (t->id) {
     case R_HEALTH:
         handle_health(px, req);
         return;
@@ -457,10 +567,10 @@ static void route(struct lx_proxy *px, struct lx_http_request *req, struct lx_id
         handle_readiness(px, req);
         return;
     case R_MODELS:
-        handle_models(px, req, LX_STR_NULL);
+        handle_models(px, req, ident, LX_STR_NULL);
         return;
     case R_MODEL:
-        handle_models(px, req, path_model);
+        handle_models(px, req, ident, path_model);
         return;
     case R_CHAT:
         lx_proxy__llm(px, req, ident, LX_EP_CHAT, path_model, NULL);

@@ -23,6 +23,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "proxy/proxy.h"
+#include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
 
@@ -61,7 +62,8 @@ struct main_state {
     struct lx_config *cfg;
     int signals_seen;
     struct lx_store *store;
-    const char *db_url; /* the database_url the store was opened with (start config) */
+    struct lx_ledger *ledger; /* NULL without a store */
+    const char *db_url;       /* the database_url the store was opened with (start config) */
     struct lx_config *start_cfg;
 };
 
@@ -281,6 +283,31 @@ static void on_worker_exited(uv_async_t *a)
     }
 }
 
+/* How long a stop waits for the store to take the spend journal. */
+#define LEDGER_STOP_MS 10000
+
+/*
+ * The spend ledger over the store; it replays what a previous process left
+ * in the journal before any request is served.
+ */
+static int start_ledger(struct main_state *m, const struct lx_config *cfg, struct lx_error *err)
+{
+    char dir[4096];
+    if (lx_ledger_dir_for(cfg->general.database_url, cfg->general.spend_journal_dir, dir,
+                          sizeof(dir))) {
+        return lx_error_set(err, LX_ECONFIG,
+                            "cannot derive the spend journal directory; set "
+                            "general_settings.spend_journal_dir");
+    }
+    struct lx_ledger_opts o = {.dir = dir, .sink = lx_ledger_store_sink, .sink_ud = m->store};
+    m->ledger = lx_ledger_start(&o, err);
+    if (!m->ledger) {
+        return err->code ? err->code : LX_EIO;
+    }
+    LX_INFO("spend journal: %s", dir);
+    return 0;
+}
+
 int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, struct lx_error *err)
 {
     struct main_state m;
@@ -292,8 +319,13 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.start_cfg = lx_config_ref(cfg);
     m.db_url = cfg->general.database_url;
     m.store = opts->store;
-    m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
     int rc = 0;
+    if (m.store && start_ledger(&m, cfg, err)) {
+        lx_config_unref(m.cfg);
+        lx_config_unref(m.start_cfg);
+        return LX_EIO;
+    }
+    m.workers = lx_calloc((size_t)m.n, sizeof(*m.workers));
 
     /* All sockets first: with port 0 the first one picks the port the others share. */
     int port = opts->port;
@@ -304,6 +336,9 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
                 close(m.workers[k].listen_fd);
             }
             lx_free(m.workers);
+            if (m.ledger) {
+                lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+            }
             lx_config_unref(m.cfg);
             lx_config_unref(m.start_cfg);
             return fd;
@@ -330,6 +365,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->main = &m;
         w->env.num_workers = m.n;
         w->env.store = m.store;
+        w->env.ledger = m.ledger;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -389,6 +425,10 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     lx_free(m.workers);
+    if (m.ledger) {
+        /* Every worker (and its journal writer) is gone: commit what the journal holds. */
+        lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+    }
     lx_config_unref(m.cfg);
     lx_config_unref(m.start_cfg);
     if (rc == 0) {

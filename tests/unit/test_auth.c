@@ -3,6 +3,7 @@
 
 #include "admin/admin_int.h"
 #include "auth/auth_int.h"
+#include "config/config.h"
 #include "lx_test.h"
 
 static struct lx_identity *make_id(const char *token, const char *user, const char *team,
@@ -122,7 +123,7 @@ LX_TEST(rbac_table)
         {LX_ROLE_PROXY_ADMIN_VIEWER, false, true, true, false},
         {LX_ROLE_INTERNAL_USER, false, false, true, true},
         {LX_ROLE_INTERNAL_USER_VIEWER, false, false, true, false},
-        {LX_ROLE_APP_USER, false, false, false, false},
+        {LX_ROLE_APP_USER, false, false, true, false},
     };
     for (size_t i = 0; i < LX_ARRAY_LEN(rows); i++) {
         id->role = rows[i].role;
@@ -178,6 +179,128 @@ LX_TEST(query_strings)
     LX_CHECK(!lx_admin__url_decode(LX_STR("toolong"), out, 4));
 }
 
-LX_TEST_MAIN(LX_RUN(identity_refcount), LX_RUN(cache_ttl), LX_RUN(cache_replace),
-             LX_RUN(cache_invalidation), LX_RUN(cache_generation_race), LX_RUN(rbac_table),
-             LX_RUN(admin_route_lookup), LX_RUN(query_strings))
+LX_TEST(key_format_and_hash)
+{
+    char k1[LX_AUTH_KEY_LEN + 1], k2[LX_AUTH_KEY_LEN + 1];
+    LX_CHECK_INT(lx_auth_key_generate(k1, sizeof(k1)), 0);
+    LX_CHECK_INT(lx_auth_key_generate(k2, sizeof(k2)), 0);
+    LX_CHECK_INT(strlen(k1), 25);
+    LX_CHECK(strncmp(k1, "sk-", 3) == 0);
+    LX_CHECK(strcmp(k1, k2) != 0);
+    for (const char *p = k1 + 3; *p; p++) {
+        LX_CHECK((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                 *p == '-' || *p == '_');
+    }
+    char small[10];
+    LX_CHECK_INT(lx_auth_key_generate(small, sizeof(small)), LX_EIO);
+
+    char h[65];
+    lx_auth_key_hash(LX_STR("sk-1234"), h);
+    /* sha256("sk-1234") */
+    LX_CHECK_STR(h, "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b");
+    LX_CHECK(lx_auth_is_token(lx_str_c(h)));
+    LX_CHECK(!lx_auth_is_token(LX_STR("sk-1234")));
+    char t[65];
+    lx_auth_token_of(lx_str_c(h), t);
+    LX_CHECK_STR(t, h);
+    lx_auth_token_of(LX_STR("sk-1234"), t);
+    LX_CHECK_STR(t, h);
+
+    char m[32];
+    lx_auth_key_mask(LX_STR("sk-abcdefghijwxyz"), m, sizeof(m));
+    LX_CHECK_STR(m, "sk-...wxyz");
+    lx_auth_key_mask(LX_STR("sk-ab"), m, sizeof(m));
+    LX_CHECK_STR(m, "sk-...");
+}
+
+static void set_models(struct lx_identity *id, struct lx_strlist *l, const char **names, size_t n)
+{
+    l->items = lx_arena_alloc(&id->arena, (n ? n : 1) * sizeof(*l->items));
+    l->n = n;
+    for (size_t i = 0; i < n; i++) {
+        l->items[i] = names[i];
+    }
+}
+
+LX_TEST(model_intersection)
+{
+    struct lx_identity *id = lx_identity_new();
+    char msg[512];
+    const char *type = NULL;
+    /* Every list empty: everything. */
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+
+    const char *key_models[] = {"gpt-4", "gpt-3.5-turbo", "openai/*"};
+    set_models(id, &id->key.models, key_models, 3);
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("openai/gpt-4o"), msg, sizeof(msg), &type));
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("claude-3"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "key_model_access_denied");
+    LX_CHECK_STR(msg, "key not allowed to access model. This key can only access "
+                      "models=['gpt-4', 'gpt-3.5-turbo', 'openai/*']. Tried to access claude-3");
+
+    /* The user's list narrows the key's. */
+    const char *user_models[] = {"gpt-3.5-turbo"};
+    id->has_user = true;
+    set_models(id, &id->user.models, user_models, 1);
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-3.5-turbo"), msg, sizeof(msg), &type));
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "user_model_access_denied");
+
+    /* And the team's. */
+    const char *team_models[] = {"gpt-4"};
+    id->has_team = true;
+    set_models(id, &id->team.models, team_models, 1);
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("gpt-3.5-turbo"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "team_model_access_denied");
+
+    /* all-team-models defers the key to its team; all-proxy-models allows all. */
+    const char *defer[] = {"all-team-models"};
+    set_models(id, &id->key.models, defer, 1);
+    const char *everything[] = {"all-proxy-models"};
+    set_models(id, &id->user.models, everything, 1);
+    LX_CHECK(lx_auth_model_allowed(id, LX_STR("gpt-4"), msg, sizeof(msg), &type));
+    LX_CHECK(!lx_auth_model_allowed(id, LX_STR("claude-3"), msg, sizeof(msg), &type));
+    LX_CHECK_STR(type, "team_model_access_denied");
+    lx_identity_unref(id);
+
+    struct lx_identity *m = lx_identity_new_master();
+    set_models(m, &m->key.models, key_models, 1);
+    LX_CHECK(lx_auth_model_allowed(m, LX_STR("anything"), msg, sizeof(msg), &type));
+    lx_identity_unref(m);
+}
+
+LX_TEST(expiry_and_blocking)
+{
+    struct lx_identity *id = lx_identity_new();
+    char msg[256];
+    LX_CHECK(lx_auth_check(id, 1000, msg, sizeof(msg)) == NULL);
+    id->expires = 2000;
+    LX_CHECK(lx_auth_check(id, 1999, msg, sizeof(msg)) == NULL);
+    const char *why = lx_auth_check(id, 2000, msg, sizeof(msg));
+    LX_CHECK(why && strstr(why, "Expired Key") != NULL);
+    LX_CHECK(why && strstr(why, "1970-01-01T00:33:20+00:00") != NULL);
+    id->expires = 0;
+    id->blocked = true;
+    why = lx_auth_check(id, 1000, msg, sizeof(msg));
+    LX_CHECK(why && strstr(why, "Key is blocked") != NULL);
+    lx_identity_unref(id);
+}
+
+LX_TEST(role_names)
+{
+    static const char *names[] = {"proxy_admin", "proxy_admin_viewer", "internal_user",
+                                  "internal_user_viewer", "app_user"};
+    for (size_t i = 0; i < LX_ARRAY_LEN(names); i++) {
+        enum lx_user_role r = lx_user_role_parse(names[i]);
+        LX_CHECK(r != LX_ROLE_UNSET);
+        LX_CHECK_STR(lx_user_role_name(r), names[i]);
+    }
+    LX_CHECK_INT(lx_user_role_parse("root"), LX_ROLE_UNSET);
+    LX_CHECK_INT(lx_user_role_parse(""), LX_ROLE_UNSET);
+}
+
+LX_TEST_MAIN(LX_RUN(key_format_and_hash), LX_RUN(model_intersection), LX_RUN(expiry_and_blocking),
+             LX_RUN(role_names), LX_RUN(identity_refcount), LX_RUN(cache_ttl),
+             LX_RUN(cache_replace), LX_RUN(cache_invalidation), LX_RUN(cache_generation_race),
+             LX_RUN(rbac_table), LX_RUN(admin_route_lookup), LX_RUN(query_strings))

@@ -16,6 +16,7 @@
 #include "lx_test.h"
 #include "spend/journal.h"
 #include "spend/ledger.h"
+#include "store/store.h"
 
 /* ---- helpers ---- */
 
@@ -558,8 +559,113 @@ LX_TEST(test_dir_for)
     LX_CHECK_INT(lx_ledger_dir_for("sqlite:///", NULL, d, sizeof(d)), LX_EINVAL);
 }
 
-LX_TEST_MAIN(LX_RUN(test_dir_for); LX_RUN(test_crc32); LX_RUN(test_encode_decode);
-             LX_RUN(test_encode_limits); LX_RUN(test_resync);
+/* ---- the store sink over SQLite ---- */
+
+static int exec1(struct lx_store *s, const char *sql)
+{
+    struct lx_error err = {0};
+    struct lx_store_stmt st = {sql, NULL, 0};
+    int rc = lx_store_exec_sync(s, &st, 1, NULL, &err);
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", sql, err.msg);
+    }
+    return rc;
+}
+
+static int64_t query_int(struct lx_store *s, const char *sql)
+{
+    struct lx_error err = {0};
+    struct lx_store_stmt st = {sql, NULL, 0};
+    struct lx_store_result *r = NULL;
+    if (lx_store_exec_sync(s, &st, 1, &r, &err) != 0) {
+        fprintf(stderr, "%s: %s\n", sql, err.msg);
+        return -1;
+    }
+    int64_t v = r->n_rows && r->cells[0] ? lx_store_cell_int(r, 0, r->cols[0], -1) : -1;
+    lx_store_result_free(r);
+    return v;
+}
+
+LX_TEST(test_store_sink_exact_sums)
+{
+    char *dir = make_tmpdir();
+    char url[300], jdir[300];
+    snprintf(url, sizeof(url), "sqlite:///%s/llmux.db", dir);
+    snprintf(jdir, sizeof(jdir), "%s/journal", dir);
+    struct lx_error err = {0};
+    struct lx_store *s = lx_store_open(url, &err);
+    LX_CHECK(s != NULL);
+    if (!s) {
+        fprintf(stderr, "store: %s\n", err.msg);
+        lx_free(dir);
+        return;
+    }
+    LX_CHECK_INT(exec1(s, "INSERT INTO lx_keys (token, key_name, user_id, team_id, created_at,"
+                          " updated_at) VALUES ('k1', 'sk-...k1', 'u1', 't1', 0, 0),"
+                          " ('k2', 'sk-...k2', 'u1', NULL, 0, 0)"),
+                 0);
+    LX_CHECK_INT(exec1(s, "INSERT INTO lx_users (user_id, created_at, updated_at) VALUES"
+                          " ('u1', 0, 0), ('u2', 0, 0)"),
+                 0);
+    LX_CHECK_INT(exec1(s, "INSERT INTO lx_teams (team_id, created_at, updated_at) VALUES"
+                          " ('t1', 0, 0)"),
+                 0);
+    LX_CHECK_INT(exec1(s, "INSERT INTO lx_team_members (team_id, user_id, created_at) VALUES"
+                          " ('t1', 'u1', 0)"),
+                 0);
+
+    struct lx_ledger_opts o = {
+        .dir = jdir, .sink = lx_ledger_store_sink, .sink_ud = s, .batch_max = 64};
+    struct lx_ledger *l = lx_ledger_start(&o, &err);
+    LX_CHECK(l != NULL);
+    struct lx_ledger_writer *w = lx_ledger_writer_new(l);
+    struct lx_buf file;
+    lx_buf_init(&file, 1 << 22);
+    int64_t k1 = 0, k2 = 0;
+    for (int i = 0; i < 1000; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "s%d", i);
+        struct lx_spend_record r = rec(id, 1000003 + i);
+        bool first = i % 3 != 0;
+        r.api_key = first ? "k1" : "k2";
+        r.user_id = "u1";
+        r.team_id = first ? "t1" : NULL;
+        *(first ? &k1 : &k2) += r.spend_nanos;
+        LX_CHECK_INT(lx_ledger_record(w, &r), 0);
+        if (i < 100) {
+            LX_CHECK_INT(lx_journal_encode(&r, &file), 0);
+        }
+    }
+    LX_CHECK_INT(lx_ledger_flush(l, 10000), 0);
+    lx_ledger_writer_free(w);
+    lx_ledger_stop(l, 1000);
+
+    /* A replay of records already in the store changes nothing. */
+    write_file(jdir, "seg-1-replay-000000.lxj", file.data, file.len);
+    l = lx_ledger_start(&o, &err);
+    struct lx_ledger_stats st;
+    lx_ledger_get_stats(l, &st);
+    LX_CHECK_INT(st.replayed, 100);
+    lx_ledger_stop(l, 1000);
+
+    LX_CHECK_INT(query_int(s, "SELECT COUNT(*) FROM lx_spend_logs"), 1000);
+    LX_CHECK_INT(query_int(s, "SELECT COUNT(*) FROM lx_spend_logs WHERE applied = 0"), 0);
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_keys WHERE token = 'k1'"), k1);
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_keys WHERE token = 'k2'"), k2);
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_users WHERE user_id = 'u1'"), k1 + k2);
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_users WHERE user_id = 'u2'"), 0);
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_teams WHERE team_id = 't1'"), k1);
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_team_members WHERE team_id = 't1'"), k1);
+    LX_CHECK_INT(query_int(s, "SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE api_key = 'k1'"),
+                 k1);
+    lx_buf_fini(&file);
+    lx_store_close(s);
+    rm_rf(dir);
+    lx_free(dir);
+}
+
+LX_TEST_MAIN(LX_RUN(test_store_sink_exact_sums); LX_RUN(test_dir_for); LX_RUN(test_crc32);
+             LX_RUN(test_encode_decode); LX_RUN(test_encode_limits); LX_RUN(test_resync);
              LX_RUN(test_ledger_commits_everything); LX_RUN(test_ledger_rotates_segments);
              LX_RUN(test_ledger_store_down_then_back);
              LX_RUN(test_ledger_stop_keeps_uncommitted_for_replay);

@@ -4,7 +4,8 @@
  * block a loop).
  *
  * Parameters go out typed, in text format: text as OID 25, integers as OID
- * 20 (int8) written in decimal, NULL untyped (OID 0, PostgreSQL infers it).
+ * 20 (int8) written in decimal, NULL untyped (OID 0, PostgreSQL infers it)
+ * unless the statement tests it with `$n IS NULL` (then text).
  * Results come back in text format.
  *
  * Connection loss. Before a statement, an idle connection whose socket is
@@ -40,12 +41,22 @@
 static void set_conn_error(PGconn *c, int code, struct lx_error *err, const char *what)
 {
     const char *m = c ? PQerrorMessage(c) : "out of memory";
-    size_t n = strlen(m);
-    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) {
+    /* One line for the logs: libpq's messages span several, with tabs. */
+    char line[400];
+    size_t n = 0;
+    for (const char *p = m; *p && n + 1 < sizeof(line); p++) {
+        bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
+        if (space && (n == 0 || line[n - 1] == ' ')) {
+            continue;
+        }
+        line[n++] = space ? ' ' : *p;
+    }
+    while (n > 0 && line[n - 1] == ' ') {
         n--;
     }
+    line[n] = '\0';
     /* libpq's connection messages name host, port and user, never the password. */
-    lx_error_set(err, code, "postgresql: %s%s%.*s", what, n ? ": " : "", (int)LX_MIN(n, 400), m);
+    lx_error_set(err, code, "postgresql: %s%s%s", what, n ? ": " : "", line);
 }
 
 /* Notices ("relation already exists, skipping") are not errors: libpq would print them. */
@@ -220,6 +231,48 @@ static int collect(PGresult *res, struct lx_store_result **out, struct lx_error 
     return 0;
 }
 
+/*
+ * Is parameter n tested with "$n IS [NOT] NULL" (outside quotes)? PostgreSQL
+ * cannot infer a type from that test alone, so a NULL sent there goes as
+ * text (any other use of the parameter then has to accept text too, as
+ * `$1 IS NULL OR user_id = $1` does).
+ */
+bool lx_store__pg_null_tested(const char *sql, size_t n)
+{
+    for (const char *p = sql; *p; p++) {
+        if (*p == '\'' || *p == '"') {
+            char q = *p++;
+            while (*p && *p != q) {
+                p++;
+            }
+            if (!*p) {
+                break;
+            }
+            continue;
+        }
+        if (*p != '$' || p[1] < '0' || p[1] > '9') {
+            continue;
+        }
+        size_t v = 0;
+        const char *d = p + 1;
+        while (*d >= '0' && *d <= '9' && v < 100000) {
+            v = v * 10 + (size_t)(*d++ - '0');
+        }
+        if (v != n) {
+            continue;
+        }
+        const char *w = d;
+        while (*w == ' ' || *w == '\t' || *w == '\n' || *w == ')') {
+            w++;
+        }
+        if (w > d && (w[0] == 'I' || w[0] == 'i') && (w[1] == 'S' || w[1] == 's') &&
+            (w[2] == ' ' || w[2] == '\t' || w[2] == '\n')) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int run_one(PGconn *c, const struct lx_store_stmt *stmt, struct lx_store_result **out,
                    struct lx_error *err)
 {
@@ -248,7 +301,7 @@ static int run_one(PGconn *c, const struct lx_store_stmt *stmt, struct lx_store_
             types[i] = OID_TEXT;
             vals[i] = p->s;
         } else {
-            types[i] = 0;
+            types[i] = lx_store__pg_null_tested(stmt->sql, i + 1) ? OID_TEXT : 0;
             vals[i] = NULL;
         }
     }

@@ -198,6 +198,19 @@ LX_TEST(placeholders)
     LX_CHECK_STR(money, "SELECT $ || $a");
 }
 
+LX_TEST(null_tests)
+{
+    const char *q = "SELECT 1 WHERE ($1 IS NULL OR user_id = $1) AND ($12 is not null) AND "
+                    "'$3 IS NULL' = x AND $4 ISNULL AND $5=$6";
+    LX_CHECK(lx_store__pg_null_tested(q, 1));
+    LX_CHECK(lx_store__pg_null_tested(q, 12));
+    LX_CHECK(!lx_store__pg_null_tested(q, 2));
+    LX_CHECK(!lx_store__pg_null_tested(q, 3));
+    LX_CHECK(!lx_store__pg_null_tested(q, 4));
+    LX_CHECK(!lx_store__pg_null_tested(q, 5));
+    LX_CHECK(lx_store__pg_null_tested("COALESCE(($2) IS NULL", 2));
+}
+
 LX_TEST(cells)
 {
     struct lx_store__rb rb;
@@ -362,6 +375,26 @@ LX_TEST(params_and_nulls)
     LX_CHECK(lx_store_cell(r, 0, "uniq") == NULL);
     LX_CHECK_INT(lx_store_cell_int(r, 1, "n", 0), INT64_MAX);
     LX_CHECK_STR(lx_store_cell(r, 1, "note"), "k2");
+    lx_store_result_free(r);
+
+    /* An optional filter: `$1 IS NULL OR col = $1`, with NULL and with a value. */
+    struct lx_store_param fnull[] = {LX_SP_NUL, LX_SP_I(0)};
+    struct lx_store_param fval[] = {LX_SP_T("k2"), LX_SP_I(0)};
+    struct lx_store_stmt filt = {"SELECT COUNT(*) AS c FROM lx_test_t WHERE ($1 IS NULL OR id = $1)"
+                                 " AND n > $2",
+                                 fnull, 2};
+    LX_CHECK_INT(lx_store_exec_sync(s, &filt, 1, &r, &err), 0);
+    LX_CHECK_INT(lx_store_cell_int(r, 0, "c", -1), 1);
+    lx_store_result_free(r);
+    filt.params = fval;
+    LX_CHECK_INT(lx_store_exec_sync(s, &filt, 1, &r, &err), 0);
+    LX_CHECK_INT(lx_store_cell_int(r, 0, "c", -1), 1);
+    lx_store_result_free(r);
+    /* NULL into a BIGINT column, by update. */
+    struct lx_store_param setnull[] = {LX_SP_NUL, LX_SP_T("k1")};
+    struct lx_store_stmt clr = {"UPDATE lx_test_t SET n = $1 WHERE id = $2", setnull, 2};
+    LX_CHECK_INT(lx_store_exec_sync(s, &clr, 1, &r, &err), 0);
+    LX_CHECK_INT(r ? r->changes : -1, 1);
     lx_store_result_free(r);
 
     /* UPDATE ... RETURNING, changes counted. */
@@ -804,6 +837,7 @@ int main(void)
     LX_RUN(url_bad);
     LX_RUN(url_alloc_failures);
     LX_RUN(placeholders);
+    LX_RUN(null_tests);
     LX_RUN(cells);
     LX_RUN(open_failures);
 

@@ -79,7 +79,6 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$dir'
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 shared_buffers = 16MB
 max_connections = 50

@@ -75,7 +75,6 @@ export async function startPostgres() {
     `port = ${port}`,
     `unix_socket_directories = '${dir}'`,
     'fsync = off',
-    'synchronous_commit = off',
     'full_page_writes = off',
     'shared_buffers = 16MB',
     'max_connections = 50',

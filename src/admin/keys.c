@@ -1130,9 +1130,12 @@ static void on_list_page(void *ud, int rc, const struct lx_store_result *res,
     cJSON_Delete(o);
 }
 
+/* The casts type NULL parameters for PostgreSQL (an untyped NULL has no type to infer). */
 #define LIST_WHERE                                                                                 \
-    " WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR team_id = $2)"                         \
-    " AND ($3 IS NULL OR key_alias = $3) AND ($4 IS NULL OR token = $4)"
+    " WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1)"                                            \
+    " AND (CAST($2 AS TEXT) IS NULL OR team_id = $2)"                                              \
+    " AND (CAST($3 AS TEXT) IS NULL OR key_alias = $3) AND (CAST($4 AS TEXT) IS NULL OR token = "  \
+    "$4)"
 
 static void on_list_count(void *ud, int rc, const struct lx_store_result *res,
                           const struct lx_error *err)

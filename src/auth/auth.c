@@ -183,7 +183,7 @@ struct lx_identity *lx_auth_identity_from_row(const struct lx_store_result *r, s
         }
     }
     if (rc) {
-        LX_WARN("key %s...: malformed models list in the store", id->key_name ? id->key_name : "");
+        LX_WARN("key %s: malformed models list in the store", id->key_name ? id->key_name : "");
         lx_identity_unref(id);
         return NULL;
     }
@@ -247,8 +247,8 @@ static void on_lookup(void *ud, int rc, const struct lx_store_result *res,
 }
 
 int lx_auth_resolve(struct lx_store *store, struct lx_store_port *port, struct lx_str key,
-                    struct lx_identity **out_id, lx_auth_cb cb, void *ud,
-                    struct lx_auth_lookup **out_lookup)
+                    const unsigned char *sha256, struct lx_identity **out_id, lx_auth_cb cb,
+                    void *ud, struct lx_auth_lookup **out_lookup)
 {
     *out_id = NULL;
     *out_lookup = NULL;
@@ -256,7 +256,11 @@ int lx_auth_resolve(struct lx_store *store, struct lx_store_port *port, struct l
         return LX_EAUTH;
     }
     char token[65];
-    lx_auth_key_hash(key, token);
+    if (sha256) {
+        lx_auth_hex(sha256, token);
+    } else {
+        lx_auth_key_hash(key, token);
+    }
     bool fresh = false;
     struct lx_identity *cached = lx_auth_cache_get(token, lx_mono_ms(), &fresh);
     if (cached && (fresh || !store || !lx_store_is_up(store))) {

@@ -30,6 +30,8 @@
 int lx_auth_key_generate(char *out, size_t n);
 /* SHA-256 of the key, lower-case hex: the store's lx_keys.token. */
 void lx_auth_key_hash(struct lx_str key, char out[65]);
+/* A 32-byte digest as 64 lower-case hex digits. */
+void lx_auth_hex(const unsigned char digest[32], char out[65]);
 /* 64 lower-case hex digits: already a token, not a key. */
 bool lx_auth_is_token(struct lx_str s);
 /* The token of a key, or the token itself (admin routes accept both, as LiteLLM's do). */
@@ -49,15 +51,16 @@ struct lx_auth_lookup;
 typedef void (*lx_auth_cb)(void *ud, int rc, struct lx_identity *id);
 
 /*
- * Resolve a virtual key to its identity. Returns 0 with *out_id (a new
+ * Resolve a virtual key to its identity. `sha256` is the key's digest (32
+ * bytes) when the caller has it already, else NULL. Returns 0 with *out_id (a new
  * reference) when the cache answers; LX_EAGAIN when a store lookup started
  * (cb runs later, exactly once, unless cancelled; *out_lookup is its handle);
  * LX_EUNAVAIL when the store is down and the key is not cached; LX_EAUTH for
  * a key that cannot be a virtual key. Loop thread of `port`.
  */
 int lx_auth_resolve(struct lx_store *store, struct lx_store_port *port, struct lx_str key,
-                    struct lx_identity **out_id, lx_auth_cb cb, void *ud,
-                    struct lx_auth_lookup **out_lookup);
+                    const unsigned char *sha256, struct lx_identity **out_id, lx_auth_cb cb,
+                    void *ud, struct lx_auth_lookup **out_lookup);
 /* The request went away: cb will not run. */
 void lx_auth_lookup_cancel(struct lx_auth_lookup *l);
 

@@ -39,16 +39,21 @@ int lx_auth_key_generate(char *out, size_t n)
     return 0;
 }
 
-void lx_auth_key_hash(struct lx_str key, char out[65])
+void lx_auth_hex(const unsigned char digest[32], char out[65])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char h[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key.p, key.n, h);
-    for (size_t i = 0; i < sizeof(h); i++) {
-        out[2 * i] = hex[h[i] >> 4];
-        out[2 * i + 1] = hex[h[i] & 15];
+    for (size_t i = 0; i < 32; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 15];
     }
     out[64] = '\0';
+}
+
+void lx_auth_key_hash(struct lx_str key, char out[65])
+{
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key.p, key.n, h);
+    lx_auth_hex(h, out);
 }
 
 bool lx_auth_is_token(struct lx_str s)

@@ -50,6 +50,8 @@ struct lx_fallback_list {
     size_t n;
 };
 
+struct lx_dep_stats;
+
 /* One entry of model_list. */
 struct lx_deployment {
     int line;               /* line of the entry in the config file */
@@ -96,6 +98,9 @@ struct lx_deployment {
     const char *mode; /* "loadbalance", "fallback", "chat", "embedding", ...; NULL = unset */
     const char *base_model;
     cJSON *model_info; /* the whole model_info mapping as JSON (owned), or NULL */
+
+    /* Process-wide health and usage (router/router.h); set by lx_router_bind, else NULL. */
+    struct lx_dep_stats *stats;
 };
 
 /* Deployments sharing a model_name, in config order. */
@@ -221,6 +226,7 @@ struct lx_router_settings {
     struct lx_kv *retry_policy; /* error class -> count (value as decimal string) */
     size_t n_retry_policy;
     bool enable_pre_call_checks;
+    bool disable_cooldowns;
 };
 
 struct lx_config {

@@ -1365,6 +1365,7 @@ static const struct field router_fields[] = {
     FLDF("redis_password", FK_STR, B_NONE, F_EMPTY_NULL, 0, RS, redis.password),
     FLDF("redis_username", FK_STR, B_NONE, F_EMPTY_NULL, 0, RS, redis.username),
     FLD("enable_pre_call_checks", FK_BOOL, B_NONE, RS, enable_pre_call_checks),
+    FLD("disable_cooldowns", FK_BOOL, B_NONE, RS, disable_cooldowns),
 };
 #undef RS
 
@@ -1372,7 +1373,6 @@ static const char *const router_known[] = {
     "routing_strategy_args",
     "provider_budget_config",
     "allowed_fails_policy",
-    "disable_cooldowns",
     "model_group_retry_policy",
     "redis_url",
     "redis_db",

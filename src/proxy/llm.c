@@ -1,23 +1,33 @@
 /*
  * The LLM endpoints: /chat/completions, /completions, /embeddings.
  *
- * A call is checked (JSON, model, required fields), mapped to a model group
- * and a deployment, and then either answered locally (mock_response) or sent
- * upstream through the deployment's provider. Non-streamed answers are
- * buffered (capped by max_response_size_mb) so the status and headers can
- * reflect the whole answer; streamed answers are parsed event by event and
- * relayed as they come, and the client's response starts only with the
- * first event, so nothing reaches the client before the upstream has
- * actually answered.
+ * A call is checked (JSON, model, required fields), mapped to a model group,
+ * and then served by one or more attempts. An attempt asks the router for a
+ * deployment of the current group and either answers locally
+ * (mock_response) or goes upstream through the deployment's provider.
+ * Non-streamed answers are buffered (capped by max_response_size_mb) so the
+ * status and headers can reflect the whole answer; streamed answers are
+ * parsed event by event and relayed as they come, and the client's response
+ * starts only with the first event, so nothing reaches the client before the
+ * upstream has actually answered.
+ *
+ * An attempt that fails before any byte reached the client is not answered:
+ * attempt_failed() records the failure with the router (which may cool the
+ * deployment down), keeps the error, and next_step() retries (another
+ * deployment of the group when one is usable, else the same one after a
+ * backoff that honours retry-after), moves on to a fallback group, or
+ * answers the kept error. A stream whose first byte reached the client ends
+ * with an error event instead; it never falls back.
  *
  * Ownership: a struct call is heap-allocated and ends in exactly one of two
- * places: call_finish() after the upstream transfer completed (it answers the
- * client), or on_client_abort() when the client went away first (it cancels
- * the transfer). The request must not be touched after the call that
+ * places: an answer to the client (after the last attempt), or
+ * on_client_abort() when the client went away first (it cancels the transfer
+ * or the backoff timer). The request must not be touched after the call that
  * completes its response, so the call frees its own state before that.
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -28,6 +38,7 @@
 #include "core/time.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "limits/limits.h"
 #include "log/log.h"
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
@@ -37,6 +48,7 @@
 
 #define SSE_MAX_EVENT_BYTES (8u << 20)
 #define LX_MODEL_NAME_MAX 256
+#define DEFAULT_FAILOVER_RETRIES 2 /* LiteLLM's default num_retries */
 
 struct call {
     struct lx_proxy *px;
@@ -74,7 +86,33 @@ struct call {
     bool provider_ended;    /* a translating provider emitted [DONE] or an error event */
     double timeout_s;       /* the upstream timeout that applies, for messages */
     struct lx_str api_base; /* without query string, for x-litellm-model-api-base */
-    bool recorded;          /* the spend record is journaled */
+
+    /* Routing: the group being tried, deployments tried in it, retries and fallbacks. */
+    struct lx_route_req rr;
+    struct lx_strlist req_fallbacks; /* the request's own "fallbacks", else empty */
+    bool has_req_fallbacks;
+    int num_retries;           /* -1: not configured: fail over to other deployments only */
+    int retries;               /* retries in the current group */
+    int total_retries;         /* over the whole call, for x-litellm-attempted-retries */
+    int n_fallbacks;           /* fallback groups moved to */
+    struct lx_strlist fb_list; /* the fallback chain being walked */
+    size_t fb_next;
+    bool fb_chosen;
+    double req_timeout;  /* x-litellm-timeout in seconds; -1 = unset */
+    bool attempt_open;   /* lx_router_begin without its end */
+    uint64_t attempt_ns; /* when the attempt started */
+    uint64_t ttft_us;    /* streams: time to the first event */
+    uv_timer_t *backoff; /* pending retry after a wait; closed by call_free */
+    int err_status;      /* the kept error of the last failed attempt */
+    struct lx_buf err_body;
+    struct lx_buf strip_body; /* the body without the router's own request keys */
+    char hdr_retries[16];
+    char hdr_fallbacks[16];
+    /* Rate limits: the admission of this call, ended (slots released) in call_free. */
+    struct lx_str model; /* the model asked for (request arena) */
+    struct lx_limits_req *limits;
+    bool admitted; /* the first attempt passed the admission */
+    bool recorded; /* the spend record is journaled */
     /*
      * Accounting, final before the response completes (call_settle): the
      * provider's real usage of the deployment that answered, and its cost in
@@ -113,29 +151,67 @@ static void call_settle(struct call *c)
     }
     if (c->has_usage && c->dep) {
         c->cost_nanos = lx_cost_for_deployment(c->dep, c->upstream_model, &c->usage);
+        if (LX_LOG_ENABLED(LX_LOG_DEBUG)) {
+            char usd[LX_COST_USD_MAX];
+            lx_cost_format_usd(c->cost_nanos, usd, sizeof(usd));
+            LX_DEBUG("call cost: id=%s deployment=%s model=%s prompt_tokens=%lld "
+                     "completion_tokens=%lld cached_tokens=%lld cache_creation_tokens=%lld "
+                     "cost_usd=%s",
+                     c->req->id, c->dep->id, c->upstream_model, (long long)c->usage.prompt_tokens,
+                     (long long)c->usage.completion_tokens, (long long)c->usage.cache_read_tokens,
+                     (long long)c->usage.cache_creation_tokens, usd);
+        }
     }
 }
+
+static void attempt(struct call *c);
 
 /*
  * Stream translation states live in the request arena: release them while
  * the request still exists, before the call that completes the response.
  */
-static void call_release_streams(struct call *c)
+static void release_provider_stream(struct call *c)
 {
-    call_settle(c);
     if (c->stream_state && c->ops->stream_free) {
         c->ops->stream_free(c->stream_state);
     }
     c->stream_state = NULL;
+}
+
+static void call_release_streams(struct call *c)
+{
+    call_settle(c);
+    release_provider_stream(c);
     if (c->client_state && c->client->stream_free) {
         c->client->stream_free(c->client_state);
     }
     c->client_state = NULL;
 }
 
+static void on_backoff_closed(uv_handle_t *h)
+{
+    lx_free(h);
+}
+
 static void call_free(struct call *c)
 {
+    call_settle(c); /* usage known so far, also when the client left mid-stream */
+    if (c->limits) {
+        /* The one place a call ends: in-flight slots can never leak. */
+        long long tokens = c->has_usage ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;
+        lx_limits_req_end(c->limits, tokens);
+        c->limits = NULL;
+    }
     call_release_streams(c);
+    if (c->attempt_open) {
+        lx_router_end_abandoned(c->dep);
+    }
+    if (c->backoff) {
+        uv_timer_stop(c->backoff);
+        uv_close((uv_handle_t *)c->backoff, on_backoff_closed);
+    }
+    lx_buf_fini(&c->err_body);
+    lx_buf_fini(&c->strip_body);
     if (c->json) {
         cJSON_Delete(c->json);
     }
@@ -155,7 +231,7 @@ static void call_free(struct call *c)
     lx_free(c);
 }
 
-#define CALL_MAX_HEADERS 12
+#define CALL_MAX_HEADERS 20
 
 /* Common response headers naming the deployment that answered. */
 static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
@@ -176,9 +252,21 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
             h[n++] = (struct lx_http_header){LX_STR("x-litellm-model-api-base"), c->api_base};
         }
     }
-    if (c->retry_after[0]) {
+    size_t nl = c->limits ? lx_limits_req_headers(c->limits, h + n) : 0;
+    bool limit_retry = false;
+    for (size_t i = n; i < n + nl; i++) {
+        limit_retry = limit_retry || lx_str_eq_c(h[i].name, "retry-after");
+    }
+    n += nl;
+    if (c->retry_after[0] && !limit_retry) {
         h[n++] = (struct lx_http_header){LX_STR("retry-after"), lx_str_c(c->retry_after)};
     }
+    snprintf(c->hdr_retries, sizeof(c->hdr_retries), "%d", c->total_retries);
+    snprintf(c->hdr_fallbacks, sizeof(c->hdr_fallbacks), "%d", c->n_fallbacks);
+    h[n++] =
+        (struct lx_http_header){LX_STR("x-litellm-attempted-retries"), lx_str_c(c->hdr_retries)};
+    h[n++] = (struct lx_http_header){LX_STR("x-litellm-attempted-fallbacks"),
+                                     lx_str_c(c->hdr_fallbacks)};
     return n;
 }
 
@@ -595,7 +683,7 @@ static void on_client_abort(struct lx_http_request *req, void *ud)
         lx_upstream_cancel(c->xfer);
         c->xfer = NULL;
     }
-    LX_DEBUG("client left; upstream call for '%s' cancelled (id=%s)", c->dep->model_name, req->id);
+    LX_DEBUG("client left; call for '%s' cancelled (id=%s)", c->model.p ? c->model.p : "", req->id);
     call_record(c, false);
     call_free(c);
 }
@@ -682,6 +770,7 @@ static int on_sse_event(void *ud, const struct lx_sse_event *ev)
 
 static int start_client_stream(struct call *c)
 {
+    c->ttft_us = (lx_mono_ns() - c->attempt_ns) / 1000u;
     struct lx_http_header h[CALL_MAX_HEADERS];
     size_t n = call_headers(c, h, true);
     c->started = true;
@@ -738,9 +827,229 @@ static void scrub_key(struct lx_buf *b, const char *key)
     }
 }
 
+/* ---- attempts: outcome, retry, fallback ---- */
+
+/* Tokens the answer reported so far (0 when unknown), for tpm accounting. */
+static long long call_tokens(const struct call *c)
+{
+    return c->has_usage ? (long long)lx_usage_total(&c->usage) : 0;
+}
+
+static void attempt_succeeded(struct call *c, uint64_t latency_us, long long tokens)
+{
+    if (c->attempt_open) {
+        c->attempt_open = false;
+        lx_router_end_ok(c->dep, lx_mono_ms(), latency_us, tokens);
+    }
+}
+
+/* Forget what one attempt left behind, so the next starts clean. */
+static void reset_attempt(struct call *c)
+{
+    release_provider_stream(c);
+    if (c->sse_init) {
+        lx_sse_fini(&c->sse);
+        c->sse_init = false;
+    }
+    lx_buf_reset(&c->up_body);
+    lx_buf_reset(&c->resp);
+    lx_buf_reset(&c->out);
+    c->up_status = 0;
+    c->xlate_err = (struct lx_error){0};
+    c->saw_event = false;
+    c->provider_ended = false;
+    c->has_usage = false;
+    c->pc = (struct lx_provider_call){0};
+}
+
+/* Answer the kept error of the last attempt. */
+static void respond_kept_error(struct call *c)
+{
+    call_respond(c, c->err_status ? c->err_status : 502, lx_buf_str(&c->err_body));
+}
+
+static void keep_error(struct call *c, int status, struct lx_str body)
+{
+    lx_buf_reset(&c->err_body);
+    c->err_status = status;
+    if (lx_buf_append(&c->err_body, body.p ? body.p : "", body.n)) {
+        lx_buf_reset(&c->err_body);
+        char code[16];
+        snprintf(code, sizeof(code), "%d", status);
+        if (lx_json_error_body(&c->err_body, LX_STR("Upstream error"),
+                               lx_error_type_for_status(status), NULL, code)) {
+            lx_buf_reset(&c->err_body);
+        }
+    }
+}
+
+static void keep_error_msg(struct call *c, int status, const char *msg)
+{
+    char code[16];
+    snprintf(code, sizeof(code), "%d", status);
+    lx_buf_reset(&c->err_body);
+    c->err_status = status;
+    if (lx_json_error_body(&c->err_body, lx_str_c(msg), lx_error_type_for_status(status), NULL,
+                           code)) {
+        lx_buf_reset(&c->err_body);
+    }
+}
+
+/* Move the call to the next fallback group that exists; false when none is left. */
+static bool next_fallback(struct call *c, enum lx_err_class ec)
+{
+    if (!c->fb_chosen) {
+        c->fb_chosen = true;
+        c->fb_next = 0;
+        c->fb_list = c->has_req_fallbacks && ec != LX_ERRC_BAD_REQUEST &&
+                             ec != LX_ERRC_CONTEXT_WINDOW && ec != LX_ERRC_CONTENT_POLICY
+                         ? c->req_fallbacks
+                         : lx_router_fallbacks(c->cfg, c->model.p, ec);
+        if (!c->fb_list.n && c->rr.group && strcmp(c->rr.group->name, c->model.p) != 0) {
+            /* An alias or an id: the fallbacks may be configured under the group's name. */
+            c->fb_list = lx_router_fallbacks(c->cfg, c->rr.group->name, ec);
+        }
+    }
+    int max = lx_router_max_fallbacks(c->cfg);
+    while (c->fb_next < c->fb_list.n && c->n_fallbacks < max) {
+        const char *name = c->fb_list.items[c->fb_next++];
+        const struct lx_model_group *g = lx_config_find_group(c->cfg, lx_str_c(name));
+        if (!g || g->n == 0 || g == c->rr.group) {
+            LX_DEBUG("fallback '%s' skipped: %s (id=%s)", name, g ? "same group" : "no such group",
+                     c->req->id);
+            continue;
+        }
+        c->n_fallbacks++;
+        c->rr.group = g;
+        c->rr.pinned = NULL;
+        c->rr.n_tried = 0;
+        c->retries = 0;
+        LX_INFO("falling back from model group '%s' to '%s' (id=%s)", c->model.p, g->name,
+                c->req->id);
+        return true;
+    }
+    return false;
+}
+
+/* How many retries an error of class ec gets in the current group. */
+static int retries_allowed(const struct call *c, enum lx_err_class ec, bool *out_failover_only)
+{
+    *out_failover_only = false;
+    int policy = lx_router_policy_retries(c->cfg, ec);
+    if (policy >= 0) {
+        return policy;
+    }
+    switch (ec) {
+    case LX_ERRC_NONE:
+    case LX_ERRC_BAD_REQUEST:
+    case LX_ERRC_CONTEXT_WINDOW:
+    case LX_ERRC_CONTENT_POLICY:
+        return 0; /* the request itself is at fault: another try gets the same answer */
+    case LX_ERRC_AUTH:
+    case LX_ERRC_NOT_FOUND:
+        /* A key or model a deployment does not accept: only another deployment can help. */
+        *out_failover_only = true;
+        return c->num_retries >= 0 ? c->num_retries : DEFAULT_FAILOVER_RETRIES;
+    default:
+        if (c->num_retries < 0) {
+            *out_failover_only = true;
+            return DEFAULT_FAILOVER_RETRIES;
+        }
+        return c->num_retries;
+    }
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    struct call *c = t->data;
+    uv_close((uv_handle_t *)t, on_backoff_closed);
+    c->backoff = NULL;
+    attempt(c);
+}
+
+/* After a failed attempt: retry, fall back, or answer the kept error. */
+static void next_step(struct call *c, enum lx_err_class ec, double retry_after_s)
+{
+    bool failover_only;
+    int allowed = retries_allowed(c, ec, &failover_only);
+    c->rr.now_ms = lx_mono_ms();
+    bool other = lx_router_has_untried(&c->rr);
+    bool usable = other || lx_router_has_usable(&c->rr);
+    if (c->retries < allowed && usable && (other || !failover_only)) {
+        c->retries++;
+        c->total_retries++;
+        if (other) {
+            attempt(c);
+            return;
+        }
+        /* Only deployments already tried are left: wait before calling one again. */
+        double wait = lx_router_backoff_s(c->cfg, c->retries - 1, retry_after_s);
+        LX_INFO("retrying model group '%s' in %.2fs (retry %d of %d, id=%s)", c->rr.group->name,
+                wait, c->retries, allowed, c->req->id);
+        c->backoff = lx_malloc(sizeof(*c->backoff));
+        uv_timer_init(c->px->loop, c->backoff);
+        c->backoff->data = c;
+        uv_timer_start(c->backoff, on_backoff, (uint64_t)(wait * 1000.0), 0);
+        return;
+    }
+    if (next_fallback(c, ec)) {
+        attempt(c);
+        return;
+    }
+    respond_kept_error(c);
+}
+
+/*
+ * The current attempt failed before any byte reached the client with an
+ * OpenAI-shaped error body: record it, keep the error, and go on.
+ */
+static void attempt_failed(struct call *c, int status, enum lx_err_class ec, struct lx_str body)
+{
+    double retry_after_s = lx_router_parse_retry_after(lx_str_c(c->retry_after));
+    if (c->attempt_open) {
+        c->attempt_open = false;
+        if (lx_router_end_fail(c->cfg, c->rr.group, c->dep, lx_mono_ms(), ec, status,
+                               retry_after_s)) {
+            LX_WARN("deployment %s of model group '%s' is cooling down after HTTP %d", c->dep->id,
+                    c->dep->model_name, status);
+        }
+    }
+    if (body.p != c->err_body.data) {
+        keep_error(c, status, body);
+    }
+    reset_attempt(c);
+    next_step(c, ec, retry_after_s);
+}
+
+/* Every deployment of the group is cooling down (or unusable): a 429 saying so. */
+static void all_cooling(struct call *c, uint64_t wait_ms)
+{
+    uint64_t secs = (wait_ms + 999) / 1000;
+    snprintf(c->retry_after, sizeof(c->retry_after), "%llu", (unsigned long long)(secs ? secs : 1));
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "No deployments available for model group '%s': every deployment is cooling down "
+             "after recent failures. Try again in %llu second(s).",
+             c->rr.group->name, (unsigned long long)(secs ? secs : 1));
+    keep_error_msg(c, 429, msg);
+    LX_WARN("%s (id=%s)", msg, c->req->id);
+    c->retries = INT32_MAX / 2; /* no retry in a group that has nothing to offer now */
+    if (next_fallback(c, LX_ERRC_RATE_LIMIT)) {
+        c->retry_after[0] = '\0';
+        attempt(c);
+        return;
+    }
+    respond_kept_error(c);
+}
+
 /* End a started stream with an error event the OpenAI SDKs raise on. */
 static void stream_fail(struct call *c, int status, const char *msg)
 {
+    if (c->attempt_open) {
+        c->attempt_open = false;
+        lx_router_end_fail(c->cfg, c->rr.group, c->dep, lx_mono_ms(),
+                           lx_router_classify(status, LX_STR_NULL), status, 0);
+    }
     struct lx_buf b;
     char code[16];
     snprintf(code, sizeof(code), "%d", status);
@@ -763,6 +1072,11 @@ static void stream_fail(struct call *c, int status, const char *msg)
 
 static void fail(struct call *c, int status, const char *fmt, ...) LX_PRINTF(3, 4);
 
+/*
+ * An attempt failed for a reason of our own making (timeout, unreachable,
+ * malformed answer): a started stream ends with an error event, anything
+ * else goes to the next step with this error kept.
+ */
 static void fail(struct call *c, int status, const char *fmt, ...)
 {
     char msg[1024];
@@ -776,7 +1090,22 @@ static void fail(struct call *c, int status, const char *fmt, ...)
         stream_fail(c, status, msg);
         return;
     }
-    call_error(c, status, NULL, NULL, "%s", msg);
+    keep_error_msg(c, status, msg);
+    attempt_failed(c, status, lx_router_classify(status, LX_STR_NULL), lx_buf_str(&c->err_body));
+}
+
+/* A failure that no other deployment would change (the response is too big, ...). */
+static void fail_final(struct call *c, int status, const char *msg)
+{
+    c->num_retries = 0;
+    c->fb_chosen = true;
+    c->fb_list = (struct lx_strlist){NULL, 0};
+    if (c->started) {
+        stream_fail(c, status, msg);
+        return;
+    }
+    keep_error_msg(c, status, msg);
+    attempt_failed(c, status, LX_ERRC_NONE, lx_buf_str(&c->err_body));
 }
 
 static void finish_stream(struct call *c)
@@ -816,6 +1145,7 @@ static void finish_stream(struct call *c)
         /* Adapters close their stream at [DONE]; an upstream may end without one. */
         emit(c, LX_STR("data: [DONE]\n\n"));
     }
+    attempt_succeeded(c, c->ttft_us, call_tokens(c));
     struct lx_http_request *req = c->req;
     lx_http_on_abort(req, NULL, NULL);
     call_record(c, true);
@@ -823,57 +1153,65 @@ static void finish_stream(struct call *c)
     lx_http_stream_end(req);
 }
 
-static void relay_error(struct call *c)
+/* The upstream's error answer as an OpenAI error body in out; *io_status may change. */
+static void upstream_error_body(struct call *c, int *io_status, struct lx_buf *out)
 {
     scrub_key(&c->resp, c->api_key);
-    int status = c->up_status >= 400 && c->up_status <= 599 ? c->up_status : 502;
-    if (c->ops->translate_error) {
-        struct lx_buf out;
-        lx_buf_init(&out, 1u << 20);
-        if (c->ops->translate_error(&c->pc, lx_buf_str(&c->resp), &status, &out) == 0) {
-            LX_WARN("upstream error: model_group=%s deployment=%s api_base=%.*s status=%d id=%s",
-                    c->dep->model_name, c->dep->id, LX_STR_FMT(c->api_base), c->up_status,
-                    c->req->id);
-            call_respond(c, status, lx_buf_str(&out));
-            lx_buf_fini(&out);
-            return;
-        }
-        lx_buf_fini(&out);
-    }
-    cJSON *j = cJSON_ParseWithLength(c->resp.data ? c->resp.data : "", c->resp.len);
-    cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
     LX_WARN("upstream error: model_group=%s deployment=%s api_base=%.*s status=%d id=%s",
             c->dep->model_name, c->dep->id, LX_STR_FMT(c->api_base), c->up_status, c->req->id);
+    if (c->ops->translate_error &&
+        c->ops->translate_error(&c->pc, lx_buf_str(&c->resp), io_status, out) == 0) {
+        return;
+    }
+    lx_buf_reset(out);
+    cJSON *j = cJSON_ParseWithLength(c->resp.data ? c->resp.data : "", c->resp.len);
+    cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
     if (cJSON_IsObject(e)) {
         /*
          * OpenAI-shaped: keep message, type and param; the code becomes the
          * status as a string, as LiteLLM reports it.
          */
         char code[16];
-        snprintf(code, sizeof(code), "%d", status);
+        snprintf(code, sizeof(code), "%d", *io_status);
         cJSON *cs = cJSON_CreateString(code);
-        char *out = NULL;
+        char *printed = NULL;
         if (cs) {
             if (cJSON_GetObjectItemCaseSensitive(e, "code")) {
                 cJSON_ReplaceItemInObjectCaseSensitive(e, "code", cs);
             } else {
                 cJSON_AddItemToObject(e, "code", cs);
             }
-            out = cJSON_PrintUnformatted(j);
+            printed = cJSON_PrintUnformatted(j);
         }
         cJSON_Delete(j);
-        if (out) {
-            call_respond(c, status, lx_str_c(out));
-            cJSON_free(out);
-            return;
+        if (printed) {
+            int rc = lx_buf_append_c(out, printed);
+            cJSON_free(printed);
+            if (rc == 0) {
+                return;
+            }
+            lx_buf_reset(out);
         }
-        call_error(c, status, NULL, NULL, "Upstream returned HTTP %d for model group '%s'",
-                   c->up_status, c->dep->model_name);
-        return;
+    } else {
+        cJSON_Delete(j);
     }
-    cJSON_Delete(j);
-    call_error(c, status, NULL, NULL, "Upstream returned HTTP %d for model group '%s'",
-               c->up_status, c->dep->model_name);
+    char msg[512];
+    char code[16];
+    snprintf(msg, sizeof(msg), "Upstream returned HTTP %d for model group '%s'", c->up_status,
+             c->dep->model_name);
+    snprintf(code, sizeof(code), "%d", *io_status);
+    if (lx_json_error_body(out, lx_str_c(msg), lx_error_type_for_status(*io_status), NULL, code)) {
+        lx_buf_reset(out);
+    }
+}
+
+static void relay_error(struct call *c)
+{
+    int status = c->up_status >= 400 && c->up_status <= 599 ? c->up_status : 502;
+    upstream_error_body(c, &status, &c->err_body);
+    c->err_status = status;
+    enum lx_err_class ec = lx_router_classify(status, lx_buf_str(&c->err_body));
+    attempt_failed(c, status, ec, lx_buf_str(&c->err_body));
 }
 
 /* The usage of an OpenAI-format answer we built (a translated response). */
@@ -905,8 +1243,12 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
         return;
     }
     if (result == LX_ETOOBIG) {
-        fail(c, 502, "Upstream response exceeds max_response_size_mb (model group '%s')",
-             c->dep->model_name);
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "Upstream response exceeds max_response_size_mb (model group '%s')",
+                 c->dep->model_name);
+        LX_WARN("%s (id=%s)", msg, c->req->id);
+        fail_final(c, 502, msg);
         return;
     }
     if (result == LX_EUPSTREAM && c->xlate_err.code) {
@@ -927,6 +1269,7 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
         finish_stream(c);
         return;
     }
+    uint64_t latency_us = (lx_mono_ns() - c->attempt_ns) / 1000u;
     if (c->ops->translate_response) {
         struct lx_buf out;
         struct lx_error xerr = {0};
@@ -938,6 +1281,7 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
             return;
         }
         take_usage(c, lx_buf_str(&out));
+        attempt_succeeded(c, latency_us, call_tokens(c));
         call_respond(c, 200, lx_buf_str(&out));
         lx_buf_fini(&out);
         return;
@@ -956,6 +1300,7 @@ static void on_up_done(void *ud, int result, const struct lx_error *err)
              c->dep->model_name);
         return;
     }
+    attempt_succeeded(c, latency_us, call_tokens(c));
     call_respond(c, c->up_status, lx_buf_str(&c->resp));
 }
 
@@ -969,9 +1314,12 @@ static void start_upstream(struct call *c)
     const struct lx_deployment *dep = c->dep;
     const struct lx_provider_ops *ops = lx_provider_ops_for(dep->provider.kind);
     if (!ops) {
-        call_error(c, 501, "server_error", NULL,
-                   "Provider '%s' (model group '%s') is not supported by this llmux build",
-                   dep->provider.name, dep->model_name);
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "Provider '%s' (model group '%s') is not supported by this llmux build",
+                 dep->provider.name, dep->model_name);
+        keep_error_msg(c, 501, msg);
+        attempt_failed(c, 501, LX_ERRC_SERVER, lx_buf_str(&c->err_body));
         return;
     }
     c->ops = ops;
@@ -992,7 +1340,10 @@ static void start_upstream(struct call *c)
     int rc = ops->build_request(&c->pc, &pr, &err);
     if (rc) {
         int status = rc == LX_ETOOBIG ? 413 : rc == LX_EINVAL ? 400 : 500;
-        call_error(c, status, NULL, NULL, "%s", err.msg);
+        keep_error_msg(c, status, err.msg);
+        /* The request does not fit this provider; another deployment may take it. */
+        attempt_failed(c, status, status == 500 ? LX_ERRC_SERVER : LX_ERRC_NONE,
+                       lx_buf_str(&c->err_body));
         return;
     }
     const struct lx_config *cfg = c->cfg;
@@ -1002,6 +1353,10 @@ static void start_upstream(struct call *c)
     double stream_timeout = dep->stream_timeout > 0          ? dep->stream_timeout
                             : cfg->router.stream_timeout > 0 ? cfg->router.stream_timeout
                                                              : timeout;
+    if (c->req_timeout > 0) {
+        timeout = c->req_timeout;
+        stream_timeout = c->req_timeout;
+    }
     c->timeout_s = c->stream ? stream_timeout : timeout;
     struct lx_upstream_req ur = {
         .url = pr.url,
@@ -1026,14 +1381,11 @@ static void start_upstream(struct call *c)
     static const struct lx_upstream_cbs cbs = {on_up_headers, on_up_data, on_up_done};
     c->xfer = lx_upstream_start(c->px->up, &ur, &cbs, c, &err);
     if (!c->xfer) {
-        call_error(c, 502, NULL, NULL, "%s", err.msg);
+        keep_error_msg(c, 502, err.msg);
+        attempt_failed(c, 502, LX_ERRC_SERVER, lx_buf_str(&c->err_body));
         return;
     }
-    lx_http_on_abort(c->req, on_client_abort, c);
-    lx_http_on_drain(c->req, on_client_drain, c);
 }
-
-/* ---- entry ---- */
 
 /*
  * A wildcard group (a model_name with one star) forwards the part of the
@@ -1058,6 +1410,199 @@ static const char *resolve_wildcard(struct lx_http_request *req, const struct lx
                            dep->upstream_model, LX_STR_FMT(cap), up_star + 1);
 }
 
+/* Parse the body into c->json once, when a translation or a local answer needs the tree. */
+static int ensure_json(struct call *c)
+{
+    if (c->json) {
+        return 0;
+    }
+    c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
+    return cJSON_IsObject(c->json) ? 0 : LX_EINVAL;
+}
+
+/* ---- deployment choice, rate limits, attempts ---- */
+
+static void set_deployment(struct call *c, const struct lx_deployment *dep)
+{
+    c->dep = dep;
+    c->retry_after[0] = '\0';
+    c->upstream_model = resolve_wildcard(c->req, c->rr.group, dep, c->model);
+    struct lx_str base = lx_provider_api_base(dep);
+    const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
+    c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
+}
+
+/*
+ * The router's pick among the deployments of the current group that the
+ * rate limits do not know to be over their rpm/tpm this minute. When every
+ * usable one is full: the router's own pick if allow_full (the admission
+ * then refuses with the details), else NULL. NULL with *out_wait_ms set when
+ * every deployment is cooling down.
+ */
+static const struct lx_deployment *pick_deployment(struct call *c, uint64_t *out_wait_ms,
+                                                   bool allow_full)
+{
+    struct lx_limits *lim = c->px->limits;
+    c->rr.now_ms = lx_mono_ms();
+    size_t saved = c->rr.n_tried;
+    const struct lx_deployment *first_full = NULL;
+    const struct lx_deployment *d = NULL;
+    for (size_t i = 0; i <= c->rr.group->n; i++) {
+        d = lx_router_pick(&c->rr, out_wait_ms);
+        if (!d || !lx_limits_deployment_full(lim, d)) {
+            break;
+        }
+        first_full = first_full ? first_full : d;
+        lx_router_note_tried(&c->rr, d); /* full ones count as tried for this pick only */
+        d = NULL;
+    }
+    c->rr.n_tried = saved;
+    if (d) {
+        return d;
+    }
+    if (first_full) {
+        return allow_full ? first_full : NULL;
+    }
+    return NULL;
+}
+
+static void admit(struct call *c);
+
+/* Start the attempt on c->dep: answer locally or call the deployment. */
+static void attempt_go(struct call *c)
+{
+    const struct lx_deployment *dep = c->dep;
+    lx_router_note_tried(&c->rr, dep);
+    c->attempt_ns = lx_mono_ns();
+    lx_router_begin(dep, lx_mono_ms());
+    c->attempt_open = true;
+    lx_http_on_abort(c->req, on_client_abort, c);
+    lx_http_on_drain(c->req, on_client_drain, c);
+    if (dep->missing_env) {
+        char msg[512];
+        snprintf(msg, sizeof(msg),
+                 "Model group '%s' is not usable: environment variable %s is not set on the "
+                 "gateway",
+                 dep->model_name, dep->missing_env);
+        LX_WARN("%s (id=%s)", msg, c->req->id);
+        keep_error_msg(c, 500, msg);
+        attempt_failed(c, 500, LX_ERRC_SERVER, lx_buf_str(&c->err_body));
+        return;
+    }
+    const struct lx_provider_ops *ops = lx_provider_ops_for(dep->provider.kind);
+    bool translating = ops && (ops->translate_response || ops->translate_event || ops->stream_feed);
+    if ((c->client || dep->has_mock_response || translating) && ensure_json(c)) {
+        call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
+        return;
+    }
+    if (c->client && c->stream && !c->client_state) {
+        c->client_state = c->client->stream_new(&c->req->arena, c->json);
+        if (!c->client_state) {
+            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
+            return;
+        }
+        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
+        c->client_sse_init = true;
+    }
+    if (dep->has_mock_response) {
+        attempt_succeeded(c, (lx_mono_ns() - c->attempt_ns) / 1000u, 0);
+        answer_mock(c);
+        return;
+    }
+    c->api_key = dep->api_key;
+    start_upstream(c);
+}
+
+/*
+ * One attempt on a deployment of the current group. The first one passes the
+ * rate-limit admission; retries and fallbacks belong to the call it admitted.
+ */
+static void attempt(struct call *c)
+{
+    uint64_t wait_ms = 0;
+    const struct lx_deployment *dep = pick_deployment(c, &wait_ms, true);
+    if (!dep) {
+        all_cooling(c, wait_ms);
+        return;
+    }
+    set_deployment(c, dep);
+    if (!c->admitted) {
+        admit(c);
+        return;
+    }
+    attempt_go(c);
+}
+
+static void on_admit_result(struct call *c, int rc)
+{
+    if (rc == 0) {
+        c->admitted = true;
+        attempt_go(c);
+        return;
+    }
+    enum lx_limits_kind kind;
+    int bad = lx_limits_req_refused(c->limits, &kind);
+    const char *scope = lx_limits_req_scope_name(c->limits, bad);
+    const struct lx_model_group *g = c->rr.group;
+    if (scope && strncmp(scope, "deployment:", 11) == 0) {
+        /* This deployment is full this minute; another one of the group may have room. */
+        uint64_t wait_ms = 0;
+        const struct lx_deployment *next = g->n > 1 ? pick_deployment(c, &wait_ms, false) : NULL;
+        if (next && next != c->dep) {
+            lx_limits_req_end(c->limits, 0);
+            c->limits = NULL;
+            set_deployment(c, next);
+            admit(c);
+            return;
+        }
+        if (g->n > 1) {
+            c->dep = NULL;
+            call_error(c, 429, NULL, NULL,
+                       "Rate limit exceeded for model group '%s': every deployment is over its "
+                       "rpm/tpm limit. Retry in %ds.",
+                       g->name, lx_limits_req_retry_after(c->limits));
+            return;
+        }
+    }
+    char msg[600];
+    lx_limits_req_message(c->limits, msg, sizeof(msg));
+    /* Refused before any deployment was called: no deployment headers, no spend record. */
+    c->dep = NULL;
+    call_error(c, 429, NULL, NULL, "%s", msg);
+}
+
+static void on_admitted(void *ud, int result)
+{
+    struct call *c = ud;
+    lx_http_on_abort(c->req, NULL, NULL);
+    on_admit_result(c, result);
+}
+
+/*
+ * Rate-limit admission of the call on its deployment: global and deployment
+ * scopes from the config, key, user, team and per-model scopes from the
+ * caller's identity (the model as the request named it, as LiteLLM keys
+ * model_rpm_limit).
+ */
+static void admit(struct call *c)
+{
+    struct lx_limits_req *lr = lx_limits_req_new(c->px->limits);
+    lx_limits_req_add_config(lr, c->cfg, c->dep);
+    if (c->id && !c->id->is_master) {
+        lx_limits_req_add_identity(lr, c->id, c->model.p);
+    }
+    c->limits = lr;
+    int rc = lx_limits_admit(lr, on_admitted, c);
+    if (rc == LX_EAGAIN) {
+        /* Waiting for Redis: a client that leaves ends the call (and the admission). */
+        lx_http_on_abort(c->req, on_client_abort, c);
+        return;
+    }
+    on_admit_result(c, rc);
+}
+
+/* ---- entry ---- */
+
 static const char *required_field(enum lx_endpoint ep)
 {
     switch (ep) {
@@ -1070,6 +1615,52 @@ static const char *required_field(enum lx_endpoint ep)
     }
 }
 
+/*
+ * The request's own "fallbacks": a list of model names (or of objects with a
+ * "model"), into the arena. Returns 0 or LX_EINVAL.
+ */
+static int parse_req_fallbacks(struct call *c, struct lx_str raw)
+{
+    cJSON *j = cJSON_ParseWithLength(raw.p, raw.n);
+    if (!cJSON_IsArray(j)) {
+        cJSON_Delete(j);
+        return LX_EINVAL;
+    }
+    int n = cJSON_GetArraySize(j);
+    const char **items = lx_arena_alloc(&c->req->arena, sizeof(*items) * (size_t)(n ? n : 1));
+    size_t k = 0;
+    const cJSON *it;
+    int rc = 0;
+    cJSON_ArrayForEach(it, j)
+    {
+        const cJSON *m = cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "model") : it;
+        if (!cJSON_IsString(m) || !m->valuestring[0]) {
+            rc = LX_EINVAL;
+            break;
+        }
+        items[k++] = lx_arena_strndup(&c->req->arena, m->valuestring, strlen(m->valuestring));
+    }
+    cJSON_Delete(j);
+    c->req_fallbacks = (struct lx_strlist){items, k};
+    c->has_req_fallbacks = rc == 0;
+    return rc;
+}
+
+/* x-litellm-timeout: seconds (a decimal number); -1 when absent or invalid. */
+static double header_timeout(const struct lx_http_request *req)
+{
+    struct lx_str v = lx_str_trim(lx_http_header_get(req, LX_STR("x-litellm-timeout")));
+    char tmp[32];
+    if (!v.n || v.n >= sizeof(tmp)) {
+        return -1;
+    }
+    memcpy(tmp, v.p, v.n);
+    tmp[v.n] = '\0';
+    char *end = NULL;
+    double t = strtod(tmp, &end);
+    return end && *end == '\0' && t > 0 && t < 86400 ? t : -1;
+}
+
 void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
                    enum lx_endpoint ep, struct lx_str path_model,
                    const struct lx_client_adapter *client)
@@ -1080,11 +1671,15 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
     c->cfg = lx_config_ref(px->cfg);
     c->id = lx_identity_ref(id);
     c->ep = ep;
+    c->num_retries = -1;
+    c->req_timeout = -1;
     lx_buf_init(&c->up_body, req->body.limit + 4096);
     lx_buf_init(&c->resp, (size_t)(c->cfg->general.max_response_size_mb * 1024.0 * 1024.0));
     lx_buf_init(&c->out, SSE_MAX_EVENT_BYTES * 2);
     lx_buf_init(&c->client_out, SSE_MAX_EVENT_BYTES * 2);
     lx_buf_init(&c->client_body, req->body.limit + 65536);
+    lx_buf_init(&c->err_body, 1u << 20);
+    lx_buf_init(&c->strip_body, req->body.limit + 4096);
     c->body = lx_buf_str(&req->body);
 
     if (req->body.len == 0) {
@@ -1110,10 +1705,11 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
      * cJSON tree is built only when a translation or a local answer needs it.
      */
     const char *field = required_field(ep);
-    const struct lx_str keys[] = {LX_STR("model"), LX_STR("stream"), lx_str_c(field),
-                                  LX_STR("stream_options")};
-    struct lx_str vals[4];
-    if (lx_json_find_top_many(c->body, keys, 4, vals)) {
+    const struct lx_str keys[] = {LX_STR("model"),     LX_STR("stream"),
+                                  lx_str_c(field),     LX_STR("stream_options"),
+                                  LX_STR("fallbacks"), LX_STR("num_retries")};
+    struct lx_str vals[6];
+    if (lx_json_find_top_many(c->body, keys, 6, vals)) {
         call_error(c, 400, NULL, NULL,
                    "Malformed JSON in request body: expected a single JSON object");
         return;
@@ -1154,8 +1750,43 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         c->include_usage =
             lx_json_find_top(vals[3], LX_STR("include_usage"), &iu) == 0 && lx_str_eq_c(iu, "true");
     }
+    /* NUL-terminated copy: the caller's buffer does not outlive an admission waiting for Redis. */
+    c->model = (struct lx_str){lx_arena_strndup(&req->arena, model.p, model.n), model.n};
+
+    /* The router's own request keys: read, then removed from what goes upstream. */
+    if (vals[4].p || vals[5].p) {
+        if (vals[4].p && !lx_str_eq_c(vals[4], "null") && parse_req_fallbacks(c, vals[4])) {
+            call_error(c, 400, NULL, "fallbacks",
+                       "Invalid 'fallbacks': expected a list of model names");
+            return;
+        }
+        unsigned long long nr;
+        if (vals[5].p && !lx_str_eq_c(vals[5], "null")) {
+            if (lx_str_to_u64(vals[5], 100, &nr)) {
+                call_error(c, 400, NULL, "num_retries",
+                           "Invalid 'num_retries': expected an integer from 0 to 100");
+                return;
+            }
+            c->num_retries = (int)nr;
+        }
+        const struct lx_json_edit edits[] = {
+            {LX_STR("fallbacks"), LX_STR_NULL, LX_JSON_REMOVE},
+            {LX_STR("num_retries"), LX_STR_NULL, LX_JSON_REMOVE},
+        };
+        if (lx_json_rewrite(c->body, edits, 2, &c->strip_body)) {
+            call_error(c, 413, NULL, NULL, "Request body too large");
+            return;
+        }
+        c->body = lx_buf_str(&c->strip_body);
+    }
 
     const struct lx_model_group *g = lx_config_find_group(c->cfg, model);
+    if (!g || g->n == 0) {
+        /* model: <model_info.id> targets one deployment. */
+        const struct lx_deployment *pin = lx_config_find_deployment(c->cfg, model);
+        g = pin ? lx_config_find_group(c->cfg, lx_str_c(pin->model_name)) : NULL;
+        c->rr.pinned = g ? pin : NULL;
+    }
     if (!c->id->is_master) {
         /* A key may name an alias of a group it may use, or the group itself. */
         char msg[1024];
@@ -1173,40 +1804,17 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
                    (int)LX_MIN(model.n, 256), model.p);
         return;
     }
-    c->dep = lx_router_pick(g);
-    c->upstream_model = resolve_wildcard(req, g, c->dep, model);
-    struct lx_str base = lx_provider_api_base(c->dep);
-    const char *q = base.p ? memchr(base.p, '?', base.n) : NULL;
-    c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
-    if (c->dep->missing_env) {
-        call_error(c, 500, NULL, NULL,
-                   "Model group '%s' is not usable: environment variable %s is not set on the "
-                   "gateway",
-                   c->dep->model_name, c->dep->missing_env);
-        return;
+    c->rr.cfg = c->cfg;
+    c->rr.group = g;
+    if (c->num_retries < 0) {
+        const struct lx_config *cfg = c->cfg;
+        c->num_retries = cfg->router.num_retries >= 0    ? cfg->router.num_retries
+                         : cfg->litellm.num_retries >= 0 ? cfg->litellm.num_retries
+                                                         : -1;
     }
-    const struct lx_provider_ops *ops = lx_provider_ops_for(c->dep->provider.kind);
-    bool translating = ops && (ops->translate_response || ops->translate_event || ops->stream_feed);
-    if (c->client || c->dep->has_mock_response || translating) {
-        c->json = cJSON_ParseWithLength(c->body.p, c->body.n);
-        if (!cJSON_IsObject(c->json)) {
-            call_error(c, 400, NULL, NULL, "Malformed JSON in request body");
-            return;
-        }
+    if (c->num_retries < 0 && g->n == 1 && g->deployments[0]->max_retries >= 0) {
+        c->num_retries = g->deployments[0]->max_retries;
     }
-    if (c->client && c->stream) {
-        c->client_state = c->client->stream_new(&req->arena, c->json);
-        if (!c->client_state) {
-            call_error(c, 500, NULL, NULL, "Could not set up stream translation");
-            return;
-        }
-        lx_sse_init(&c->client_sse, SSE_MAX_EVENT_BYTES);
-        c->client_sse_init = true;
-    }
-    if (c->dep->has_mock_response) {
-        answer_mock(c);
-        return;
-    }
-    c->api_key = c->dep->api_key;
-    start_upstream(c);
+    c->req_timeout = header_timeout(req);
+    attempt(c);
 }

@@ -70,6 +70,9 @@ static void set_config(struct lx_proxy *px, struct lx_config *cfg)
         const char *k = cfg->general.master_key;
         SHA256((const unsigned char *)k, strlen(k), px->master_hash);
     }
+    if (px->limits) {
+        lx_limits_set_config(px->limits, cfg);
+    }
     if (old) {
         lx_config_unref(old);
     }
@@ -82,6 +85,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
     px->loop = loop;
     px->up = up;
     px->env = *env;
+    px->limits = lx_limits_new(loop, lx_limits_table_global());
     px->master_id = lx_identity_new_master();
     px->store = env->store;
     if (px->store) {
@@ -96,6 +100,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
 
 void lx_proxy_free(struct lx_proxy *px)
 {
+    lx_limits_free(px->limits);
     lx_store_port_close(px->store_port);
     px->store_port = NULL;
     lx_ledger_writer_free(px->ledger_writer);
@@ -159,12 +164,10 @@ static void unauthorized(struct lx_http_request *req, const char *type, const ch
     lx_proxy__error(req, 401, type, NULL, "%s", msg);
 }
 
-static bool is_master_key(const struct lx_proxy *px, struct lx_str key)
+static bool is_master_key(const struct lx_proxy *px, const unsigned char h[SHA256_DIGEST_LENGTH])
 {
     /* Compare digests in constant time: neither length nor content leaks through timing. */
-    unsigned char h[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key.p, key.n, h);
-    return CRYPTO_memcmp(h, px->master_hash, sizeof(h)) == 0;
+    return CRYPTO_memcmp(h, px->master_hash, SHA256_DIGEST_LENGTH) == 0;
 }
 
 /* ---- health ---- */
@@ -471,7 +474,10 @@ static void authenticate(struct lx_proxy *px, struct lx_http_request *req, const
                      "<key>'.");
         return;
     }
-    if (px->has_master && is_master_key(px, key)) {
+    /* One digest serves the master-key comparison and the virtual-key lookup. */
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key.p, key.n, h);
+    if (px->has_master && is_master_key(px, h)) {
         route(px, req, px->master_id, t);
         return;
     }
@@ -483,7 +489,7 @@ static void authenticate(struct lx_proxy *px, struct lx_http_request *req, const
     *p = (struct pending_auth){px, req, *t, NULL};
     struct lx_identity *ident = NULL;
     int rc =
-        lx_auth_resolve(px->store, px->store_port, key, &ident, on_key_resolved, p, &p->lookup);
+        lx_auth_resolve(px->store, px->store_port, key, h, &ident, on_key_resolved, p, &p->lookup);
     if (rc == LX_EAGAIN) {
         lx_http_on_abort(req, on_pending_abort, p);
         return;

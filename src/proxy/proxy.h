@@ -23,9 +23,13 @@ struct lx_proxy;
 struct lx_ledger;
 struct lx_store;
 
+struct lx_router_table;
+
 /* Shared, read-only process facts the pipeline reports (readiness, version). */
 struct lx_proxy_env {
     int num_workers;
+    int index;                      /* this worker's number, from 0 */
+    struct lx_router_table *router; /* deployment health shared by all workers, or NULL */
     struct lx_store *store; /* general_settings.database_url's store, or NULL; outlives the proxy */
     struct lx_ledger *ledger; /* spend ledger; NULL when no store is configured */
 };

@@ -7,6 +7,7 @@
 #include "auth/identity.h"
 #include "config/config.h"
 #include "http/http.h"
+#include "limits/limits.h"
 #include "providers/provider.h"
 #include "proxy/proxy.h"
 #include "spend/ledger.h"
@@ -25,6 +26,7 @@ struct lx_proxy {
     struct lx_proxy_env env;
     struct lx_store *store;                 /* NULL without general_settings.database_url */
     struct lx_store_port *store_port;       /* this worker's port on store, or NULL */
+    struct lx_limits *limits;               /* this worker's rate limiter (process-wide counters) */
     struct lx_ledger_writer *ledger_writer; /* this worker's spend journal writer, or NULL */
 };
 

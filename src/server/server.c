@@ -23,6 +23,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "proxy/proxy.h"
+#include "router/router.h"
 #include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -60,6 +61,7 @@ struct main_state {
     const char *config_path;
     bool debug;
     struct lx_config *cfg;
+    struct lx_router_table *router; /* deployment health shared by every worker */
     int signals_seen;
     struct lx_store *store;
     struct lx_ledger *ledger; /* NULL without a store */
@@ -243,6 +245,7 @@ static void reload(struct main_state *m)
     if (m->debug) {
         lx_log_set_level(LX_LOG_DEBUG);
     }
+    lx_router_bind(m->router, cfg);
     const char *new_url = cfg->general.database_url;
     if ((new_url == NULL) != (m->db_url == NULL) || (new_url && strcmp(new_url, m->db_url) != 0)) {
         /* The store is opened once; moving to another database needs a restart. */
@@ -316,6 +319,8 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.config_path = opts->config_path;
     m.debug = opts->debug;
     m.cfg = lx_config_ref(cfg);
+    m.router = lx_router_table_new();
+    lx_router_bind(m.router, cfg);
     m.start_cfg = lx_config_ref(cfg);
     m.db_url = cfg->general.database_url;
     m.store = opts->store;
@@ -340,6 +345,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
                 lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
             }
             lx_config_unref(m.cfg);
+            lx_router_table_free(m.router);
             lx_config_unref(m.start_cfg);
             return fd;
         }
@@ -364,6 +370,8 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->index = i;
         w->main = &m;
         w->env.num_workers = m.n;
+        w->env.index = i;
+        w->env.router = m.router;
         w->env.store = m.store;
         w->env.ledger = m.ledger;
         if (worker_init(w, cfg, err)) {
@@ -430,6 +438,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
     }
     lx_config_unref(m.cfg);
+    lx_router_table_free(m.router);
     lx_config_unref(m.start_cfg);
     if (rc == 0) {
         LX_INFO("llmux stopped");

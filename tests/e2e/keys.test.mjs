@@ -48,7 +48,7 @@ if (startPostgres) {
       return {
         url: pg.url,
         query: (sql) => execFileSync('psql', [pg.url, '-At', '-c', sql], { encoding: 'utf8' }),
-        close: () => pg.stop(),
+        close: () => pg.destroy(),
         pg,
       };
     },

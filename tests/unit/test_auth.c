@@ -300,7 +300,95 @@ LX_TEST(role_names)
     LX_CHECK_INT(lx_user_role_parse(""), LX_ROLE_UNSET);
 }
 
-LX_TEST_MAIN(LX_RUN(key_format_and_hash), LX_RUN(model_intersection), LX_RUN(expiry_and_blocking),
-             LX_RUN(role_names), LX_RUN(identity_refcount), LX_RUN(cache_ttl),
-             LX_RUN(cache_replace), LX_RUN(cache_invalidation), LX_RUN(cache_generation_race),
-             LX_RUN(rbac_table), LX_RUN(admin_route_lookup), LX_RUN(query_strings))
+/* A store row as lx_auth_lookup_sql returns it. */
+LX_TEST(identity_from_row)
+{
+    char *cols[] = {"token",
+                    "key_name",
+                    "key_alias",
+                    "user_id",
+                    "team_id",
+                    "models",
+                    "max_budget_nanos",
+                    "spend_nanos",
+                    "rpm_limit",
+                    "model_rpm_limit",
+                    "model_tpm_limit",
+                    "expires",
+                    "blocked",
+                    "u_user_id",
+                    "u_user_role",
+                    "u_models",
+                    "u_max_budget_nanos",
+                    "t_team_id",
+                    "t_models",
+                    "t_blocked"};
+    char *cells[] = {"88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b",
+                     "sk-...1234",
+                     "alias",
+                     "alice",
+                     "t1",
+                     "[\"gpt-4o\",\"gpt-4\"]",
+                     "5000000000",
+                     "12",
+                     "7",
+                     "{\"gpt-4o\":5}",
+                     "{\"gpt-4o\":50,\"gpt-4\":60}",
+                     "1900000000",
+                     "0",
+                     "alice",
+                     "proxy_admin_viewer",
+                     "[\"gpt-4o\"]",
+                     NULL,
+                     "t1",
+                     "[]",
+                     "1"};
+    struct lx_store_result r = {1, LX_ARRAY_LEN(cols), cols, cells, 0};
+    struct lx_identity *id = lx_auth_identity_from_row(&r, 0);
+    LX_CHECK(id != NULL);
+    if (!id) {
+        return;
+    }
+    LX_CHECK_STR(id->token, cells[0]);
+    LX_CHECK_STR(id->key_alias, "alias");
+    LX_CHECK_STR(id->user_id, "alice");
+    LX_CHECK_STR(id->team_id, "t1");
+    LX_CHECK_INT(id->key.models.n, 2);
+    LX_CHECK_STR(id->key.models.items[1], "gpt-4");
+    LX_CHECK_INT(id->key.max_budget_nanos, 5000000000LL);
+    LX_CHECK_INT(id->key.spend_nanos, 12);
+    LX_CHECK_INT(id->key.rpm_limit, 7);
+    LX_CHECK_INT(id->key.tpm_limit, LX_NO_LIMIT);
+    LX_CHECK_INT(id->expires, 1900000000LL);
+    LX_CHECK(id->has_user);
+    LX_CHECK_INT(id->role, LX_ROLE_PROXY_ADMIN_VIEWER);
+    LX_CHECK_INT(id->user.models.n, 1);
+    LX_CHECK_INT(id->user.max_budget_nanos, LX_NO_LIMIT);
+    LX_CHECK(id->has_team);
+    LX_CHECK(id->blocked); /* the team is blocked */
+    LX_CHECK_INT(id->n_model_limits, 2);
+    for (size_t i = 0; i < id->n_model_limits; i++) {
+        if (strcmp(id->model_limits[i].model, "gpt-4o") == 0) {
+            LX_CHECK_INT(id->model_limits[i].rpm, 5);
+            LX_CHECK_INT(id->model_limits[i].tpm, 50);
+        } else {
+            LX_CHECK_STR(id->model_limits[i].model, "gpt-4");
+            LX_CHECK_INT(id->model_limits[i].rpm, LX_NO_LIMIT);
+            LX_CHECK_INT(id->model_limits[i].tpm, 60);
+        }
+    }
+    lx_identity_unref(id);
+
+    /* A malformed models list or token is refused, not half-read. */
+    cells[5] = "{not json";
+    LX_CHECK(lx_auth_identity_from_row(&r, 0) == NULL);
+    cells[5] = "[]";
+    cells[0] = "short";
+    LX_CHECK(lx_auth_identity_from_row(&r, 0) == NULL);
+}
+
+LX_TEST_MAIN(LX_RUN(identity_from_row), LX_RUN(key_format_and_hash), LX_RUN(model_intersection),
+             LX_RUN(expiry_and_blocking), LX_RUN(role_names), LX_RUN(identity_refcount),
+             LX_RUN(cache_ttl), LX_RUN(cache_replace), LX_RUN(cache_invalidation),
+             LX_RUN(cache_generation_race), LX_RUN(rbac_table), LX_RUN(admin_route_lookup),
+             LX_RUN(query_strings))

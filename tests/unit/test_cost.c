@@ -14,6 +14,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "http/sse.h"
+#include "json/json.h"
 #include "lx_test.h"
 #include "providers/eventstream.h"
 #include "providers/provider.h"
@@ -690,9 +691,100 @@ LX_TEST(stream_usage_bedrock)
     lx_buf_fini(&up);
 }
 
+/* ---- usage of translated (non-streamed) answers, as the pipeline reads it ---- */
+
+static int translated_usage(const struct lx_provider_ops *ops, const char *model, const char *body,
+                            struct lx_usage *u)
+{
+    struct lx_deployment d = dep_for(model);
+    struct lx_arena arena;
+    lx_arena_init(&arena, NULL, 0, 4096);
+    cJSON *json = cJSON_Parse("{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}");
+    struct lx_provider_call call = {.endpoint = LX_EP_CHAT,
+                                    .dep = &d,
+                                    .json = json,
+                                    .upstream_model = d.upstream_model,
+                                    .arena = &arena};
+    struct lx_buf out;
+    lx_buf_init(&out, 1 << 20);
+    struct lx_error err = {0};
+    int rc = ops->translate_response(&call, lx_str_c(body), &out, &err);
+    struct lx_str raw = LX_STR_NULL;
+    if (!rc) {
+        rc = lx_json_find_top(lx_buf_str(&out), LX_STR("usage"), &raw);
+    }
+    if (!rc) {
+        rc = lx_usage_parse_openai(raw, u);
+    }
+    lx_buf_fini(&out);
+    cJSON_Delete(json);
+    lx_arena_fini(&arena);
+    return rc;
+}
+
+LX_TEST(translated_response_usage)
+{
+    struct lx_usage u;
+    /* Anthropic Messages API response (docs.anthropic.com, "Messages"), with prompt caching. */
+    LX_CHECK_INT(
+        translated_usage(&lx_provider_anthropic, "claude-3-haiku-20240307",
+                         "{\"id\":\"msg_01\",\"type\":\"message\",\"role\":\"assistant\","
+                         "\"model\":\"claude-3-haiku-20240307\",\"content\":[{\"type\":\"text\","
+                         "\"text\":\"Hi!\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,"
+                         "\"usage\":{\"input_tokens\":21,\"output_tokens\":305,"
+                         "\"cache_creation_input_tokens\":188086,\"cache_read_input_tokens\":9}}",
+                         &u),
+        0);
+    LX_CHECK_INT(u.prompt_tokens, 21 + 188086 + 9);
+    LX_CHECK_INT(u.completion_tokens, 305);
+    LX_CHECK_INT(u.cache_read_tokens, 9);
+    LX_CHECK_INT(u.cache_creation_tokens, 188086);
+    struct lx_deployment d = dep_for("claude-3-haiku-20240307");
+    LX_CHECK_INT(lx_cost_for_deployment(&d, NULL, &u),
+                 (21LL * 250000 + 188086LL * 300000 + 9LL * 30000 + 305LL * 1250000 + 500) / 1000);
+    /* Gemini generateContent (ai.google.dev, "GenerateContentResponse"). */
+    LX_CHECK_INT(translated_usage(&lx_provider_gemini, "gemini/gemini-2.5-flash",
+                                  "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],"
+                                  "\"role\":\"model\"},\"finishReason\":\"STOP\",\"index\":0}],"
+                                  "\"usageMetadata\":{\"promptTokenCount\":11,"
+                                  "\"candidatesTokenCount\":7,\"thoughtsTokenCount\":20,"
+                                  "\"cachedContentTokenCount\":4,\"totalTokenCount\":38},"
+                                  "\"modelVersion\":\"gemini-2.5-flash\",\"responseId\":\"r\"}",
+                                  &u),
+                 0);
+    LX_CHECK_INT(u.prompt_tokens, 11);
+    LX_CHECK_INT(u.completion_tokens, 27);
+    LX_CHECK_INT(u.cache_read_tokens, 4);
+    /* Bedrock Converse (docs.aws.amazon.com, "Converse" response syntax). */
+    LX_CHECK_INT(translated_usage(&lx_provider_bedrock, "bedrock/amazon.nova-pro-v1:0",
+                                  "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":"
+                                  "[{\"text\":\"Hi\"}]}},\"stopReason\":\"end_turn\",\"usage\":"
+                                  "{\"inputTokens\":30,\"outputTokens\":12,\"totalTokens\":42,"
+                                  "\"cacheReadInputTokens\":8,\"cacheWriteInputTokens\":2},"
+                                  "\"metrics\":{\"latencyMs\":300}}",
+                                  &u),
+                 0);
+    LX_CHECK_INT(u.prompt_tokens, 40);
+    LX_CHECK_INT(u.completion_tokens, 12);
+    LX_CHECK_INT(u.cache_read_tokens, 8);
+    LX_CHECK_INT(u.cache_creation_tokens, 2);
+    /* Ollama /api/chat (github.com/ollama/ollama docs/api.md). */
+    LX_CHECK_INT(translated_usage(&lx_provider_ollama, "ollama/llama3",
+                                  "{\"model\":\"llama3\",\"created_at\":\"2023-12-12T14:13:43Z\","
+                                  "\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},"
+                                  "\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":26,"
+                                  "\"eval_count\":298}",
+                                  &u),
+                 0);
+    LX_CHECK_INT(u.prompt_tokens, 26);
+    LX_CHECK_INT(u.completion_tokens, 298);
+    lx_prices_builtin_release();
+}
+
 LX_TEST_MAIN(LX_RUN(cost_exact_integers), LX_RUN(cost_rounds_once_half_up),
              LX_RUN(cost_cached_tokens), LX_RUN(cost_saturates), LX_RUN(format_like_python),
              LX_RUN(usage_openai_objects), LX_RUN(usage_rejects), LX_RUN(table_parse),
              LX_RUN(builtin_table), LX_RUN(lookups), LX_RUN(overrides),
              LX_RUN(unknown_model_costs_zero_warns_once), LX_RUN(stream_usage_anthropic),
-             LX_RUN(stream_usage_gemini), LX_RUN(stream_usage_ollama), LX_RUN(stream_usage_bedrock))
+             LX_RUN(stream_usage_gemini), LX_RUN(stream_usage_ollama), LX_RUN(stream_usage_bedrock),
+             LX_RUN(translated_response_usage))

@@ -655,9 +655,10 @@ struct stream {
     struct lx_mock_pieces pieces;
     uint64_t prompt_tokens;
     uint64_t completion_tokens;
-    struct lx_str head;   /* status line and headers */
-    size_t status_len;    /* of head */
-    struct lx_str prefix; /* chunk JSON up to and including "choices":[ */
+    int64_t cached_tokens; /* -1: no prompt_tokens_details */
+    struct lx_str head;    /* status line and headers */
+    size_t status_len;     /* of head */
+    struct lx_str prefix;  /* chunk JSON up to and including "choices":[ */
     struct lx_str error_message;
     char data[];
 };
@@ -699,6 +700,8 @@ static int put_event(const struct stream *s, struct lx_buf *out)
 }
 
 /* Start an event in tls_event: "data: " + prefix. */
+static void put_usage(struct lx_mock_w *w, uint64_t prompt, uint64_t completion, int64_t cached);
+
 static struct lx_mock_w event_begin(const struct stream *s)
 {
     lx_buf_reset(&tls_event);
@@ -771,13 +774,9 @@ static int event_finish(const struct stream *s, struct lx_buf *out)
     if (rc == 0 && s->include_usage) {
         /* stream_options.include_usage: one more chunk with empty choices. */
         w = event_begin(s);
-        LX_MOCK_W_LIT(&w, "],\"usage\":{\"prompt_tokens\":");
-        lx_mock__w_u64(&w, s->prompt_tokens);
-        LX_MOCK_W_LIT(&w, ",\"completion_tokens\":");
-        lx_mock__w_u64(&w, s->completion_tokens);
-        LX_MOCK_W_LIT(&w, ",\"total_tokens\":");
-        lx_mock__w_u64(&w, s->prompt_tokens + s->completion_tokens);
-        LX_MOCK_W_LIT(&w, "}}");
+        LX_MOCK_W_LIT(&w, "],");
+        put_usage(&w, s->prompt_tokens, s->completion_tokens, s->cached_tokens);
+        LX_MOCK_W_LIT(&w, "}");
         rc = event_end(s, &w, out);
     }
     if (rc == 0) {
@@ -1018,6 +1017,7 @@ static int start_stream(struct lx_mock_conn *c, const struct lx_mock_req *req,
     s->interval_ms = d->interval_ms;
     s->prompt_tokens = a->prompt_tokens;
     s->completion_tokens = a->completion_tokens;
+    s->cached_tokens = d->cache_read;
     s->base.step = stream_step;
     s->base.free_fn = stream_free;
     s->base.first_delay_ms = d->latency_ms;
@@ -1166,7 +1166,9 @@ static void reply_invalid(struct lx_mock_conn *c, const char *msg, const char *p
     reply_error(c, 400, lx_str_c(msg), param, o);
 }
 
-static void put_usage(struct lx_mock_w *w, uint64_t prompt, uint64_t completion)
+/* OpenAI's usage object; cached >= 0 adds prompt_tokens_details.cached_tokens (the cache_read
+ * directive). */
+static void put_usage(struct lx_mock_w *w, uint64_t prompt, uint64_t completion, int64_t cached)
 {
     LX_MOCK_W_LIT(w, "\"usage\":{\"prompt_tokens\":");
     lx_mock__w_u64(w, prompt);
@@ -1174,6 +1176,11 @@ static void put_usage(struct lx_mock_w *w, uint64_t prompt, uint64_t completion)
     lx_mock__w_u64(w, completion);
     LX_MOCK_W_LIT(w, ",\"total_tokens\":");
     lx_mock__w_u64(w, prompt + completion);
+    if (cached >= 0) {
+        LX_MOCK_W_LIT(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+        lx_mock__w_u64(w, (uint64_t)cached);
+        LX_MOCK_W_LIT(w, "}");
+    }
     LX_MOCK_W_LIT(w, "}");
 }
 
@@ -1223,7 +1230,7 @@ static void answer_text(struct lx_mock_conn *c, const struct lx_mock_req *req,
         lx_mock__w_str(&w, a->content);
         LX_MOCK_W_LIT(&w, ",\"index\":0,\"logprobs\":null,\"finish_reason\":\"stop\"}],");
     }
-    put_usage(&w, a->prompt_tokens, a->completion_tokens);
+    put_usage(&w, a->prompt_tokens, a->completion_tokens, d->cache_read);
     LX_MOCK_W_LIT(&w, "}\n");
     if (w.err) {
         reply_error(c, 500, LX_STR("answer too large"), NULL, o);

@@ -1,0 +1,281 @@
+// Rate limits end to end: global_max_rpm / global_max_tpm and deployment
+// rpm on one instance, two instances sharing a real redis-server, and Redis
+// dying mid-test. Windows are the real 60-s windows: a test that must stay
+// inside one window first waits, if needed, until enough of the current
+// window is left (llmux and the test read the same clock).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+
+import {
+  startMock, startLlmux, mockDeployment, cleanupTempDirs, collectStream, request, chatBody,
+  sleep, waitFor, MASTER_KEY,
+} from './lib/harness.mjs';
+import { startRedis } from './lib/redis.mjs';
+
+const WINDOW_S = 60;
+let mock;
+let redis;
+
+before(async () => {
+  mock = await startMock();
+  redis = await startRedis();
+});
+
+after(async () => {
+  await mock?.stop();
+  await redis?.stop();
+  await cleanupTempDirs();
+});
+
+const windowId = () => Math.floor(Date.now() / 1000 / WINDOW_S);
+const secondsLeft = () => WINDOW_S - ((Date.now() / 1000) % WINDOW_S);
+
+// Wait until at least `need` seconds of the current window are left; returns its id.
+async function freshWindow(need) {
+  if (secondsLeft() < need) await sleep(secondsLeft() * 1000 + 200);
+  return windowId();
+}
+
+const local = (name, content = 'Hello from llmux limits') => ({
+  model_name: name,
+  litellm_params: { model: `openai/${name}`, mock_response: content },
+});
+
+const chat = (baseURL, model, extra) => request(baseURL, '/chat/completions', { body: chatBody(model, extra) });
+
+function assert429(r, pattern) {
+  assert.equal(r.status, 429, r.text);
+  assert.deepEqual(Object.keys(r.json.error).sort(), ['code', 'message', 'param', 'type']);
+  assert.equal(r.json.error.type, 'rate_limit_error');
+  assert.equal(r.json.error.code, '429');
+  assert.equal(r.json.error.param, null);
+  assert.match(r.json.error.message, pattern);
+  const ra = Number(r.headers.get('retry-after'));
+  assert.ok(Number.isInteger(ra) && ra >= 1 && ra <= WINDOW_S, `retry-after ${r.headers.get('retry-after')}`);
+}
+
+test('global_max_rpm: exactly N answered per window on one instance; 429 shape, retry-after, headers', async () => {
+  const proxy = await startLlmux({
+    model_list: [local('demo')],
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: 5 },
+  }, { workers: 2 });
+  try {
+    const w = await freshWindow(10);
+    const rs = await Promise.all(Array.from({ length: 12 }, () => chat(proxy.baseURL, 'demo')));
+    assert.equal(windowId(), w, 'stayed within one window');
+    const ok = rs.filter((r) => r.status === 200);
+    const limited = rs.filter((r) => r.status === 429);
+    assert.equal(ok.length, 5, rs.map((r) => r.status).join(','));
+    assert.equal(limited.length, 7);
+    // Headers on every answer where a limit applies, success included.
+    const remaining = ok.map((r) => Number(r.headers.get('x-ratelimit-remaining-requests'))).sort();
+    assert.deepEqual(remaining, [0, 1, 2, 3, 4]);
+    for (const r of ok) {
+      assert.equal(r.headers.get('x-ratelimit-limit-requests'), '5');
+      const reset = Number(r.headers.get('x-ratelimit-reset-requests'));
+      assert.ok(reset >= 1 && reset <= WINDOW_S, `reset ${reset}`);
+      assert.equal(r.headers.get('retry-after'), null);
+    }
+    for (const r of limited) {
+      assert429(r, /^Rate limit exceeded for global: global_max_rpm 5 reached/);
+      assert.equal(r.headers.get('x-ratelimit-limit-requests'), '5');
+      assert.equal(r.headers.get('x-ratelimit-remaining-requests'), '0');
+      assert.equal(r.headers.get('retry-after'), r.headers.get('x-ratelimit-reset-requests'));
+    }
+    // The official SDK raises its RateLimitError with our message.
+    const client = new OpenAI({ apiKey: MASTER_KEY, baseURL: proxy.baseURL, maxRetries: 0 });
+    await assert.rejects(
+      client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hi' }] }),
+      (e) => e instanceof OpenAI.RateLimitError && e.status === 429 && /global_max_rpm 5/.test(e.message),
+    );
+    // Streams are refused the same way, before any event.
+    const s = await collectStream(proxy.baseURL, '/chat/completions', chatBody('demo', { stream: true }));
+    assert.equal(s.status, 429);
+    assert.equal(s.json.error.type, 'rate_limit_error');
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('global_max_tpm counts the real usage of answers, streams included', async () => {
+  const proxy = await startLlmux({
+    model_list: [mockDeployment(mock, { name: 'up' })],
+    general_settings: { master_key: MASTER_KEY, global_max_tpm: 1 },
+  }, { workers: 1 });
+  try {
+    await freshWindow(10);
+    // A stream that asks for usage: its usage chunk is counted.
+    const s = await collectStream(proxy.baseURL, '/chat/completions',
+      chatBody('up', { stream: true, stream_options: { include_usage: true } }));
+    assert.equal(s.status, 200);
+    assert.equal(s.headers.get('x-ratelimit-limit-tokens'), '1');
+    assert.equal(s.headers.get('x-ratelimit-remaining-tokens'), '1');
+    const usage = s.chunks.find((c) => c && c.usage)?.usage;
+    assert.ok(usage && usage.total_tokens > 0, 'the mock reports usage');
+    const r = await chat(proxy.baseURL, 'up');
+    assert429(r, /^Rate limit exceeded for global: global_max_tpm 1 reached/);
+    assert.equal(r.headers.get('x-ratelimit-remaining-tokens'), '0');
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('deployment rpm: a full deployment is skipped while another has room; all full → 429', async () => {
+  const proxy = await startLlmux({
+    model_list: [
+      { ...local('grp', 'from a'), model_info: { id: 'dep-a' }, litellm_params: { model: 'openai/a', mock_response: 'from a', rpm: 2 } },
+      { ...local('grp', 'from b'), model_info: { id: 'dep-b' }, litellm_params: { model: 'openai/b', mock_response: 'from b', rpm: 3 } },
+    ],
+    general_settings: { master_key: MASTER_KEY },
+  }, { workers: 2 });
+  try {
+    const w = await freshWindow(10);
+    const ids = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await chat(proxy.baseURL, 'grp');
+      assert.equal(r.status, 200, r.text);
+      ids.push(r.headers.get('x-litellm-model-id'));
+      const content = r.json.choices[0].message.content;
+      assert.equal(content, ids[i] === 'dep-a' ? 'from a' : 'from b');
+    }
+    assert.equal(ids.filter((x) => x === 'dep-a').length, 2, ids.join(','));
+    assert.equal(ids.filter((x) => x === 'dep-b').length, 3, ids.join(','));
+    const r = await chat(proxy.baseURL, 'grp');
+    assert429(r, /model group 'grp': every deployment is over its rpm\/tpm limit/);
+    assert.equal(windowId(), w);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('two instances sharing Redis serve exactly N in the window, whichever is hit', async () => {
+  const N = 10;
+  // One reads the tutorial's rate_limit_config, the other LiteLLM's router_settings.
+  const a = await startLlmux({
+    model_list: [local('shared')],
+    rate_limit_config: { redis_host: redis.host, redis_port: redis.port },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: N },
+  }, { workers: 2 });
+  const b = await startLlmux({
+    model_list: [local('shared')],
+    router_settings: { redis_host: redis.host, redis_port: redis.port },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: N },
+  }, { workers: 2 });
+  try {
+    // Both connected (the first request of each goes through Redis once the link is up).
+    await sleep(300);
+    const w = await freshWindow(10);
+    const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => chat((i % 2 ? a : b).baseURL, 'shared')));
+    assert.equal(windowId(), w, 'stayed within one window');
+    const okA = rs.filter((r, i) => i % 2 && r.status === 200).length;
+    const okB = rs.filter((r, i) => !(i % 2) && r.status === 200).length;
+    assert.equal(okA + okB, N, `a=${okA} b=${okB}`);
+    assert.ok(okA > 0 && okB > 0, `both instances served: a=${okA} b=${okB}`);
+    for (const r of rs.filter((x) => x.status !== 200)) assert429(r, /global_max_rpm 10 reached/);
+    assert.equal(Number(await redis.cmd('GET', `lx:rl:${w}:global:r`)), N);
+    const ttl = await redis.cmd('TTL', `lx:rl:${w}:global:r`);
+    assert.ok(ttl > 0 && ttl <= 2 * WINDOW_S + 5, `ttl ${ttl}`);
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+});
+
+test('Redis killed mid-test: requests keep being served; counts resync when it returns', async () => {
+  const proxy = await startLlmux({
+    model_list: [local('resync')],
+    rate_limit_config: { redis_host: redis.host, redis_port: redis.port },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: 100000 },
+  }, { workers: 1 });
+  try {
+    await sleep(300);
+    const w = await freshWindow(25);
+    const key = `lx:rl:${w}:global:r`;
+    const before = Number(await redis.cmd('GET', key)) || 0;
+    for (let i = 0; i < 5; i++) assert.equal((await chat(proxy.baseURL, 'resync')).status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), before + 5);
+
+    await redis.kill();
+    const t0 = Date.now();
+    for (let i = 0; i < 7; i++) {
+      const r = await chat(proxy.baseURL, 'resync');
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-ratelimit-limit-requests'), '100000');
+    }
+    assert.ok(Date.now() - t0 < 2000, `7 requests without Redis took ${Date.now() - t0} ms`);
+
+    await redis.start(); // empty: no persistence
+    // The 7 requests counted locally while Redis was away are pushed back.
+    await waitFor(async () => Number(await redis.cmd('GET', key)) === 7,
+      { timeoutMs: 10_000, intervalMs: 100, what: 'the local counts to be pushed to Redis' });
+    const r = await chat(proxy.baseURL, 'resync');
+    assert.equal(r.status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), 8);
+    assert.equal(windowId(), w, 'stayed within one window');
+    assert.match(proxy.logs(), /redis .* unreachable; using local counters/);
+    assert.match(proxy.logs(), /pushed local counts of 1 scope/);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("the tutorial's Rate Limiting block loads and applies global_max_rpm", async () => {
+  const yaml = `
+model_list:
+  - model_name: gpt-4
+    litellm_params:
+      model: gpt-4
+      api_key: sk-test
+      api_base: ${mock.url}/v1
+  - model_name: claude-3
+    litellm_params:
+      model: openai/claude-3
+      api_base: ${mock.url}/v1
+      api_key: sk-test
+
+# config.yaml
+rate_limit_config:
+  redis_host: localhost
+  redis_port: ${redis.port}
+
+user_config:
+  - user_id: "premium_user"
+    user_email: "premium@example.com"
+    user_role: "app_user"
+    models: ["gpt-4", "claude-3"]
+    rpm_limit: 100  # Requests per minute
+    tpm_limit: 100000  # Tokens per minute
+    max_budget: 500.0
+
+  - user_id: "basic_user"
+    user_email: "basic@example.com"
+    user_role: "app_user"
+    models: ["gpt-3.5-turbo"]
+    rpm_limit: 20
+    tpm_limit: 10000
+    max_budget: 10.0
+
+# Global rate limits
+general_settings:
+  master_key: ${MASTER_KEY}
+  global_max_rpm: 1000
+  global_max_tpm: 1000000
+`;
+  const proxy = await startLlmux(yaml, { workers: 1 });
+  try {
+    await sleep(200);
+    const client = new OpenAI({ apiKey: MASTER_KEY, baseURL: proxy.baseURL, maxRetries: 0 });
+    const { data, response } = await client.chat.completions
+      .create({ model: 'gpt-4', messages: [{ role: 'user', content: 'Hello!' }] })
+      .withResponse();
+    assert.ok(data.choices[0].message.content.length > 0);
+    assert.equal(response.headers.get('x-ratelimit-limit-requests'), '1000');
+    assert.equal(response.headers.get('x-ratelimit-limit-tokens'), '1000000');
+    const rem = Number(response.headers.get('x-ratelimit-remaining-requests'));
+    assert.ok(rem >= 0 && rem < 1000);
+  } finally {
+    await proxy.stop();
+  }
+});

@@ -876,7 +876,19 @@ static void regenerate_write(struct lx_admin_ctx *ctx, const struct lx_store_res
 
 void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
 {
-    const char *key = body_key(ctx);
+    /* POST /key/{key}/regenerate names the key in the path. */
+    struct lx_str in_path = lx_admin__path_key(ctx->req->path);
+    const char *key = NULL;
+    if (in_path.n) {
+        char *k = lx_arena_alloc(&ctx->arena, in_path.n + 1);
+        if (!lx_admin__url_decode(in_path, k, in_path.n + 1)) {
+            lx_admin_respond_error_param(ctx, 400, "key", "Invalid key in the path");
+            return;
+        }
+        key = k;
+    } else {
+        key = body_key(ctx);
+    }
     if (!key) {
         return;
     }

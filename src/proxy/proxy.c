@@ -421,7 +421,8 @@ static void unknown_key(struct lx_proxy *px, struct lx_http_request *req, int rc
         /* No master key: the gateway is open; an unknown key is just no key. */
         route(px, req, px->master_id, t);
     } else if (rc == LX_EAUTH) {
-        unauthorized(req, "authentication_error", "Authentication Error: invalid API key.");
+        unauthorized(req, "authentication_error",
+                     "Authentication Error, Invalid proxy server token passed.");
     } else if (rc == LX_ECANCELED) {
         lx_proxy__error(req, 503, NULL, NULL, "The gateway is shutting down");
     } else {

@@ -279,6 +279,12 @@ for (const backend of backends) {
       assert.equal((await chat(px, r.json.key)).status, 200, 'old key valid during the grace period');
       assert.equal((await chat(px, g.json.key)).status, 200);
       assertError(await post(px, '/key/regenerate', { key: g.json.key, grace_period: 'a while' }), 400, 'grace_period');
+      // LiteLLM's path form.
+      const p = await post(px, `/key/${encodeURIComponent(g.json.key)}/regenerate`, {});
+      assert.equal(p.status, 200, p.text);
+      assertError(await chat(px, g.json.key), 401);
+      assert.equal((await chat(px, p.json.key)).status, 200);
+      assertError(await get(px, `/key/${p.json.key}/regenerate`), 405);
       assertError(await post(px, '/key/regenerate', { key: 'sk-none-such-000' }), 404);
     });
 

@@ -153,6 +153,12 @@ LX_TEST(admin_route_lookup)
     r = lx_admin_find(LX_STR("/key/nothing"), LX_HTTP_GET, &known, &allowed);
     LX_CHECK(r == NULL);
     LX_CHECK(!known);
+    r = lx_admin_find(LX_STR("/key/sk-abc/regenerate"), LX_HTTP_POST, &known, &allowed);
+    LX_CHECK(r != NULL && strcmp(r->path, "/key/regenerate") == 0);
+    struct lx_str k = lx_admin__path_key(LX_STR("/v1/key/sk-abc/regenerate"));
+    LX_CHECK_MEM(k.p, k.n, "sk-abc");
+    LX_CHECK(lx_admin__path_key(LX_STR("/key/a/b/regenerate")).p == NULL);
+    LX_CHECK(lx_admin__path_key(LX_STR("/key/regenerate")).p == NULL);
 }
 
 LX_TEST(query_strings)

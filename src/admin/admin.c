@@ -17,6 +17,7 @@
 #include "core/rand.h"
 #include "core/time.h"
 #include "log/log.h"
+#include "spend/endpoints.h"
 
 #define ADMIN_MAX_QUERY_VALUE 4096
 /* 1e9 USD in nano-USD still fits an int64 with room for sums. */
@@ -58,7 +59,13 @@ static const struct lx_admin_route routes[] = {
     {LX_HTTP_GET, "/model/info", LX_PERM_SELF_OR_READ, lx_admin__model_info},
     {LX_HTTP_POST, "/model/delete", LX_PERM_ADMIN, lx_admin__model_delete},
 
-    /* spend and budgets */
+    /* spend and budgets (spend/endpoints.c) */
+    {LX_HTTP_GET, "/user/spend", LX_PERM_SELF_OR_READ, lx_spend_user_spend},
+    {LX_HTTP_GET, "/global/spend", LX_PERM_ADMIN_READ, lx_spend_global_spend},
+    {LX_HTTP_POST, "/user/reset_budget", LX_PERM_ADMIN, lx_spend_user_reset_budget},
+    {LX_HTTP_GET, "/spend/logs", LX_PERM_SELF_OR_READ, lx_spend_logs},
+    {LX_HTTP_GET, "/global/spend/keys", LX_PERM_ADMIN_READ, lx_spend_global_keys},
+    {LX_HTTP_GET, "/global/spend/models", LX_PERM_ADMIN_READ, lx_spend_global_models},
 };
 
 const struct lx_admin_route *lx_admin_find(struct lx_str path, enum lx_http_method m,

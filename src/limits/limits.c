@@ -796,8 +796,16 @@ static void on_admit_reply(void *ud, int result, const redisReply *reply)
         return;
     }
     if (result == 0) {
-        LX_WARN("unexpected reply from redis to the rate-limit script (type %d); deciding locally",
-                reply ? reply->type : -1);
+        /* A persistent error (OOM, BUSY, ...) would repeat on every request: warn every 10 s. */
+        static _Thread_local uint64_t last_warn_ms;
+        uint64_t now_ms = lx_mono_ms();
+        if (!last_warn_ms || now_ms - last_warn_ms >= 10000) {
+            last_warn_ms = now_ms;
+            LX_WARN("unexpected reply from redis to the rate-limit script (%s); deciding locally",
+                    reply && reply->type == REDIS_REPLY_ERROR && reply->str
+                        ? reply->str
+                        : "not the script's result");
+        }
     }
     /* Redis unreachable or confused: decide on local counts, no client error. */
     struct lockset ls;
@@ -1131,6 +1139,62 @@ static void on_redis_up(struct lx_redis *redis, void *ud)
     if (pushed) {
         LX_INFO("rate limits: pushed local counts of %u scope(s) to redis", pushed);
     }
+}
+
+void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment *dep)
+{
+    if (r->st != RQ_ADMITTED) {
+        return;
+    }
+    char name[LX_LIMITS_NAME_MAX + 1];
+    int nn = snprintf(name, sizeof(name), "deployment:%s", dep->id);
+    if (nn < 0 || (size_t)nn >= sizeof(name)) {
+        return;
+    }
+    struct slot *s = NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        if (strncmp(r->s[i].name, "deployment:", 11) == 0) {
+            s = &r->s[i];
+        }
+    }
+    if (s && s->name_len == (size_t)nn && memcmp(s->name, name, (size_t)nn) == 0) {
+        return;
+    }
+    if (dep->rpm < 0 && dep->tpm < 0) {
+        if (s) {
+            s->tpm = -1; /* its tokens go to a deployment without limits */
+        }
+        return;
+    }
+    if (!s) {
+        if (r->n >= LX_LIMITS_MAX_SCOPES) {
+            return;
+        }
+        s = &r->s[r->n++];
+    }
+    memset(s, 0, offsetof(struct slot, name));
+    memcpy(s->name, name, (size_t)nn + 1);
+    s->name_len = (size_t)nn;
+    s->rpm = dep->rpm;
+    s->tpm = dep->tpm;
+    s->par = -1;
+    s->hash = hash_name(s->name, s->name_len);
+    s->st = stripe_of(r->l->t, s->hash);
+    struct lx_limits *l = r->l;
+    int64_t w = table_now(l->t) / table_window_s(l->t);
+    pthread_mutex_lock(&s->st->mu);
+    s->e = entry_get(s->st, s->hash, s->name, s->name_len, true);
+    entry_roll(s->e, w);
+    bool sent = lx_limits_redis_up(l) && send_add(l, s->e, s->st, w, false, 1) == 0;
+    if (!sent) {
+        s->e->delta_r++;
+    }
+    s->req_after = s->e->seen_r + s->e->delta_r + (sent ? 1 : 0);
+    s->tok_used = s->e->seen_t + s->e->delta_t;
+    if (s->rpm >= 0 && s->req_after >= s->rpm) {
+        s->e->full_window = w;
+    }
+    pthread_mutex_unlock(&s->st->mu);
 }
 
 void lx_limits_req_end(struct lx_limits_req *r, long long tokens)

@@ -143,6 +143,16 @@ size_t lx_limits_req_count(const struct lx_limits_req *r);
 /* Some scope has a tpm limit: the caller should report the answer's tokens at the end. */
 bool lx_limits_req_wants_tokens(const struct lx_limits_req *r);
 
+/*
+ * The admitted call moved to another deployment (a retry or a fallback):
+ * count one request on dep's scope without a check (the router skips
+ * deployments lx_limits_deployment_full reports), and charge the call's
+ * tokens to dep at the end instead of the deployment it was admitted on.
+ * Nothing happens before admission, for the same deployment, or when
+ * neither deployment has rpm/tpm. Loop thread of the request's limiter.
+ */
+void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment *dep);
+
 /* Admission result for a pending admission: 0 (admitted) or LX_ERATELIMIT. */
 typedef void (*lx_limits_cb)(void *ud, int result);
 

@@ -188,7 +188,10 @@ static void handle_readiness(struct lx_proxy *px, struct lx_http_request *req)
 {
     struct lx_buf b;
     lx_buf_init(&b, 4096);
-    const char *db = px->cfg->general.database_url ? "configured" : "Not connected";
+    /* The store's last known state; an outage does not make the gateway unready. */
+    const char *db = !px->store                  ? "Not connected"
+                     : lx_store_is_up(px->store) ? "connected"
+                                                 : "disconnected";
     int rc = lx_buf_printf(&b,
                            "{\"status\":\"%s\",\"db\":\"%s\",\"cache\":null,"
                            "\"litellm_version\":\"%s\",\"llmux_version\":\"%s\","

@@ -225,6 +225,78 @@ test('Redis killed mid-test: requests keep being served; counts resync when it r
   }
 });
 
+test('Redis hung (SIGSTOP): requests are decided locally after one 50-ms deadline; shared again once it answers', async () => {
+  const proxy = await startLlmux({
+    model_list: [local('hung')],
+    rate_limit_config: { redis_host: redis.host, redis_port: redis.port },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: 100000 },
+  }, { workers: 1 });
+  try {
+    await sleep(300);
+    const w = await freshWindow(20);
+    const key = `lx:rl:${w}:global:r`;
+    const base = Number(await redis.cmd('GET', key)) || 0;
+    assert.equal((await chat(proxy.baseURL, 'hung')).status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), base + 1);
+    redis.pause();
+    let slowest = 0;
+    const t0 = Date.now();
+    for (let i = 0; i < 10; i++) {
+      const t = Date.now();
+      const r = await chat(proxy.baseURL, 'hung');
+      assert.equal(r.status, 200, r.text);
+      slowest = Math.max(slowest, Date.now() - t);
+    }
+    assert.ok(slowest < 400, `slowest request while Redis hung: ${slowest} ms`);
+    assert.ok(Date.now() - t0 < 1500, `10 requests took ${Date.now() - t0} ms`);
+    redis.resume();
+    // The 10 local counts are pushed once the link is back; later requests go through Redis.
+    // The script that timed out was still queued in the hung server and runs when it resumes:
+    // it may count once more (a command past its deadline cannot be known not to have run).
+    let after = 0;
+    await waitFor(async () => {
+      after = Number(await redis.cmd('GET', key));
+      return after === base + 11 || after === base + 12;
+    }, { timeoutMs: 10_000, intervalMs: 100, what: 'the local counts to reach Redis' });
+    await sleep(200);
+    after = Number(await redis.cmd('GET', key));
+    assert.ok(after === base + 11 || after === base + 12, `redis count ${after - base}`);
+    assert.equal((await chat(proxy.baseURL, 'hung')).status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), after + 1);
+    assert.equal(windowId(), w);
+  } finally {
+    redis.resume();
+    await proxy.stop();
+  }
+});
+
+test('router_settings redis_password: the link authenticates; the password never reaches the logs', async () => {
+  const password = 'redis-secret-5e1f0c7a';
+  const secured = await startRedis({ password });
+  const cfg = (pw) => ({
+    model_list: [local('auth')],
+    router_settings: { redis_host: secured.host, redis_port: secured.port, redis_password: pw },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: 100000 },
+  });
+  const good = await startLlmux(cfg(password), { workers: 1 });
+  const bad = await startLlmux(cfg('wrong-password-xyz'), { workers: 1 });
+  try {
+    await sleep(300);
+    const w = await freshWindow(10);
+    for (let i = 0; i < 3; i++) assert.equal((await chat(good.baseURL, 'auth')).status, 200);
+    assert.equal(Number(await secured.cmd('GET', `lx:rl:${w}:global:r`)), 3);
+    // A refused password: served on local counts, no client error.
+    for (let i = 0; i < 3; i++) assert.equal((await chat(bad.baseURL, 'auth')).status, 200);
+    assert.equal(Number(await secured.cmd('GET', `lx:rl:${w}:global:r`)), 3);
+    assert.match(bad.logs(), /refused the connection handshake/);
+    assert.ok(!good.logs().includes(password) && !bad.logs().includes('wrong-password-xyz'));
+  } finally {
+    await good.stop();
+    await bad.stop();
+    await secured.stop();
+  }
+});
+
 test("the tutorial's Rate Limiting block loads and applies global_max_rpm", async () => {
   const yaml = `
 model_list:

@@ -348,3 +348,33 @@ test('budget overshoot under concurrency is bounded by the calls in flight', asy
     assert.equal(await proxy.stop(), 0);
   }
 });
+
+test('two instances on one database: a survivor replays the journal of one killed under load', async () => {
+  const dir = mkdtempSync(path.join(work, 'two-'));
+  const db = path.join(dir, 'llmux.db');
+  const a = await startLlmux(config(db), { workers: 2 });
+  const b = await startLlmux(config(db), { workers: 1 });
+  const sa = { ok: 0, errors: 0, stop: false, killed: false };
+  const sb = { ok: 0, errors: 0, stop: false, killed: false };
+  const clients = [];
+  for (let i = 0; i < 12; i++) clients.push(client(a.baseURL, i, sa));
+  const bClients = [];
+  for (let i = 0; i < 4; i++) bClients.push(client(b.baseURL, i, sb));
+  await waitFor(() => sa.ok >= 200, { timeoutMs: 20_000, what: '200 answers from A' });
+  sa.killed = true;
+  sa.stop = true;
+  a.proc.kill('SIGKILL');
+  await Promise.all(clients);
+  sb.stop = true;
+  await Promise.all(bClients);
+  try {
+    // B takes over A's segments (no live process holds their locks) within its 10 s scan.
+    await waitFor(() => Number(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'")) === sa.ok + sb.ok,
+      { timeoutMs: 15_000, intervalMs: 200, what: `rows == ${sa.ok} + ${sb.ok} answers` });
+    await waitFor(() => readdirSync(`${db}.journal`).filter((f) => f.endsWith('.lxj')).length <= 1,
+      { timeoutMs: 5000, what: "A's segments removed" });
+  } finally {
+    assert.equal(await b.stop(), 0);
+  }
+  assert.equal(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'"), String(sa.ok + sb.ok));
+});

@@ -284,8 +284,7 @@ static void probe_start(struct probe *p)
         return;
     }
     if (d->missing_env) {
-        probe_finish(p, false, "environment variable %s is not set on the gateway",
-                     d->missing_env);
+        probe_finish(p, false, "environment variable %s is not set on the gateway", d->missing_env);
         return;
     }
     const struct lx_provider_ops *ops = lx_provider_ops_for(d->provider.kind);

@@ -38,6 +38,15 @@ unit() {
     ctest --test-dir "$1" -L unit --output-on-failure -j"$jobs"
 }
 
+# The unit tests that know PostgreSQL (LX_TEST_PG_URL), against a throw-away
+# server; one at a time, because the outage cases stop and restart it.
+unit_pg() {
+    local tests
+    tests=$(grep -l LX_TEST_PG_URL tests/unit/test_*.c | xargs -n1 basename | sed 's/\.c$//' | paste -sd'|')
+    [[ -n $tests ]] || return 0
+    scripts/pg-test.sh ctest --test-dir "$1" -L unit --output-on-failure -j1 -R "^($tests)\$"
+}
+
 fuzz_all() {
     local secs=${FUZZ_SECONDS:-30} ok=0 ran=0 t name tmp
     for t in build-fuzz/fuzz_*; do
@@ -76,10 +85,12 @@ stage "format" make -s format-check
 stage "lint" scripts/lint.sh
 stage "release build" build release build
 stage "unit tests" unit build
+stage "unit tests (postgresql)" unit_pg build
 stage "end-to-end tests" scripts/e2e.sh build
 if [[ -z ${SKIP_ASAN:-} ]]; then
     stage "asan+ubsan build" build dev build-dev
     stage "unit tests (asan+ubsan)" unit build-dev
+    stage "unit tests (postgresql, asan+ubsan)" unit_pg build-dev
     stage "end-to-end tests (asan+ubsan)" env LLMUX_SANITIZED=1 scripts/e2e.sh build-dev
 fi
 if [[ -z ${SKIP_FUZZ:-} ]]; then

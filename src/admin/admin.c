@@ -17,6 +17,7 @@
 #include "core/rand.h"
 #include "core/time.h"
 #include "log/log.h"
+#include "spend/endpoints.h"
 
 #define ADMIN_MAX_QUERY_VALUE 4096
 /* 1e9 USD in nano-USD still fits an int64 with room for sums. */
@@ -43,7 +44,13 @@ static const struct lx_admin_route routes[] = {
 
     /* models.c */
 
-    /* spend and budgets */
+    /* spend and budgets (spend/endpoints.c) */
+    {LX_HTTP_GET, "/user/spend", LX_PERM_SELF_OR_READ, lx_spend_user_spend},
+    {LX_HTTP_GET, "/global/spend", LX_PERM_ADMIN_READ, lx_spend_global_spend},
+    {LX_HTTP_POST, "/user/reset_budget", LX_PERM_ADMIN, lx_spend_user_reset_budget},
+    {LX_HTTP_GET, "/spend/logs", LX_PERM_SELF_OR_READ, lx_spend_logs},
+    {LX_HTTP_GET, "/global/spend/keys", LX_PERM_ADMIN_READ, lx_spend_global_keys},
+    {LX_HTTP_GET, "/global/spend/models", LX_PERM_ADMIN_READ, lx_spend_global_models},
 };
 
 const struct lx_admin_route *lx_admin_find(struct lx_str path, enum lx_http_method m,
@@ -61,7 +68,33 @@ const struct lx_admin_route *lx_admin_find(struct lx_str path, enum lx_http_meth
         *out_known_path = true;
         *out_allowed_method = routes[i].method;
     }
+    /* LiteLLM's path form POST /key/{key}/regenerate. */
+    static const struct lx_str pre = LX_STR("/key/"), post = LX_STR("/regenerate");
+    if (path.n > pre.n + post.n && lx_str_has_prefix(path, pre) &&
+        memcmp(path.p + path.n - post.n, post.p, post.n) == 0) {
+        if (m == LX_HTTP_POST) {
+            return lx_admin_find(LX_STR("/key/regenerate"), m, out_known_path, out_allowed_method);
+        }
+        *out_known_path = true;
+        *out_allowed_method = LX_HTTP_POST;
+    }
     return NULL;
+}
+
+struct lx_str lx_admin__path_key(struct lx_str path)
+{
+    if (lx_str_has_prefix(path, LX_STR("/v1/"))) {
+        path = lx_str_sub(path, 3);
+    }
+    static const struct lx_str pre = LX_STR("/key/"), post = LX_STR("/regenerate");
+    if (path.n <= pre.n + post.n || !lx_str_has_prefix(path, pre)) {
+        return LX_STR_NULL;
+    }
+    struct lx_str k = {path.p + pre.n, path.n - pre.n - post.n};
+    if (memcmp(k.p + k.n, post.p, post.n) != 0 || memchr(k.p, '/', k.n)) {
+        return LX_STR_NULL;
+    }
+    return k;
 }
 
 /* ---- roles ---- */

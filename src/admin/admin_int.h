@@ -12,6 +12,9 @@ bool lx_admin__url_decode(struct lx_str in, char *out, size_t cap);
 /* The raw value of `name` in a query string ("" for "name" alone), or p == NULL when absent. */
 struct lx_str lx_admin__query_find(struct lx_str q, const char *name);
 
+/* The {key} of a /key/{key}/regenerate path (with or without /v1), or p == NULL. */
+struct lx_str lx_admin__path_key(struct lx_str path);
+
 /* keys.c */
 void lx_admin__key_generate(struct lx_admin_ctx *ctx);
 void lx_admin__key_info(struct lx_admin_ctx *ctx);

@@ -876,7 +876,19 @@ static void regenerate_write(struct lx_admin_ctx *ctx, const struct lx_store_res
 
 void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
 {
-    const char *key = body_key(ctx);
+    /* POST /key/{key}/regenerate names the key in the path. */
+    struct lx_str in_path = lx_admin__path_key(ctx->req->path);
+    const char *key = NULL;
+    if (in_path.n) {
+        char *k = lx_arena_alloc(&ctx->arena, in_path.n + 1);
+        if (!lx_admin__url_decode(in_path, k, in_path.n + 1)) {
+            lx_admin_respond_error_param(ctx, 400, "key", "Invalid key in the path");
+            return;
+        }
+        key = k;
+    } else {
+        key = body_key(ctx);
+    }
     if (!key) {
         return;
     }
@@ -1130,9 +1142,12 @@ static void on_list_page(void *ud, int rc, const struct lx_store_result *res,
     cJSON_Delete(o);
 }
 
+/* The casts type NULL parameters for PostgreSQL (an untyped NULL has no type to infer). */
 #define LIST_WHERE                                                                                 \
-    " WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR team_id = $2)"                         \
-    " AND ($3 IS NULL OR key_alias = $3) AND ($4 IS NULL OR token = $4)"
+    " WHERE (CAST($1 AS TEXT) IS NULL OR user_id = $1)"                                            \
+    " AND (CAST($2 AS TEXT) IS NULL OR team_id = $2)"                                              \
+    " AND (CAST($3 AS TEXT) IS NULL OR key_alias = $3) AND (CAST($4 AS TEXT) IS NULL OR token = "  \
+    "$4)"
 
 static void on_list_count(void *ud, int rc, const struct lx_store_result *res,
                           const struct lx_error *err)

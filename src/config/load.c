@@ -1863,6 +1863,31 @@ static int parse_model_info(struct ld *ld, struct lx_deployment *d, yaml_node_t 
     return rc;
 }
 
+/*
+ * No api_base: the preset's base variable, as LiteLLM reads it: the key
+ * variable with _API_BASE for _API_KEY (OPENAI_API_BASE, ANTHROPIC_API_BASE,
+ * AZURE_API_BASE, GROQ_API_BASE, ...), then the official SDKs' *_BASE_URL.
+ * Read once per load, like the key.
+ */
+static int base_from_env(struct ld *ld, struct lx_deployment *d)
+{
+    const char *key_env = d->provider.default_key_env;
+    size_t n = strlen(key_env);
+    if (n < 8 || n > 64 || strcmp(key_env + n - 8, "_API_KEY") != 0) {
+        return 0;
+    }
+    char name[80];
+    const char *suffixes[] = {"_API_BASE", "_BASE_URL"};
+    for (size_t i = 0; i < LX_ARRAY_LEN(suffixes); i++) {
+        snprintf(name, sizeof(name), "%.*s%s", (int)(n - 8), key_env, suffixes[i]);
+        const char *v = getenv(name);
+        if (v && *v) {
+            return adup(ld, lx_str_c(v), &d->api_base);
+        }
+    }
+    return 0;
+}
+
 static int parse_deployment(struct ld *ld, yaml_node_t *e, struct lx_deployment *d)
 {
     d->line = line_of(e);
@@ -1974,6 +1999,12 @@ static int parse_deployment(struct ld *ld, yaml_node_t *e, struct lx_deployment 
             if (rc) {
                 return rc;
             }
+        }
+    }
+    if (!d->api_base && !d->missing_env && d->provider.default_key_env) {
+        rc = base_from_env(ld, d);
+        if (rc) {
+            return rc;
         }
     }
     if (mi) {

@@ -209,13 +209,6 @@ static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static void global_init(void)
 {
     global_table = lx_limits_table_new();
-    const char *w = getenv("LLMUX_TEST_LIMIT_WINDOW_S");
-    unsigned long long v = 0;
-    if (w && lx_str_to_u64(lx_str_c(w), 3600, &v) == 0 && v > 0) {
-        lx_limits_table_set_window(global_table, (int)v);
-        LX_WARN("rate-limit window shortened to %llus by LLMUX_TEST_LIMIT_WINDOW_S (tests only)",
-                v);
-    }
 }
 
 struct lx_limits_table *lx_limits_table_global(void)
@@ -408,7 +401,9 @@ bool lx_limits_deployment_full(struct lx_limits *l, const struct lx_deployment *
 
 struct lx_limits_req *lx_limits_req_new(struct lx_limits *l)
 {
-    struct lx_limits_req *r = LX_NEW(struct lx_limits_req);
+    /* Slots are initialised when added: only the head of the struct needs zeroing. */
+    struct lx_limits_req *r = lx_malloc(sizeof(*r));
+    memset(r, 0, offsetof(struct lx_limits_req, s));
     r->l = l;
     r->bad = -1;
     lx_buf_init(&r->cmd, 64u << 10);
@@ -464,9 +459,25 @@ static void add_named(struct lx_limits_req *r, long long rpm, long long tpm, lon
 void lx_limits_req_add_config(struct lx_limits_req *r, const struct lx_config *cfg,
                               const struct lx_deployment *dep)
 {
-    add_named(r, cfg->general.global_max_rpm, cfg->general.global_max_tpm, -1, "global");
-    if (dep) {
-        add_named(r, dep->rpm, dep->tpm, -1, "deployment:%s", dep->id);
+    /* Hot path: no printf for these two names. */
+    const struct lx_limits_scope g = {"global", cfg->general.global_max_rpm,
+                                      cfg->general.global_max_tpm, -1};
+    if (lx_limits_req_add(r, &g)) {
+        LX_WARN("too many rate-limit scopes for one request; 'global' not applied");
+    }
+    if (dep && (dep->rpm >= 0 || dep->tpm >= 0)) {
+        char name[LX_LIMITS_NAME_MAX + 1];
+        size_t n = strlen(dep->id);
+        if (n + 11 > LX_LIMITS_NAME_MAX) {
+            LX_WARN("deployment id too long for a rate-limit scope; rpm/tpm not applied");
+            return;
+        }
+        memcpy(name, "deployment:", 11);
+        memcpy(name + 11, dep->id, n + 1);
+        const struct lx_limits_scope d = {name, dep->rpm, dep->tpm, -1};
+        if (lx_limits_req_add(r, &d)) {
+            LX_WARN("too many rate-limit scopes for one request; deployment rpm/tpm not applied");
+        }
     }
 }
 
@@ -933,6 +944,27 @@ void lx_limits_req_message(const struct lx_limits_req *r, char *out, size_t n)
     }
 }
 
+/* Decimal text of v into out (at least 24 bytes): snprintf costs more than the rest of a header. */
+static struct lx_str fmt_ll(char *out, long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t k = 0;
+    if (v < 0) {
+        out[k++] = '-';
+    }
+    while (n) {
+        out[k++] = tmp[--n];
+    }
+    out[k] = '\0';
+    return (struct lx_str){out, k};
+}
+
 size_t lx_limits_req_headers(const struct lx_limits_req *r, struct lx_http_header *h)
 {
     if (r->st != RQ_ADMITTED && r->st != RQ_REFUSED) {
@@ -967,32 +999,30 @@ size_t lx_limits_req_headers(const struct lx_limits_req *r, struct lx_http_heade
         int64_t left = (r->window + 1) * w_s - r->now;
         reset = left < 1 ? 1 : (int)left;
     }
+    static const struct lx_str names[] = {
+        LX_STR("x-ratelimit-limit-requests"),   LX_STR("x-ratelimit-remaining-requests"),
+        LX_STR("x-ratelimit-reset-requests"),   LX_STR("x-ratelimit-limit-tokens"),
+        LX_STR("x-ratelimit-remaining-tokens"), LX_STR("x-ratelimit-reset-tokens"),
+    };
     if (rs >= 0) {
-        snprintf(w->hv[n], sizeof(w->hv[n]), "%lld", r->s[rs].rpm);
-        h[n] = (struct lx_http_header){LX_STR("x-ratelimit-limit-requests"), lx_str_c(w->hv[n])};
+        h[n] = (struct lx_http_header){names[0], fmt_ll(w->hv[n], r->s[rs].rpm)};
         n++;
-        snprintf(w->hv[n], sizeof(w->hv[n]), "%lld", rrem);
-        h[n] =
-            (struct lx_http_header){LX_STR("x-ratelimit-remaining-requests"), lx_str_c(w->hv[n])};
+        h[n] = (struct lx_http_header){names[1], fmt_ll(w->hv[n], rrem)};
         n++;
-        snprintf(w->hv[n], sizeof(w->hv[n]), "%d", reset);
-        h[n] = (struct lx_http_header){LX_STR("x-ratelimit-reset-requests"), lx_str_c(w->hv[n])};
+        h[n] = (struct lx_http_header){names[2], fmt_ll(w->hv[n], reset)};
         n++;
     }
     if (ts >= 0) {
-        snprintf(w->hv[n], sizeof(w->hv[n]), "%lld", r->s[ts].tpm);
-        h[n] = (struct lx_http_header){LX_STR("x-ratelimit-limit-tokens"), lx_str_c(w->hv[n])};
+        h[n] = (struct lx_http_header){names[3], fmt_ll(w->hv[n], r->s[ts].tpm)};
         n++;
-        snprintf(w->hv[n], sizeof(w->hv[n]), "%lld", trem);
-        h[n] = (struct lx_http_header){LX_STR("x-ratelimit-remaining-tokens"), lx_str_c(w->hv[n])};
+        h[n] = (struct lx_http_header){names[4], fmt_ll(w->hv[n], trem)};
         n++;
-        snprintf(w->hv[n], sizeof(w->hv[n]), "%d", reset);
-        h[n] = (struct lx_http_header){LX_STR("x-ratelimit-reset-tokens"), lx_str_c(w->hv[n])};
+        h[n] = (struct lx_http_header){names[5], fmt_ll(w->hv[n], reset)};
         n++;
     }
     if (r->st == RQ_REFUSED) {
-        snprintf(w->hv[n], sizeof(w->hv[n]), "%d", lx_limits_req_retry_after(r));
-        h[n] = (struct lx_http_header){LX_STR("retry-after"), lx_str_c(w->hv[n])};
+        h[n] = (struct lx_http_header){LX_STR("retry-after"),
+                                       fmt_ll(w->hv[n], lx_limits_req_retry_after(r))};
         n++;
     }
     return n;
@@ -1101,6 +1131,62 @@ static void on_redis_up(struct lx_redis *redis, void *ud)
     if (pushed) {
         LX_INFO("rate limits: pushed local counts of %u scope(s) to redis", pushed);
     }
+}
+
+void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment *dep)
+{
+    if (r->st != RQ_ADMITTED) {
+        return;
+    }
+    char name[LX_LIMITS_NAME_MAX + 1];
+    int nn = snprintf(name, sizeof(name), "deployment:%s", dep->id);
+    if (nn < 0 || (size_t)nn >= sizeof(name)) {
+        return;
+    }
+    struct slot *s = NULL;
+    for (size_t i = 0; i < r->n; i++) {
+        if (strncmp(r->s[i].name, "deployment:", 11) == 0) {
+            s = &r->s[i];
+        }
+    }
+    if (s && s->name_len == (size_t)nn && memcmp(s->name, name, (size_t)nn) == 0) {
+        return;
+    }
+    if (dep->rpm < 0 && dep->tpm < 0) {
+        if (s) {
+            s->tpm = -1; /* its tokens go to a deployment without limits */
+        }
+        return;
+    }
+    if (!s) {
+        if (r->n >= LX_LIMITS_MAX_SCOPES) {
+            return;
+        }
+        s = &r->s[r->n++];
+    }
+    memset(s, 0, offsetof(struct slot, name));
+    memcpy(s->name, name, (size_t)nn + 1);
+    s->name_len = (size_t)nn;
+    s->rpm = dep->rpm;
+    s->tpm = dep->tpm;
+    s->par = -1;
+    s->hash = hash_name(s->name, s->name_len);
+    s->st = stripe_of(r->l->t, s->hash);
+    struct lx_limits *l = r->l;
+    int64_t w = table_now(l->t) / table_window_s(l->t);
+    pthread_mutex_lock(&s->st->mu);
+    s->e = entry_get(s->st, s->hash, s->name, s->name_len, true);
+    entry_roll(s->e, w);
+    bool sent = lx_limits_redis_up(l) && send_add(l, s->e, s->st, w, false, 1) == 0;
+    if (!sent) {
+        s->e->delta_r++;
+    }
+    s->req_after = s->e->seen_r + s->e->delta_r + (sent ? 1 : 0);
+    s->tok_used = s->e->seen_t + s->e->delta_t;
+    if (s->rpm >= 0 && s->req_after >= s->rpm) {
+        s->e->full_window = w;
+    }
+    pthread_mutex_unlock(&s->st->mu);
 }
 
 void lx_limits_req_end(struct lx_limits_req *r, long long tokens)

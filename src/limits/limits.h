@@ -84,11 +84,7 @@ struct lx_limits_table *lx_limits_table_global(void);
 /* Separate tables, for tests. */
 struct lx_limits_table *lx_limits_table_new(void);
 void lx_limits_table_free(struct lx_limits_table *t);
-/*
- * Window length in seconds (default 60). Tests shorten it through the
- * LLMUX_TEST_LIMIT_WINDOW_S environment variable, read by
- * lx_limits_table_global; never set in production.
- */
+/* Window length in seconds (default 60), for tests. */
 void lx_limits_table_set_window(struct lx_limits_table *t, int seconds);
 /* Fix the clock (unix seconds) for tests; 0 = the real clock. */
 void lx_limits_table_set_now(struct lx_limits_table *t, int64_t now_s);
@@ -146,6 +142,16 @@ void lx_limits_req_add_identity(struct lx_limits_req *r, const struct lx_identit
 size_t lx_limits_req_count(const struct lx_limits_req *r);
 /* Some scope has a tpm limit: the caller should report the answer's tokens at the end. */
 bool lx_limits_req_wants_tokens(const struct lx_limits_req *r);
+
+/*
+ * The admitted call moved to another deployment (a retry or a fallback):
+ * count one request on dep's scope without a check (the router skips
+ * deployments lx_limits_deployment_full reports), and charge the call's
+ * tokens to dep at the end instead of the deployment it was admitted on.
+ * Nothing happens before admission, for the same deployment, or when
+ * neither deployment has rpm/tpm. Loop thread of the request's limiter.
+ */
+void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment *dep);
 
 /* Admission result for a pending admission: 0 (admitted) or LX_ERATELIMIT. */
 typedef void (*lx_limits_cb)(void *ud, int result);

@@ -43,6 +43,7 @@
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
 #include "router/router.h"
+#include "spend/budget.h"
 #include "spend/cost.h"
 #include "spend/usage.h"
 
@@ -111,8 +112,9 @@ struct call {
     /* Rate limits: the admission of this call, ended (slots released) in call_free. */
     struct lx_str model; /* the model asked for (request arena) */
     struct lx_limits_req *limits;
-    bool admitted; /* the first attempt passed the admission */
-    bool recorded; /* the spend record is journaled */
+    bool admitted;        /* the first attempt passed the admission */
+    bool recorded;        /* the spend record is journaled */
+    const char *end_user; /* the request's `user`, or NULL */
     /*
      * Accounting, final before the response completes (call_settle): the
      * provider's real usage of the deployment that answered, and its cost in
@@ -356,6 +358,7 @@ static void call_record(struct call *c, bool success)
             c->api_base.n ? lx_arena_strndup(&c->req->arena, c->api_base.p, c->api_base.n) : NULL,
         .start_time_ms = end - (int64_t)(elapsed_ns / 1000000u),
         .end_time_ms = end,
+        .end_user = c->end_user,
         .is_failure = !success,
     };
     if (c->has_usage) {
@@ -1718,11 +1721,11 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
      * cJSON tree is built only when a translation or a local answer needs it.
      */
     const char *field = required_field(ep);
-    const struct lx_str keys[] = {LX_STR("model"),     LX_STR("stream"),
-                                  lx_str_c(field),     LX_STR("stream_options"),
-                                  LX_STR("fallbacks"), LX_STR("num_retries")};
-    struct lx_str vals[6];
-    if (lx_json_find_top_many(c->body, keys, 6, vals)) {
+    const struct lx_str keys[] = {
+        LX_STR("model"),     LX_STR("stream"),      lx_str_c(field), LX_STR("stream_options"),
+        LX_STR("fallbacks"), LX_STR("num_retries"), LX_STR("user")};
+    struct lx_str vals[7];
+    if (lx_json_find_top_many(c->body, keys, 7, vals)) {
         call_error(c, 400, NULL, NULL,
                    "Malformed JSON in request body: expected a single JSON object");
         return;
@@ -1762,6 +1765,15 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         struct lx_str iu = LX_STR_NULL;
         c->include_usage =
             lx_json_find_top(vals[3], LX_STR("include_usage"), &iu) == 0 && lx_str_eq_c(iu, "true");
+    }
+    if (vals[6].p && vals[6].p[0] == '"') {
+        /* OpenAI's `user`: the end user the spend record names. */
+        char user[LX_MODEL_NAME_MAX + 1];
+        size_t un = 0;
+        if (lx_json_string_value(vals[6], user, sizeof(user), &un) == 0 && un &&
+            !memchr(user, '\0', un)) {
+            c->end_user = lx_arena_strndup(&req->arena, user, un);
+        }
     }
     /* NUL-terminated copy: the caller's buffer does not outlive an admission waiting for Redis. */
     c->model = (struct lx_str){lx_arena_strndup(&req->arena, model.p, model.n), model.n};
@@ -1807,6 +1819,13 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         if (!lx_auth_model_allowed(c->id, model, msg, sizeof(msg), &type) &&
             !(g && lx_auth_model_allowed(c->id, lx_str_c(g->name), NULL, 0, &type))) {
             call_error(c, 401, type, "model", "%s", msg);
+            return;
+        }
+    }
+    if (c->px->env.budget) {
+        char msg[256];
+        if (lx_budget_check(c->px->env.budget, c->cfg, c->id, msg, sizeof(msg)) == LX_EBUDGET) {
+            call_error(c, 400, "budget_exceeded", NULL, "%s", msg);
             return;
         }
     }

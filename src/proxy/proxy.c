@@ -190,7 +190,10 @@ static void handle_readiness(struct lx_proxy *px, struct lx_http_request *req)
 {
     struct lx_buf b;
     lx_buf_init(&b, 4096);
-    const char *db = px->cfg->general.database_url ? "configured" : "Not connected";
+    /* The store's last known state; an outage does not make the gateway unready. */
+    const char *db = !px->store                  ? "Not connected"
+                     : lx_store_is_up(px->store) ? "connected"
+                                                 : "disconnected";
     int rc = lx_buf_printf(&b,
                            "{\"status\":\"%s\",\"db\":\"%s\",\"cache\":null,"
                            "\"litellm_version\":\"%s\",\"llmux_version\":\"%s\","
@@ -422,7 +425,8 @@ static void unknown_key(struct lx_proxy *px, struct lx_http_request *req, int rc
         /* No master key: the gateway is open; an unknown key is just no key. */
         route(px, req, px->master_id, t);
     } else if (rc == LX_EAUTH) {
-        unauthorized(req, "authentication_error", "Authentication Error: invalid API key.");
+        unauthorized(req, "authentication_error",
+                     "Authentication Error, Invalid proxy server token passed.");
     } else if (rc == LX_ECANCELED) {
         lx_proxy__error(req, 503, NULL, NULL, "The gateway is shutting down");
     } else {

@@ -21,6 +21,7 @@
 
 struct lx_proxy;
 struct lx_ledger;
+struct lx_budget;
 struct lx_store;
 
 struct lx_router_table;
@@ -32,6 +33,7 @@ struct lx_proxy_env {
     struct lx_router_table *router; /* deployment health shared by all workers, or NULL */
     struct lx_store *store; /* general_settings.database_url's store, or NULL; outlives the proxy */
     struct lx_ledger *ledger; /* spend ledger; NULL when no store is configured */
+    struct lx_budget *budget; /* budgets over the ledger; NULL when no store is configured */
 };
 
 /*

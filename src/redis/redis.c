@@ -240,7 +240,7 @@ static void on_auth(void *ud, int result, const redisReply *reply)
     }
     if (result || !reply || reply->type == REDIS_REPLY_ERROR) {
         /* The reply text of a refused AUTH never contains the password. */
-        LX_WARN("redis %s:%d refused authentication: %s", r->host, r->port,
+        LX_WARN("redis %s:%d refused the connection handshake: %s", r->host, r->port,
                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : lx_strerror(result));
         /* Tear down from the deadline timer, outside hiredis' callback. */
         r->connect_deadline_ms = 1;
@@ -263,17 +263,30 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule_retry(r);
         return;
     }
-    if (r->password) {
-        const char *argv[3] = {"AUTH", r->username ? r->username : r->password, r->password};
-        size_t lens[3] = {4, strlen(argv[1]), strlen(r->password)};
-        r->st = ST_AUTHING;
-        if (send_argv(r, r->username ? 3 : 2, argv, lens, on_auth, r)) {
-            r->connect_deadline_ms = 1;
-            arm_deadline(r);
-        }
-        return;
+    /*
+     * A TCP connect alone does not prove a live server (a stopped process's
+     * kernel still accepts): the link is up only once AUTH, or a PING,
+     * has been answered within the connect deadline.
+     */
+    int rc;
+    r->st = ST_AUTHING;
+    if (r->password && r->username) {
+        const char *argv[3] = {"AUTH", r->username, r->password};
+        size_t lens[3] = {4, strlen(r->username), strlen(r->password)};
+        rc = send_argv(r, 3, argv, lens, on_auth, r);
+    } else if (r->password) {
+        const char *argv[2] = {"AUTH", r->password};
+        size_t lens[2] = {4, strlen(r->password)};
+        rc = send_argv(r, 2, argv, lens, on_auth, r);
+    } else {
+        const char *argv[1] = {"PING"};
+        size_t lens[1] = {4};
+        rc = send_argv(r, 1, argv, lens, on_auth, r);
     }
-    became_up(r);
+    if (rc) {
+        r->connect_deadline_ms = 1;
+        arm_deadline(r);
+    }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)

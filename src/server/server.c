@@ -24,6 +24,8 @@
 #include "log/log.h"
 #include "proxy/proxy.h"
 #include "router/router.h"
+#include "spend/budget.h"
+#include "spend/endpoints.h"
 #include "spend/ledger.h"
 #include "store/store.h"
 #include "upstream/upstream.h"
@@ -65,6 +67,7 @@ struct main_state {
     int signals_seen;
     struct lx_store *store;
     struct lx_ledger *ledger; /* NULL without a store */
+    struct lx_budget *budget; /* NULL without a store */
     const char *db_url;       /* the database_url the store was opened with (start config) */
     struct lx_config *start_cfg;
 };
@@ -302,11 +305,15 @@ static int start_ledger(struct main_state *m, const struct lx_config *cfg, struc
                             "cannot derive the spend journal directory; set "
                             "general_settings.spend_journal_dir");
     }
-    struct lx_ledger_opts o = {.dir = dir, .sink = lx_ledger_store_sink, .sink_ud = m->store};
+    m->budget = lx_budget_new(m->store);
+    struct lx_ledger_opts o = {
+        .dir = dir, .sink = lx_ledger_store_sink, .sink_ud = m->store, .budget = m->budget};
     m->ledger = lx_ledger_start(&o, err);
     if (!m->ledger) {
+        lx_budget_free(m->budget);
         return err->code ? err->code : LX_EIO;
     }
+    lx_spend_endpoints_set_budget(m->budget);
     LX_INFO("spend journal: %s", dir);
     return 0;
 }
@@ -343,6 +350,8 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
             lx_free(m.workers);
             if (m.ledger) {
                 lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+                lx_spend_endpoints_set_budget(NULL);
+                lx_budget_free(m.budget);
             }
             lx_config_unref(m.cfg);
             lx_router_table_free(m.router);
@@ -374,6 +383,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
         w->env.router = m.router;
         w->env.store = m.store;
         w->env.ledger = m.ledger;
+        w->env.budget = m.budget;
         if (worker_init(w, cfg, err)) {
             rc = LX_EIO;
             break;
@@ -436,6 +446,8 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     if (m.ledger) {
         /* Every worker (and its journal writer) is gone: commit what the journal holds. */
         lx_ledger_stop(m.ledger, LEDGER_STOP_MS);
+        lx_spend_endpoints_set_budget(NULL);
+        lx_budget_free(m.budget);
     }
     lx_config_unref(m.cfg);
     lx_router_table_free(m.router);

@@ -27,6 +27,7 @@
 #include "core/alloc.h"
 #include "core/time.h"
 #include "log/log.h"
+#include "spend/budget.h"
 
 #define READ_CHUNK (1u << 20)
 #define SCAN_MS 10000u
@@ -53,6 +54,7 @@ struct lx_ledger {
     int dir_fd;
     lx_ledger_sink_fn sink;
     void *sink_ud;
+    struct lx_budget *budget;
     unsigned fsync_ms;
     unsigned batch_ms;
     size_t batch_max;
@@ -77,6 +79,7 @@ struct lx_ledger {
     char *rbuf; /* READ_CHUNK bytes */
     struct lx_arena arena;
     struct lx_spend_record *batch;
+    bool *batch_own;
     size_t n_batch;
     size_t n_batch_own;
     bool store_down;
@@ -241,6 +244,7 @@ static void fill_from(struct lx_ledger *l, struct seg *s)
             struct lx_spend_record *r = &l->batch[l->n_batch];
             int rc = lx_journal_decode(buf + pos, n - pos, r, &l->arena, &flen);
             if (rc == 0) {
+                l->batch_own[l->n_batch] = !s->foreign;
                 l->n_batch++;
                 if (!s->foreign) {
                     l->n_batch_own++;
@@ -343,6 +347,9 @@ static bool run_batches(struct lx_ledger *l)
                 return false;
             }
             atomic_fetch_add(&l->batches, 1);
+            for (size_t i = 0; i < l->n_batch && l->budget; i++) {
+                lx_budget_on_commit(l->budget, &l->batch[i], l->batch_own[i]);
+            }
         }
         if (l->store_down) {
             LX_INFO("spend ledger: the store is back; committing the journal");
@@ -405,6 +412,9 @@ static void ledger_main(void *arg)
             run_batches(l);
             next_batch = lx_mono_ms() + l->batch_ms;
         }
+        if (l->budget) {
+            lx_budget_tick(l->budget);
+        }
         if (now >= next_scan) {
             scan_orphans(l);
             next_scan = now + SCAN_MS;
@@ -420,6 +430,16 @@ static void ledger_main(void *arg)
 }
 
 /* ---- public ---- */
+
+/* A budget reset was queued: run a pass now. */
+static void wake_for_budget(void *ud)
+{
+    struct lx_ledger *l = ud;
+    uv_mutex_lock(&l->lock);
+    l->flush_req = true;
+    uv_cond_signal(&l->wake);
+    uv_mutex_unlock(&l->lock);
+}
 
 struct lx_ledger *lx_ledger_start(const struct lx_ledger_opts *o, struct lx_error *err)
 {
@@ -437,6 +457,7 @@ struct lx_ledger *lx_ledger_start(const struct lx_ledger_opts *o, struct lx_erro
     l->dir_fd = dir_fd;
     l->sink = o->sink;
     l->sink_ud = o->sink_ud;
+    l->budget = o->budget;
     l->fsync_ms = o->fsync_ms ? o->fsync_ms : 50;
     l->batch_ms = o->batch_ms ? o->batch_ms : 100;
     l->batch_max = o->batch_max ? o->batch_max : 500;
@@ -449,6 +470,7 @@ struct lx_ledger *lx_ledger_start(const struct lx_ledger_opts *o, struct lx_erro
     l->rbuf = lx_malloc(READ_CHUNK);
     lx_arena_init(&l->arena, NULL, 0, 64u << 10);
     l->batch = lx_calloc(l->batch_max, sizeof(*l->batch));
+    l->batch_own = lx_calloc(l->batch_max, sizeof(*l->batch_own));
 
     /* Replay what previous processes left before the first request is served. */
     scan_orphans(l);
@@ -469,6 +491,9 @@ struct lx_ledger *lx_ledger_start(const struct lx_ledger_opts *o, struct lx_erro
         return NULL;
     }
     l->thread_started = true;
+    if (l->budget) {
+        lx_budget_set_waker(l->budget, wake_for_budget, l);
+    }
     return l;
 }
 
@@ -500,6 +525,9 @@ int lx_ledger_flush(struct lx_ledger *l, uint64_t timeout_ms)
 
 void lx_ledger_stop(struct lx_ledger *l, uint64_t timeout_ms)
 {
+    if (l->budget) {
+        lx_budget_set_waker(l->budget, NULL, NULL);
+    }
     if (l->thread_started) {
         for (struct seg *s = head(l); s; s = s->next) {
             atomic_store(&s->closed, true);
@@ -524,6 +552,7 @@ void lx_ledger_stop(struct lx_ledger *l, uint64_t timeout_ms)
     }
     close(l->dir_fd);
     lx_free(l->batch);
+    lx_free(l->batch_own);
     lx_arena_fini(&l->arena);
     lx_free(l->rbuf);
     uv_cond_destroy(&l->wake);
@@ -650,6 +679,10 @@ int lx_ledger_record(struct lx_ledger_writer *w, const struct lx_spend_record *r
             return LX_EIO;
         }
         done += (size_t)n;
+    }
+    if (l->budget) {
+        /* Pending before the size is published: the commit that subtracts it comes after. */
+        lx_budget_on_record(l->budget, r);
     }
     atomic_store(&s->size, size + w->frame.len);
     atomic_fetch_add(&l->recorded, 1);

@@ -44,10 +44,18 @@
 typedef int (*lx_ledger_sink_fn)(void *ud, const struct lx_spend_record *recs, size_t n,
                                  struct lx_error *err);
 
+struct lx_budget;
+
 struct lx_ledger_opts {
     const char *dir;        /* journal directory; created if missing */
     lx_ledger_sink_fn sink; /* where batches go: lx_ledger_store_sink in production */
     void *sink_ud;
+    /*
+     * Budgets to keep informed (spend/budget.h), or NULL: records become
+     * pending when journaled and committed after their batch; the ledger
+     * thread runs lx_budget_tick after each pass.
+     */
+    struct lx_budget *budget;
     unsigned fsync_ms;    /* 0 = 50 */
     unsigned batch_ms;    /* 0 = 100 */
     size_t batch_max;     /* 0 = 500 */

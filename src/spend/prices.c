@@ -302,10 +302,15 @@ static const struct lx_price *lookup(const struct lx_prices *t, const struct lx_
             return p;
         }
     }
+    /* The model as written; "<provider>/<model>" unless that is the same string. */
+    bool written_is_prefixed = false;
     if (dep->model && model == dep->upstream_model) {
         p = get_c(t, dep->model, strlen(dep->model), out_key);
+        size_t pn = dep->provider.name ? strlen(dep->provider.name) : 0;
+        written_is_prefixed = pn && !strncmp(dep->model, dep->provider.name, pn) &&
+                              dep->model[pn] == '/' && !strcmp(dep->model + pn + 1, model);
     }
-    if (!p && dep->provider.name) {
+    if (!p && dep->provider.name && !written_is_prefixed) {
         p = get_prefixed(t, dep->provider.name, model, out_key);
     }
     if (!p) {
@@ -374,23 +379,41 @@ bool lx_price_resolve(const struct lx_prices *t, const struct lx_deployment *dep
 
 #define WARNED_MAX 4096
 
+/*
+ * Hashes of the names warned about (0 = empty slot), at most half full.
+ * Requests for a known-unknown model only read (lock-free); the first sight
+ * of a name inserts under the lock.
+ */
 static pthread_mutex_t warned_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t warned[WARNED_MAX * 2]; /* hashes of names warned about; 0 = empty */
+static _Atomic uint64_t warned[WARNED_MAX * 2];
 static size_t n_warned;
+
+/* The slot of h, or of the empty slot where it would go. */
+static size_t warned_slot(uint64_t h)
+{
+    size_t mask = LX_ARRAY_LEN(warned) - 1;
+    size_t i = (size_t)h & mask;
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&warned[i], memory_order_acquire);
+        if (v == 0 || v == h) {
+            return i;
+        }
+        i = (i + 1) & mask;
+    }
+}
 
 bool lx_prices_warn_unknown(const char *model)
 {
     struct lx_str m = lx_str_c(model ? model : "");
     uint64_t h = fnv1a(m) | 1; /* never 0 */
+    if (atomic_load_explicit(&warned[warned_slot(h)], memory_order_acquire) == h) {
+        return false;
+    }
     bool first = false;
     pthread_mutex_lock(&warned_lock);
-    size_t mask = LX_ARRAY_LEN(warned) - 1;
-    size_t i = (size_t)h & mask;
-    while (warned[i] && warned[i] != h) {
-        i = (i + 1) & mask;
-    }
-    if (!warned[i] && n_warned < WARNED_MAX) {
-        warned[i] = h;
+    size_t i = warned_slot(h);
+    if (atomic_load_explicit(&warned[i], memory_order_relaxed) == 0 && n_warned < WARNED_MAX) {
+        atomic_store_explicit(&warned[i], h, memory_order_release);
         n_warned++;
         first = true;
     }

@@ -129,6 +129,9 @@ struct lx_store {
 /* SQLite: `$N` → `?N` outside quotes and comments, in place (same length). */
 void lx_store__rewrite_placeholders(char *sql);
 
+/* PostgreSQL: is parameter n (1-based) tested with "$n IS [NOT] NULL" in sql? */
+bool lx_store__pg_null_tested(const char *sql, size_t n);
+
 /* Latest schema version known to this build. */
 int lx_store__latest_version(void);
 

@@ -96,18 +96,17 @@ if (startPostgres) {
   tutorialBackends.push({
     name: 'postgres',
     url: async function () { this.pg = await startPostgres(); return this.pg.url; },
-    stop: async function () { await this.pg?.stop(); },
+    stop: async function () { await this.pg?.destroy(); },
   });
 }
 
 for (const b of tutorialBackends) {
   test(`tutorial Authentication on ${b.name}: user_config, --generate_key while running, the key in the OpenAI SDK`, async (t) => {
     const mock = await startMock();
-    t.after(() => mock.stop());
     const url = await b.url();
-    t.after(() => b.stop());
     const px = await startLlmux(tutorialConfig(mock, url));
-    t.after(() => px.stop());
+    // The gateway stops before its database does.
+    t.after(async () => { await px.stop(); await b.stop(); await mock.stop(); });
 
     // litellm --config config.yaml --generate_key --user_id user1
     const gen = await runCli(['--config', 'config.yaml', '--generate_key', '--user_id', 'user1'], px.dir);
@@ -187,14 +186,12 @@ test('user_config: YAML values win over stored ones, spend is kept, at every sta
 
 test('store outage: cached keys work, unknown keys and admin calls are 503, recovery by itself', { skip: !startPostgres && 'tests/e2e/lib/postgres.mjs not available' }, async (t) => {
   const pg = await startPostgres();
-  t.after(() => pg.stop());
   const mock = await startMock();
-  t.after(() => mock.stop());
   const px = await startLlmux({
     model_list: [mockDeployment(mock, { name: 'gpt-4o' })],
     general_settings: { master_key: MASTER_KEY, database_url: pg.url, user_api_key_cache_ttl: 0.5 },
   });
-  t.after(() => px.stop());
+  t.after(async () => { await px.stop(); await pg.destroy(); await mock.stop(); });
   const gen = async () => (await request(px.baseURL, '/key/generate', { body: {} })).json;
   const chatWith = (key) => request(px.baseURL, '/v1/chat/completions', { key, body: { model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] } });
   const cached = await gen();

@@ -11,6 +11,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 
@@ -292,5 +296,66 @@ test('mock_response streams are billed; the usage chunk only when asked', async 
     const cost = await loggedCost(s.headers.get('x-litellm-call-id'));
     assert.ok(cost.prompt > 0 && cost.completion > 0);
     assert.equal(parseFloat(cost.usd), expectedNanos(PRICES['gpt-4o'], { prompt_tokens: cost.prompt, completion_tokens: cost.completion }) / 1e9);
+  }
+});
+
+test('spend_logs rows carry the tokens and the exact cost, streams included', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'llmux-cost-'));
+  const db = path.join(dir, 'llmux.db');
+  const sql = (q) => execFileSync('sqlite3', [db, q], { encoding: 'utf8' }).trim();
+  const p2 = await startLlmux({
+    model_list: [
+      mockDeployment(mock, { name: 'mini', upstream: 'gpt-4o-mini', directives: { ...U, cache_read: 1024 } }),
+      {
+        model_name: 'claude',
+        litellm_params: {
+          model: 'claude-3-haiku-20240307', api_key: PROVIDER_KEY, timeout: 5,
+          api_base: mockRoot({ ...U, cache_read: 300, cache_creation: 100 }),
+        },
+      },
+      mockDeployment(mock, { name: 'broken', upstream: 'gpt-4o-mini', directives: { status: 500 } }),
+    ],
+    general_settings: { master_key: MASTER_KEY, database_url: `sqlite:///${db}` },
+  }, { workers: 2 });
+  try {
+    const want = {};
+    const mini = (extra) => expectedNanos(PRICES['gpt-4o-mini'], { prompt_tokens: 1234, completion_tokens: 567, prompt_tokens_details: { cached_tokens: 1024 }, ...extra });
+    const claude = expectedNanos(PRICES['claude-3-haiku-20240307'], { prompt_tokens: 1634, completion_tokens: 567, cache_read_input_tokens: 300, cache_creation_input_tokens: 100 });
+    const r = await fetch(`${p2.baseURL}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'mini', messages: [{ role: 'user', content: 'Hi' }] }),
+    });
+    await r.json();
+    assert.equal(parseFloat(r.headers.get('x-litellm-response-cost')), mini() / 1e9);
+    want[r.headers.get('x-litellm-call-id')] = `1234|567|1801|1024|${mini()}|success`;
+    for (const [model, nanos, prompt, cached] of [['mini', mini(), 1234, 1024], ['claude', claude, 1634, 300]]) {
+      for (const asked of [false, true]) {
+        const body = { model, stream: true, messages: [{ role: 'user', content: 'Hi' }] };
+        if (asked) body.stream_options = { include_usage: true };
+        const s = await collectStream(p2.baseURL, '/v1/chat/completions', body);
+        assert.equal(s.status, 200);
+        want[s.headers.get('x-litellm-call-id')] = `${prompt}|567|${prompt + 567}|${cached}|${nanos}|success`;
+      }
+    }
+    const bad = await fetch(`${p2.baseURL}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${MASTER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'broken', messages: [{ role: 'user', content: 'Hi' }] }),
+    });
+    await bad.text();
+    assert.equal(bad.status, 500);
+    assert.equal(bad.headers.get('x-litellm-response-cost'), null);
+    want[bad.headers.get('x-litellm-call-id')] = '0|0|0|0|0|failure';
+    const n = Object.keys(want).length;
+    await waitFor(() => sql('SELECT COUNT(*) FROM lx_spend_logs') === String(n), { what: `${n} rows` });
+    for (const [id, row] of Object.entries(want)) {
+      assert.equal(sql(`SELECT prompt_tokens, completion_tokens, total_tokens, cache_read_tokens, spend_nanos, status FROM lx_spend_logs WHERE request_id = '${id}'`), row, id);
+    }
+    const total = Object.values(want).reduce((a, row) => a + Number(row.split('|')[4]), 0);
+    assert.equal(sql('SELECT SUM(spend_nanos) FROM lx_spend_logs'), String(total));
+  } finally {
+    assert.equal(await p2.stop(), 0);
+    rmSync(dir, { recursive: true, force: true });
   }
 });

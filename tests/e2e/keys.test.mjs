@@ -48,7 +48,7 @@ if (startPostgres) {
       return {
         url: pg.url,
         query: (sql) => execFileSync('psql', [pg.url, '-At', '-c', sql], { encoding: 'utf8' }),
-        close: () => pg.stop(),
+        close: () => pg.destroy(),
         pg,
       };
     },
@@ -146,6 +146,9 @@ for (const backend of backends) {
         assert.equal(info.json.info.max_budget, 10.5);
         assert.ok(!JSON.stringify(info.json.info).includes(k.key), 'info never shows the raw key');
       }
+      assertError(await get(px, '/key/info'), 400, 'key'); // the master key has no record
+      assertError(await get(px, '/key/info?key=sk-never-issued-42'), 404, 'key');
+      assertError(await get(px, '/key/info?key=%zz'), 400, 'key');
       // Custom key values are accepted when they start with sk-.
       const custom = await post(px, '/key/generate', { key: `sk-custom-${backend.name}-0001` });
       assert.equal(custom.status, 200, custom.text);
@@ -279,6 +282,12 @@ for (const backend of backends) {
       assert.equal((await chat(px, r.json.key)).status, 200, 'old key valid during the grace period');
       assert.equal((await chat(px, g.json.key)).status, 200);
       assertError(await post(px, '/key/regenerate', { key: g.json.key, grace_period: 'a while' }), 400, 'grace_period');
+      // LiteLLM's path form.
+      const p = await post(px, `/key/${encodeURIComponent(g.json.key)}/regenerate`, {});
+      assert.equal(p.status, 200, p.text);
+      assertError(await chat(px, g.json.key), 401);
+      assert.equal((await chat(px, p.json.key)).status, 200);
+      assertError(await get(px, `/key/${p.json.key}/regenerate`), 405);
       assertError(await post(px, '/key/regenerate', { key: 'sk-none-such-000' }), 404);
     });
 

@@ -8,9 +8,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 
+import { mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
 import {
-  startMock, startLlmux, mockDeployment, cleanupTempDirs, collectStream, request, chatBody,
-  sleep, waitFor, MASTER_KEY,
+  startMock, startLlmux, mockDeployment, cleanupTempDirs, collectStream, openStream, request,
+  chatBody, sleep, waitFor, MASTER_KEY,
 } from './lib/harness.mjs';
 import { startRedis } from './lib/redis.mjs';
 
@@ -221,6 +225,78 @@ test('Redis killed mid-test: requests keep being served; counts resync when it r
   }
 });
 
+test('Redis hung (SIGSTOP): requests are decided locally after one 50-ms deadline; shared again once it answers', async () => {
+  const proxy = await startLlmux({
+    model_list: [local('hung')],
+    rate_limit_config: { redis_host: redis.host, redis_port: redis.port },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: 100000 },
+  }, { workers: 1 });
+  try {
+    await sleep(300);
+    const w = await freshWindow(20);
+    const key = `lx:rl:${w}:global:r`;
+    const base = Number(await redis.cmd('GET', key)) || 0;
+    assert.equal((await chat(proxy.baseURL, 'hung')).status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), base + 1);
+    redis.pause();
+    let slowest = 0;
+    const t0 = Date.now();
+    for (let i = 0; i < 10; i++) {
+      const t = Date.now();
+      const r = await chat(proxy.baseURL, 'hung');
+      assert.equal(r.status, 200, r.text);
+      slowest = Math.max(slowest, Date.now() - t);
+    }
+    assert.ok(slowest < 400, `slowest request while Redis hung: ${slowest} ms`);
+    assert.ok(Date.now() - t0 < 1500, `10 requests took ${Date.now() - t0} ms`);
+    redis.resume();
+    // The 10 local counts are pushed once the link is back; later requests go through Redis.
+    // The script that timed out was still queued in the hung server and runs when it resumes:
+    // it may count once more (a command past its deadline cannot be known not to have run).
+    let after = 0;
+    await waitFor(async () => {
+      after = Number(await redis.cmd('GET', key));
+      return after === base + 11 || after === base + 12;
+    }, { timeoutMs: 10_000, intervalMs: 100, what: 'the local counts to reach Redis' });
+    await sleep(200);
+    after = Number(await redis.cmd('GET', key));
+    assert.ok(after === base + 11 || after === base + 12, `redis count ${after - base}`);
+    assert.equal((await chat(proxy.baseURL, 'hung')).status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), after + 1);
+    assert.equal(windowId(), w);
+  } finally {
+    redis.resume();
+    await proxy.stop();
+  }
+});
+
+test('router_settings redis_password: the link authenticates; the password never reaches the logs', async () => {
+  const password = 'redis-secret-5e1f0c7a';
+  const secured = await startRedis({ password });
+  const cfg = (pw) => ({
+    model_list: [local('auth')],
+    router_settings: { redis_host: secured.host, redis_port: secured.port, redis_password: pw },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: 100000 },
+  });
+  const good = await startLlmux(cfg(password), { workers: 1 });
+  const bad = await startLlmux(cfg('wrong-password-xyz'), { workers: 1 });
+  try {
+    await sleep(300);
+    const w = await freshWindow(10);
+    for (let i = 0; i < 3; i++) assert.equal((await chat(good.baseURL, 'auth')).status, 200);
+    assert.equal(Number(await secured.cmd('GET', `lx:rl:${w}:global:r`)), 3);
+    // A refused password: served on local counts, no client error.
+    for (let i = 0; i < 3; i++) assert.equal((await chat(bad.baseURL, 'auth')).status, 200);
+    assert.equal(Number(await secured.cmd('GET', `lx:rl:${w}:global:r`)), 3);
+    assert.match(bad.logs(), /refused the connection handshake/);
+    assert.ok(!good.logs().includes(password) && !bad.logs().includes('wrong-password-xyz'));
+  } finally {
+    await good.stop();
+    await bad.stop();
+    await secured.stop();
+  }
+});
+
 test("the tutorial's Rate Limiting block loads and applies global_max_rpm", async () => {
   const yaml = `
 model_list:
@@ -275,6 +351,65 @@ general_settings:
     assert.equal(response.headers.get('x-ratelimit-limit-tokens'), '1000000');
     const rem = Number(response.headers.get('x-ratelimit-remaining-requests'));
     assert.ok(rem >= 0 && rem < 1000);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('virtual keys: key, user (user_config), per-model and parallel limits; slots released on abort', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'llmux-limits-'));
+  const proxy = await startLlmux({
+    model_list: [local('demo'), local('other'), mockDeployment(mock, { name: 'slow', directives: { chunks: 40, interval_ms: 50 } })],
+    user_config: [{ user_id: 'basic_user', user_role: 'app_user', rpm_limit: 2, tpm_limit: 10000 }],
+    general_settings: { master_key: MASTER_KEY, database_url: `sqlite:///${path.join(dir, 'limits.db')}` },
+  }, { workers: 2 });
+  const gen = async (body) => {
+    const r = await request(proxy.baseURL, '/key/generate', { body });
+    assert.equal(r.status, 200, r.text);
+    return r.json.key;
+  };
+  const as = (key, model, extra) => request(proxy.baseURL, '/chat/completions', { key, body: chatBody(model, extra) });
+  try {
+    await freshWindow(15);
+    // The tutorial's user_config rpm_limit, across the user's keys.
+    const u1 = await gen({ user_id: 'basic_user' });
+    const u2 = await gen({ user_id: 'basic_user' });
+    assert.equal((await as(u1, 'demo')).status, 200);
+    const second = await as(u2, 'demo');
+    assert.equal(second.status, 200);
+    assert.equal(second.headers.get('x-ratelimit-limit-requests'), '2');
+    assert.equal(second.headers.get('x-ratelimit-remaining-requests'), '0');
+    assert.equal(second.headers.get('x-ratelimit-limit-tokens'), '10000');
+    assert429(await as(u1, 'demo'), /^Rate limit exceeded for user 'basic_user': rpm_limit 2 reached/);
+
+    // A key's own rpm_limit; the message never shows the key.
+    const k = await gen({ rpm_limit: 1 });
+    assert.equal((await as(k, 'demo')).status, 200);
+    const r = await as(k, 'demo');
+    assert429(r, /^Rate limit exceeded for key: rpm_limit 1 reached/);
+    assert.ok(!r.text.includes(k) && !r.text.includes(k.slice(3)), 'no key in the error');
+
+    // model_rpm_limit: per model of the key.
+    const km = await gen({ model_rpm_limit: { demo: 1 } });
+    assert.equal((await as(km, 'demo')).status, 200);
+    assert429(await as(km, 'demo'), /^Rate limit exceeded for model 'demo' of key: model_rpm_limit 1 reached/);
+    assert.equal((await as(km, 'other')).status, 200);
+
+    // max_parallel_requests: in-flight calls; a client that leaves frees its slot.
+    const kp = await gen({ max_parallel_requests: 1 });
+    const ac = new AbortController();
+    const s = await openStream(proxy.baseURL, '/chat/completions', chatBody('slow', { stream: true }), { key: kp, signal: ac.signal });
+    assert.equal(s.status, 200);
+    assert.ok(await s.next(), 'first event');
+    const busy = await as(kp, 'demo');
+    assert429(busy, /^Rate limit exceeded for key: max_parallel_requests 1 reached/);
+    ac.abort();
+    await s.rest().catch(() => {});
+    await waitFor(async () => (await as(kp, 'demo')).status === 200, { timeoutMs: 3000, what: 'the aborted stream to free its slot' });
+    // Finished calls free theirs too, whatever their outcome.
+    for (let i = 0; i < 5; i++) assert.equal((await as(kp, 'demo')).status, 200);
+    assert.equal((await as(kp, 'no-such-model')).status, 400);
+    assert.equal((await as(kp, 'demo')).status, 200);
   } finally {
     await proxy.stop();
   }

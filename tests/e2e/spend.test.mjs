@@ -56,7 +56,7 @@ test('every answered call is one spend_logs row, streams and failures included',
     const s = await collectStream(proxy.baseURL, '/chat/completions', chatBody('gpt-4o', { stream: true }));
     assert.equal(s.status, 200);
     ids.push(s.headers.get('x-litellm-call-id'));
-    const m = await request(proxy.baseURL, '/chat/completions', { body: chatBody('local') });
+    const m = await request(proxy.baseURL, '/chat/completions', { body: chatBody('local', { user: 'end-user-7' }) });
     assert.equal(m.status, 200);
     ids.push(m.headers.get('x-litellm-call-id'));
     const bad = await request(proxy.baseURL, '/chat/completions', { body: chatBody('broken') });
@@ -72,7 +72,7 @@ test('every answered call is one spend_logs row, streams and failures included',
     const row = sql(db, `SELECT call_type, model, model_group, custom_llm_provider, api_base, status, applied FROM lx_spend_logs WHERE request_id = '${ids[0]}'`);
     assert.equal(row, `acompletion|gpt-4o-mini|gpt-4o|openai|${mock.apiBase()}|success|1`);
     assert.equal(sql(db, `SELECT status, spend_nanos FROM lx_spend_logs WHERE request_id = '${badId}'`), 'failure|0');
-    assert.equal(sql(db, `SELECT model_group FROM lx_spend_logs WHERE request_id = '${ids[6]}'`), 'local');
+    assert.equal(sql(db, `SELECT model_group, end_user FROM lx_spend_logs WHERE request_id = '${ids[6]}'`), 'local|end-user-7');
     const t = sql(db, `SELECT start_time_ms <= end_time_ms AND end_time_ms > ${Date.now() - 60_000} FROM lx_spend_logs WHERE request_id = '${ids[5]}'`);
     assert.equal(t, '1');
     assert.ok(sql(db, `SELECT model_id FROM lx_spend_logs WHERE request_id = '${ids[5]}'`).length > 0);
@@ -159,4 +159,222 @@ test('kill -9 under load: after a restart, rows equal the 200 responses received
   }
   assert.equal(sql(db, 'SELECT COUNT(*) FROM lx_spend_logs WHERE applied = 0'), '0');
   assert.deepEqual(readdirSync(`${db}.journal`).filter((f) => f.endsWith('.lxj')), []);
+});
+
+// ---------------------------------------------------------------------------
+// Budgets and the spend endpoints
+
+const PRICED = { input_cost_per_token: 0.000001, output_cost_per_token: 0.000002 };
+
+function budgetConfig(db, extra = {}) {
+  return {
+    model_list: [mockDeployment(mock, { name: 'gpt-4o', params: PRICED })],
+    general_settings: { master_key: MASTER_KEY, database_url: `sqlite:///${db}` },
+    user_config: [
+      { user_id: 'team_a', user_email: 'team_a@example.com', user_role: 'app_user', max_budget: 200.0, budget_duration: '30d' },
+    ],
+    ...extra,
+  };
+}
+
+const chat = (baseURL, key) => request(baseURL, '/chat/completions', { body: chatBody('gpt-4o'), key });
+const costOf = (r) => Number(r.headers.get('x-litellm-response-cost'));
+const nearly = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+
+function assertBudgetError(r, spend, max) {
+  assert.equal(r.status, 400, r.text);
+  assert.equal(r.json.error.type, 'budget_exceeded');
+  assert.equal(r.json.error.code, '400');
+  const m = r.json.error.message.match(/^Budget has been exceeded! Current cost: ([\d.e-]+), Max budget: ([\d.e-]+)$/);
+  assert.ok(m, r.json.error.message);
+  assert.ok(nearly(Number(m[1]), spend), `current cost ${m[1]} vs ${spend}`);
+  assert.ok(nearly(Number(m[2]), max), `max budget ${m[2]} vs ${max}`);
+}
+
+async function generateKey(baseURL, body) {
+  const r = await request(baseURL, '/key/generate', { body });
+  assert.equal(r.status, 200, r.text);
+  return r.json.key;
+}
+
+test('key budget: exactly the calls that start under max_budget pass; spend endpoints agree', async () => {
+  const dir = mkdtempSync(path.join(work, 'budget-'));
+  const db = path.join(dir, 'llmux.db');
+  const proxy = await startLlmux(budgetConfig(db), { workers: 2 });
+  try {
+    const first = await chat(proxy.baseURL, MASTER_KEY);
+    assert.equal(first.status, 200, first.text);
+    const c = costOf(first);
+    assert.ok(c > 0, 'a priced call costs something');
+
+    const key = await generateKey(proxy.baseURL, { user_id: 'u1', max_budget: 3.5 * c });
+    let ok = 0;
+    let last;
+    for (let i = 0; i < 6; i++) {
+      last = await chat(proxy.baseURL, key);
+      if (last.status !== 200) break;
+      ok++;
+    }
+    assert.equal(ok, 4, 'calls 1-4 start under 3.5 x cost; the 5th does not');
+    assertBudgetError(last, 4 * c, 3.5 * c);
+
+    // The caller's own spend, through its own key (the tutorial's call).
+    const us = await request(proxy.baseURL, '/user/spend', { method: 'GET', key });
+    assert.equal(us.status, 200, us.text);
+    assert.equal(us.json.user_id, 'u1');
+    assert.ok(nearly(us.json.total_spend, 4 * c), `${us.json.total_spend} vs ${4 * c}`);
+    assert.ok('max_budget' in us.json && 'budget_reset_at' in us.json);
+
+    const gs = await request(proxy.baseURL, '/global/spend', { method: 'GET' });
+    assert.equal(gs.status, 200, gs.text);
+    assert.ok(nearly(gs.json.spend, 5 * c), `${gs.json.spend} vs ${5 * c}`);
+    const denied = await request(proxy.baseURL, '/global/spend', { method: 'GET', key });
+    assert.ok(denied.status === 401 || denied.status === 403, denied.text);
+
+    // Spend logs: the key's rows (its own view), then an admin's filters.
+    await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs') === '5', { what: '5 rows' });
+    const own = await request(proxy.baseURL, '/spend/logs', { method: 'GET', key });
+    assert.equal(own.status, 200, own.text);
+    assert.equal(own.json.length, 4);
+    assert.ok(own.json.every((row) => row.user === 'u1' && nearly(row.spend, c) && row.model_group === 'gpt-4o'));
+    const byId = await request(proxy.baseURL, `/spend/logs?request_id=${first.headers.get('x-litellm-call-id')}`, { method: 'GET' });
+    assert.equal(byId.json.length, 1);
+    assert.equal(byId.json[0].user, null);
+    const byUser = await request(proxy.baseURL, '/spend/logs?user_id=u1&start_date=2000-01-01&end_date=2999-12-31', { method: 'GET' });
+    assert.equal(byUser.json.length, 4);
+    const none = await request(proxy.baseURL, '/spend/logs?start_date=2001-01-01&end_date=2001-01-02', { method: 'GET' });
+    assert.deepEqual(none.json, []);
+    const badDate = await request(proxy.baseURL, '/spend/logs?start_date=yesterday', { method: 'GET' });
+    assert.equal(badDate.status, 400);
+
+    const keys = await request(proxy.baseURL, '/global/spend/keys?limit=1', { method: 'GET' });
+    assert.equal(keys.status, 200, keys.text);
+    assert.equal(keys.json.length, 1);
+    assert.ok(nearly(keys.json[0].total_spend, 4 * c));
+    const models = await request(proxy.baseURL, '/global/spend/models', { method: 'GET' });
+    assert.equal(models.json[0].model, 'gpt-4o-mini');
+    assert.ok(nearly(models.json[0].total_spend, 5 * c));
+
+    // Totals equal the sums of the rows.
+    await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs WHERE applied = 0') === '0', { what: 'applied' });
+    assert.equal(sql(db, "SELECT spend_nanos FROM lx_users WHERE user_id = 'u1'"),
+      sql(db, "SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE user_id = 'u1'"));
+    assert.equal(sql(db, "SELECT SUM(spend_nanos) FROM lx_keys"),
+      sql(db, 'SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE api_key IS NOT NULL'));
+  } finally {
+    assert.equal(await proxy.stop(), 0);
+  }
+});
+
+test('user budget from user_config, /user/reset_budget, and budget_duration resets', async () => {
+  const dir = mkdtempSync(path.join(work, 'reset-'));
+  const db = path.join(dir, 'llmux.db');
+  const probe = await startLlmux(budgetConfig(db), { workers: 1 });
+  let c;
+  try {
+    const r = await chat(probe.baseURL, MASTER_KEY);
+    c = costOf(r);
+  } finally {
+    await probe.stop();
+  }
+  const cfg = budgetConfig(db);
+  cfg.user_config[0].max_budget = 2.5 * c;
+  const proxy = await startLlmux(cfg, { workers: 2 });
+  try {
+    const key = await generateKey(proxy.baseURL, { user_id: 'team_a' });
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push(await chat(proxy.baseURL, key));
+    assert.deepEqual(results.map((r) => r.status), [200, 200, 200, 400]);
+    assertBudgetError(results[3], 3 * c, 2.5 * c);
+
+    let us = await request(proxy.baseURL, '/user/spend', { method: 'GET', key });
+    assert.ok(nearly(us.json.total_spend, 3 * c));
+    assert.ok(nearly(us.json.max_budget, 2.5 * c));
+    assert.match(us.json.budget_reset_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$/);
+
+    // Only admins reset; then the user can spend again.
+    const refused = await request(proxy.baseURL, '/user/reset_budget', { body: { user_id: 'team_a' }, key });
+    assert.ok(refused.status === 401 || refused.status === 403, refused.text);
+    const reset = await request(proxy.baseURL, '/user/reset_budget', { body: { user_id: 'team_a' } });
+    assert.equal(reset.status, 200, reset.text);
+    assert.equal(reset.json.user_id, 'team_a');
+    const missing = await request(proxy.baseURL, '/user/reset_budget', { body: { user_id: 'nobody' } });
+    assert.equal(missing.status, 404);
+    us = await request(proxy.baseURL, '/user/spend', { method: 'GET', key });
+    assert.equal(us.json.total_spend, 0);
+    assert.equal((await chat(proxy.baseURL, key)).status, 200);
+
+    // A key whose budget period is 2 s: refused once spent, served again after the reset.
+    const k2 = await generateKey(proxy.baseURL, { max_budget: 1.5 * c, budget_duration: '2s' });
+    assert.equal((await chat(proxy.baseURL, k2)).status, 200);
+    assert.equal((await chat(proxy.baseURL, k2)).status, 200);
+    assert.equal((await chat(proxy.baseURL, k2)).status, 400);
+    await waitFor(async () => (await chat(proxy.baseURL, k2)).status === 200, { timeoutMs: 8000, intervalMs: 250, what: 'budget reset' });
+    assert.match(proxy.logs(), /budget reset: key/);
+  } finally {
+    assert.equal(await proxy.stop(), 0);
+  }
+});
+
+test('budget overshoot under concurrency is bounded by the calls in flight', async () => {
+  const dir = mkdtempSync(path.join(work, 'overshoot-'));
+  const db = path.join(dir, 'llmux.db');
+  const cfg = budgetConfig(db);
+  cfg.model_list = [mockDeployment(mock, { name: 'gpt-4o', params: PRICED, directives: { latency_ms: 20 } })];
+  const proxy = await startLlmux(cfg, { workers: 2 });
+  try {
+    const c = costOf(await chat(proxy.baseURL, MASTER_KEY));
+    const allowed = 6; // calls that can start under the budget one at a time
+    const key = await generateKey(proxy.baseURL, { max_budget: (allowed - 0.5) * c });
+    const concurrency = 4;
+    let ok = 0;
+    let refused = 0;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      for (let i = 0; i < 10; i++) {
+        const r = await chat(proxy.baseURL, key);
+        if (r.status === 200) ok++;
+        else if (r.status === 400 && r.json?.error?.type === 'budget_exceeded') refused++;
+        else assert.fail(`unexpected ${r.status} ${r.text}`);
+      }
+    }));
+    assert.equal(ok + refused, concurrency * 10);
+    assert.ok(ok >= allowed, `at least the ${allowed} calls under budget were served (${ok})`);
+    assert.ok(ok <= allowed + concurrency - 1, `overshoot ${ok - allowed} <= calls in flight (${concurrency - 1})`);
+    await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs WHERE applied = 0') === '0'
+      && Number(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'")) === ok + 1, { what: 'rows committed' });
+    assert.equal(sql(db, 'SELECT SUM(spend_nanos) FROM lx_keys WHERE max_budget_nanos IS NOT NULL'),
+      sql(db, 'SELECT SUM(s.spend_nanos) FROM lx_spend_logs s JOIN lx_keys k ON k.token = s.api_key WHERE k.max_budget_nanos IS NOT NULL'));
+  } finally {
+    assert.equal(await proxy.stop(), 0);
+  }
+});
+
+test('two instances on one database: a survivor replays the journal of one killed under load', async () => {
+  const dir = mkdtempSync(path.join(work, 'two-'));
+  const db = path.join(dir, 'llmux.db');
+  const a = await startLlmux(config(db), { workers: 2 });
+  const b = await startLlmux(config(db), { workers: 1 });
+  const sa = { ok: 0, errors: 0, stop: false, killed: false };
+  const sb = { ok: 0, errors: 0, stop: false, killed: false };
+  const clients = [];
+  for (let i = 0; i < 12; i++) clients.push(client(a.baseURL, i, sa));
+  const bClients = [];
+  for (let i = 0; i < 4; i++) bClients.push(client(b.baseURL, i, sb));
+  await waitFor(() => sa.ok >= 200, { timeoutMs: 20_000, what: '200 answers from A' });
+  sa.killed = true;
+  sa.stop = true;
+  a.proc.kill('SIGKILL');
+  await Promise.all(clients);
+  sb.stop = true;
+  await Promise.all(bClients);
+  try {
+    // B takes over A's segments (no live process holds their locks) within its 10 s scan.
+    await waitFor(() => Number(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'")) === sa.ok + sb.ok,
+      { timeoutMs: 15_000, intervalMs: 200, what: `rows == ${sa.ok} + ${sb.ok} answers` });
+    await waitFor(() => readdirSync(`${db}.journal`).filter((f) => f.endsWith('.lxj')).length <= 1,
+      { timeoutMs: 5000, what: "A's segments removed" });
+  } finally {
+    assert.equal(await b.stop(), 0);
+  }
+  assert.equal(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'"), String(sa.ok + sb.ok));
 });

@@ -1,7 +1,9 @@
 // The store as the gateway uses it: general_settings.database_url opens (and
 // migrates) the database at start, --check leaves it alone, a bad URL is a
 // start error with the password redacted, and a SIGHUP that changes the URL
-// keeps the open database with a warning.
+// keeps the open database with a warning. On PostgreSQL (a server started by
+// the test): migrations, two gateways starting together, and an outage that
+// /health/readiness reports and the gateway recovers from by itself.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,7 @@ import path from 'node:path';
 import {
   startLlmux, runLlmux, cleanupTempDirs, request, chatBody, waitFor, MASTER_KEY,
 } from './lib/harness.mjs';
+import { startPostgres } from './lib/postgres.mjs';
 
 after(async () => {
   await cleanupTempDirs();
@@ -98,5 +101,56 @@ test('SIGHUP with another database_url warns that a restart is needed and keeps 
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('PostgreSQL: migrated at start, password never logged, two gateways starting together both come up', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.destroy());
+  const url = await pg.createDatabase('llmux_two');
+  const [a, b] = await Promise.all([startLlmux(config(url), { workers: 1 }), startLlmux(config(url), { workers: 1 })]);
+  try {
+    assert.equal(await pg.psql('SELECT COUNT(*) FROM lx_schema_migrations', 'llmux_two'), '1');
+    assert.equal(await pg.psql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'lx\\_%'", 'llmux_two'), '8');
+    const applied = [a, b].filter((p) => /applied migration 1/.test(p.logs())).length;
+    assert.equal(applied, 1, 'exactly one of the two applied v1');
+    for (const p of [a, b]) {
+      assert.match(p.logs(), /store: postgresql:\/\/llmux:\*\*\*@127\.0\.0\.1:\d+\/llmux_two \(postgresql\), schema version 1/);
+      assert.ok(!p.logs().includes(pg.password), 'the password is not in the logs');
+      const r = await request(p.baseURL, '/health/readiness', { method: 'GET' });
+      assert.equal(r.json.db, 'connected');
+    }
+  } finally {
+    assert.equal(await a.stop(), 0);
+    assert.equal(await b.stop(), 0);
+  }
+});
+
+test('PostgreSQL outage: readiness says disconnected, requests keep being served, recovery by itself', async (t) => {
+  const pg = await startPostgres();
+  t.after(() => pg.destroy());
+  const proxy = await startLlmux(config(pg.url), { workers: 2 });
+  try {
+    const ready = async () => (await request(proxy.baseURL, '/health/readiness', { method: 'GET' }));
+    assert.equal((await ready()).json.db, 'connected');
+    await pg.kill();
+    // The store notices at its next statement: an admin call needs one.
+    const down = await request(proxy.baseURL, '/key/generate', { body: {} });
+    assert.equal(down.status, 503, down.text);
+    assert.ok(!down.text.includes(pg.password));
+    const r = await ready();
+    assert.equal(r.status, 200);
+    assert.equal(r.json.db, 'disconnected');
+    const chat = await request(proxy.baseURL, '/chat/completions', { body: chatBody('local') });
+    assert.equal(chat.status, 200, chat.text);
+    await pg.start();
+    await waitFor(async () => (await ready()).json.db === 'connected', { timeoutMs: 5000, what: 'the store to reconnect' });
+    const up = await request(proxy.baseURL, '/key/generate', { body: {} });
+    assert.equal(up.status, 200, up.text);
+    assert.match(proxy.logs(), /store: postgresql:\/\/llmux:\*\*\*@[^ ]+ is unreachable/);
+    assert.match(proxy.logs(), /store: reconnected to postgresql:\/\/llmux:\*\*\*@/);
+    assert.ok(!proxy.logs().includes(pg.password));
+  } finally {
+    await proxy.stop('SIGKILL');
   }
 });

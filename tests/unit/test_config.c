@@ -806,6 +806,40 @@ LX_TEST(duplicate_keys_later_wins)
     }
 }
 
+/* No api_base: OPENAI_API_BASE / ANTHROPIC_BASE_URL as LiteLLM and the SDKs read them. */
+LX_TEST(api_base_from_env)
+{
+    static const char yaml[] =
+        "model_list:\n"
+        "  - model_name: gpt-4\n"
+        "    litellm_params: {model: gpt-4, api_key: k}\n"
+        "  - model_name: claude-3\n"
+        "    litellm_params: {model: claude-3-opus-20240229, api_key: k}\n"
+        "  - model_name: pinned\n"
+        "    litellm_params: {model: gpt-4, api_key: k, api_base: http://x}\n";
+    setenv("OPENAI_API_BASE", "http://127.0.0.1:9/v1", 1);
+    unsetenv("ANTHROPIC_API_BASE");
+    setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:8", 1);
+    struct lx_error err;
+    struct lx_config *cfg = lx_config_load_string("t.yaml", yaml, sizeof(yaml) - 1, &err);
+    unsetenv("OPENAI_API_BASE");
+    unsetenv("ANTHROPIC_BASE_URL");
+    LX_CHECK(cfg != NULL);
+    if (!cfg) {
+        return;
+    }
+    LX_CHECK_STR(cfg->deployments[0].api_base, "http://127.0.0.1:9/v1");
+    LX_CHECK_STR(cfg->deployments[1].api_base, "http://127.0.0.1:8");
+    LX_CHECK_STR(cfg->deployments[2].api_base, "http://x");
+    lx_config_unref(cfg);
+    cfg = lx_config_load_string("t.yaml", yaml, sizeof(yaml) - 1, &err);
+    LX_CHECK(cfg != NULL);
+    if (cfg) {
+        LX_CHECK(cfg->deployments[0].api_base == NULL);
+        lx_config_unref(cfg);
+    }
+}
+
 LX_TEST(scalar_forms)
 {
     struct lx_error err;
@@ -993,5 +1027,6 @@ LX_TEST_MAIN(LX_RUN(tutorial_basic), LX_RUN(tutorial_auth_duplicate_general_sett
              LX_RUN(env_missing_in_litellm_params_is_a_warning),
              LX_RUN(env_missing_elsewhere_is_an_error), LX_RUN(environment_variables_block),
              LX_RUN(error_messages), LX_RUN(hostile_inputs), LX_RUN(empty_config),
-             LX_RUN(unknown_keys_warn), LX_RUN(duplicate_keys_later_wins), LX_RUN(scalar_forms),
-             LX_RUN(stable_ids), LX_RUN(durations), LX_RUN(roles), LX_RUN(alloc_failure_injection))
+             LX_RUN(unknown_keys_warn), LX_RUN(duplicate_keys_later_wins),
+             LX_RUN(api_base_from_env), LX_RUN(scalar_forms), LX_RUN(stable_ids), LX_RUN(durations),
+             LX_RUN(roles), LX_RUN(alloc_failure_injection))

@@ -6,6 +6,7 @@
  * objects read without a tree, and the usage each translating provider's
  * stream reports whether or not the client asked for the usage chunk.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include "core/buf.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "log/log.h"
 #include "lx_test.h"
 #include "providers/eventstream.h"
 #include "providers/provider.h"
@@ -481,6 +483,33 @@ LX_TEST(unknown_model_costs_zero_warns_once)
     lx_prices_builtin_release();
 }
 
+static void *warn_many(void *arg)
+{
+    int *firsts = arg;
+    char name[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "threaded-unknown-model-%d", i);
+        *firsts += lx_prices_warn_unknown(name) ? 1 : 0;
+    }
+    return NULL;
+}
+
+LX_TEST(unknown_warnings_across_threads)
+{
+    /* Workers race on the same names: each name is warned about exactly once. */
+    lx_log_set_level(LX_LOG_ERROR);
+    pthread_t th[4];
+    int firsts[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        LX_CHECK_INT(pthread_create(&th[i], NULL, warn_many, &firsts[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+    }
+    lx_log_set_level(LX_LOG_INFO);
+    LX_CHECK_INT(firsts[0] + firsts[1] + firsts[2] + firsts[3], 200);
+}
+
 /* ---- usage reported by translated streams ---- */
 
 struct stream_case {
@@ -785,6 +814,7 @@ LX_TEST_MAIN(LX_RUN(cost_exact_integers), LX_RUN(cost_rounds_once_half_up),
              LX_RUN(cost_cached_tokens), LX_RUN(cost_saturates), LX_RUN(format_like_python),
              LX_RUN(usage_openai_objects), LX_RUN(usage_rejects), LX_RUN(table_parse),
              LX_RUN(builtin_table), LX_RUN(lookups), LX_RUN(overrides),
-             LX_RUN(unknown_model_costs_zero_warns_once), LX_RUN(stream_usage_anthropic),
-             LX_RUN(stream_usage_gemini), LX_RUN(stream_usage_ollama), LX_RUN(stream_usage_bedrock),
+             LX_RUN(unknown_model_costs_zero_warns_once), LX_RUN(unknown_warnings_across_threads),
+             LX_RUN(stream_usage_anthropic), LX_RUN(stream_usage_gemini),
+             LX_RUN(stream_usage_ollama), LX_RUN(stream_usage_bedrock),
              LX_RUN(translated_response_usage))

@@ -13,7 +13,9 @@
 
 #include <uv.h>
 
+#include "core/time.h"
 #include "lx_test.h"
+#include "spend/budget.h"
 #include "spend/journal.h"
 #include "spend/ledger.h"
 #include "store/store.h"
@@ -658,16 +660,152 @@ LX_TEST(test_store_sink_exact_sums)
     LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_team_members WHERE team_id = 't1'"), k1);
     LX_CHECK_INT(query_int(s, "SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE api_key = 'k1'"),
                  k1);
+
+    /*
+     * Budgets over the store: spend stays exact through pending, commit and
+     * the base re-read; a reset leaves 0 once pending records commit.
+     */
+    struct lx_budget *b = lx_budget_new(s);
+    struct lx_config *cfg = lx_config_load_string("t", "", 0, &err);
+    struct lx_identity *id = lx_identity_new();
+    snprintf(id->token, sizeof(id->token), "%s", "k2");
+    id->key.spend_nanos = k2;
+    id->key.max_budget_nanos = k2 + 3000;
+    id->loaded_at_ms = (int64_t)lx_mono_ms();
+    char msg[256];
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), 0);
+    o.budget = b;
+    o.batch_ms = 10000; /* commits only when flushed */
+    l = lx_ledger_start(&o, &err);
+    w = lx_ledger_writer_new(l);
+    for (int i = 0; i < 2; i++) {
+        char rid[32];
+        snprintf(rid, sizeof(rid), "b%d", i);
+        struct lx_spend_record r = rec(rid, 1000);
+        r.api_key = "k2";
+        r.user_id = NULL;
+        LX_CHECK_INT(lx_ledger_record(w, &r), 0);
+    }
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), 0); /* k2 + 2000 */
+    struct lx_spend_record r3 = rec("b2", 1000);
+    r3.api_key = "k2";
+    LX_CHECK_INT(lx_ledger_record(w, &r3), 0);
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), LX_EBUDGET); /* k2 + 3000 */
+    LX_CHECK_INT(lx_ledger_flush(l, 5000), 0);
+    LX_CHECK_INT(lx_ledger_flush(l, 5000), 0); /* a pass after the commit re-read the base */
+    LX_CHECK_INT(lx_budget_spend(b, LX_BUDGET_KEY, "k2", 0, 0), k2 + 3000);
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), LX_EBUDGET);
+    /* A reset while a record is pending: the store holds minus it, then 0 once committed. */
+    struct lx_spend_record r4 = rec("b3", 500);
+    r4.api_key = "k2";
+    LX_CHECK_INT(lx_ledger_record(w, &r4), 0);
+    uint64_t ticket = lx_budget_request_reset(b, LX_BUDGET_KEY, "k2");
+    int rrc = -1;
+    bool found = false;
+    int64_t max = 0, reset_at = 0;
+    for (int i = 0; i < 200 && !lx_budget_reset_poll(b, ticket, &rrc, &found, &max, &reset_at);
+         i++) {
+        usleep(10000);
+    }
+    LX_CHECK_INT(rrc, 0);
+    LX_CHECK(found);
+    LX_CHECK_INT(max, LX_NO_LIMIT); /* the row has no max_budget */
+    LX_CHECK_INT(lx_budget_spend(b, LX_BUDGET_KEY, "k2", 0, 0), 0);
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), 0);
+    LX_CHECK_INT(lx_ledger_flush(l, 5000), 0);
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_keys WHERE token = 'k2'"), 0);
+    lx_ledger_writer_free(w);
+    lx_ledger_stop(l, 1000);
+    lx_identity_unref(id);
+    lx_config_unref(cfg);
+    lx_budget_free(b);
     lx_buf_fini(&file);
     lx_store_close(s);
     rm_rf(dir);
     lx_free(dir);
 }
 
-LX_TEST_MAIN(LX_RUN(test_store_sink_exact_sums); LX_RUN(test_dir_for); LX_RUN(test_crc32);
-             LX_RUN(test_encode_decode); LX_RUN(test_encode_limits); LX_RUN(test_resync);
-             LX_RUN(test_ledger_commits_everything); LX_RUN(test_ledger_rotates_segments);
-             LX_RUN(test_ledger_store_down_then_back);
+/* ---- budgets ---- */
+
+int lx_spend__parse_date_ms(const char *s, int64_t *out);
+
+LX_TEST(test_parse_date)
+{
+    int64_t ms = 0;
+    LX_CHECK_INT(lx_spend__parse_date_ms("2026-11-21", &ms), 0);
+    LX_CHECK_INT(ms, 1795219200000LL);
+    LX_CHECK_INT(lx_spend__parse_date_ms("2026-11-21T01:02:03", &ms), 0);
+    LX_CHECK_INT(ms, 1795219200000LL + 3723000);
+    LX_CHECK_INT(lx_spend__parse_date_ms("2026-13-01", &ms), -1);
+    LX_CHECK_INT(lx_spend__parse_date_ms("yesterday", &ms), -1);
+    LX_CHECK_INT(lx_spend__parse_date_ms("2026-11-21X", &ms), -1);
+}
+
+static struct lx_identity *key_identity(int64_t store_spend, int64_t max, int64_t soft)
+{
+    struct lx_identity *id = lx_identity_new();
+    snprintf(id->token, sizeof(id->token), "%s", "tok1");
+    id->key.spend_nanos = store_spend;
+    id->key.max_budget_nanos = max;
+    id->key.soft_budget_nanos = soft;
+    id->user_id = "u1";
+    id->has_user = true;
+    id->user.max_budget_nanos = LX_NO_LIMIT;
+    id->user.soft_budget_nanos = LX_NO_LIMIT;
+    id->loaded_at_ms = (int64_t)lx_mono_ms();
+    return id;
+}
+
+LX_TEST(test_budget_pending_counts_at_once)
+{
+    struct lx_budget *b = lx_budget_new(NULL);
+    struct lx_error err = {0};
+    struct lx_config *cfg = lx_config_load_string("t", "", 0, &err);
+    struct lx_identity *id = key_identity(1000000000, 3000000000, LX_NO_LIMIT); /* $1 of $3 */
+    char msg[256] = "";
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), 0);
+    struct lx_spend_record r = rec("b1", 1500000000);
+    r.api_key = "tok1";
+    lx_budget_on_record(b, &r);
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), 0); /* $2.5 */
+    r.request_id = "b2";
+    lx_budget_on_record(b, &r);
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), LX_EBUDGET); /* $4 */
+    LX_CHECK_STR(msg, "Budget has been exceeded! Current cost: 4.0, Max budget: 3.0");
+    LX_CHECK_INT(lx_budget_spend(b, LX_BUDGET_KEY, "tok1", 1000000000, id->loaded_at_ms),
+                 4000000000LL);
+    /* Replayed records of another process were never pending here. */
+    lx_budget_on_commit(b, &r, false);
+    LX_CHECK_INT(lx_budget_pending_global(b), 3000000000LL);
+    lx_identity_unref(id);
+    lx_config_unref(cfg);
+    lx_budget_free(b);
+}
+
+LX_TEST(test_budget_global)
+{
+    struct lx_budget *b = lx_budget_new(NULL);
+    struct lx_error err = {0};
+    const char *y = "litellm_settings:\n  max_budget: 0.5\n";
+    struct lx_config *cfg = lx_config_load_string("t", y, strlen(y), &err);
+    LX_CHECK(cfg != NULL);
+    struct lx_identity *id = lx_identity_new_master();
+    char msg[256] = "";
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), 0);
+    struct lx_spend_record r = rec("g1", 500000000);
+    lx_budget_on_record(b, &r);
+    LX_CHECK_INT(lx_budget_check(b, cfg, id, msg, sizeof(msg)), LX_EBUDGET);
+    LX_CHECK_STR(msg, "Budget has been exceeded! Current cost: 0.5, Max budget: 0.5");
+    lx_identity_unref(id);
+    lx_config_unref(cfg);
+    lx_budget_free(b);
+}
+
+LX_TEST_MAIN(LX_RUN(test_parse_date); LX_RUN(test_budget_pending_counts_at_once);
+             LX_RUN(test_budget_global); LX_RUN(test_store_sink_exact_sums); LX_RUN(test_dir_for);
+             LX_RUN(test_crc32); LX_RUN(test_encode_decode); LX_RUN(test_encode_limits);
+             LX_RUN(test_resync); LX_RUN(test_ledger_commits_everything);
+             LX_RUN(test_ledger_rotates_segments); LX_RUN(test_ledger_store_down_then_back);
              LX_RUN(test_ledger_stop_keeps_uncommitted_for_replay);
              LX_RUN(test_replay_is_idempotent_and_skips_corrupt);
              LX_RUN(test_live_segments_are_not_replayed);

@@ -289,6 +289,64 @@ LX_TEST(limits_scopes_from_config_and_identity)
     fx_fini(&f);
 }
 
+LX_TEST(limits_retarget_to_another_deployment)
+{
+    struct fixture f;
+    fx_init(&f);
+    struct lx_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.general.global_max_rpm = -1;
+    cfg.general.global_max_tpm = -1;
+    struct lx_deployment a, b, c;
+    memset(&a, 0, sizeof(a));
+    a.id = "a";
+    a.rpm = 5;
+    a.tpm = 1000;
+    b = a;
+    b.id = "b";
+    b.rpm = 1;
+    c = a;
+    c.id = "c";
+    c.rpm = -1;
+    c.tpm = -1;
+    struct lx_limits_req *r = lx_limits_req_new(f.l);
+    lx_limits_req_add_config(r, &cfg, &a);
+    lx_limits_req_retarget(r, &b); /* before admission: nothing */
+    LX_CHECK_INT(count_req(&f, "deployment:b"), 0);
+    LX_CHECK_INT(lx_limits_admit(r, NULL, NULL), 0);
+    lx_limits_req_retarget(r, &b); /* a retry on b */
+    LX_CHECK_INT(count_req(&f, "deployment:a"), 1);
+    LX_CHECK_INT(count_req(&f, "deployment:b"), 1);
+    LX_CHECK(lx_limits_deployment_full(f.l, &b)); /* its rpm of 1 is used */
+    lx_limits_req_retarget(r, &b);                /* same deployment: counted once */
+    LX_CHECK_INT(count_req(&f, "deployment:b"), 1);
+    lx_limits_req_end(r, 30); /* tokens go to b, the deployment that answered */
+    struct lx_limits_counts cb, ca;
+    lx_limits_table_counts(f.t, "deployment:b", &cb);
+    lx_limits_table_counts(f.t, "deployment:a", &ca);
+    LX_CHECK_INT(cb.tokens, 30);
+    LX_CHECK_INT(ca.tokens, 0);
+    /* Moving to a deployment without limits: no tokens charged anywhere. */
+    r = lx_limits_req_new(f.l);
+    lx_limits_req_add_config(r, &cfg, &a);
+    LX_CHECK_INT(lx_limits_admit(r, NULL, NULL), 0);
+    lx_limits_req_retarget(r, &c);
+    lx_limits_req_end(r, 50);
+    lx_limits_table_counts(f.t, "deployment:a", &ca);
+    LX_CHECK_INT(ca.tokens, 0);
+    LX_CHECK_INT(ca.requests, 2);
+    /* A request admitted without a deployment scope gains one. */
+    r = lx_limits_req_new(f.l);
+    lx_limits_req_add_config(r, &cfg, &c);
+    LX_CHECK_INT(lx_limits_admit(r, NULL, NULL), 0);
+    lx_limits_req_retarget(r, &a);
+    lx_limits_req_end(r, 7);
+    lx_limits_table_counts(f.t, "deployment:a", &ca);
+    LX_CHECK_INT(ca.requests, 3);
+    LX_CHECK_INT(ca.tokens, 7);
+    fx_fini(&f);
+}
+
 LX_TEST(limits_scope_caps)
 {
     struct fixture f;
@@ -648,5 +706,6 @@ LX_TEST_MAIN(LX_RUN(limits_window_rollover), LX_RUN(limits_all_or_nothing),
              LX_RUN(limits_parallel_release), LX_RUN(limits_tokens_after_response),
              LX_RUN(limits_headers_most_constrained),
              LX_RUN(limits_scopes_from_config_and_identity), LX_RUN(limits_scope_caps),
-             LX_RUN(limits_threads_exact), LX_RUN(limits_decode_replies),
-             LX_RUN(limits_redis_unreachable_is_local), LX_RUN(limits_redis_shared_fallback_resync))
+             LX_RUN(limits_retarget_to_another_deployment), LX_RUN(limits_threads_exact),
+             LX_RUN(limits_decode_replies), LX_RUN(limits_redis_unreachable_is_local),
+             LX_RUN(limits_redis_shared_fallback_resync))

@@ -198,6 +198,19 @@ LX_TEST(placeholders)
     LX_CHECK_STR(money, "SELECT $ || $a");
 }
 
+LX_TEST(null_tests)
+{
+    const char *q = "SELECT 1 WHERE ($1 IS NULL OR user_id = $1) AND ($12 is not null) AND "
+                    "'$3 IS NULL' = x AND $4 ISNULL AND $5=$6";
+    LX_CHECK(lx_store__pg_null_tested(q, 1));
+    LX_CHECK(lx_store__pg_null_tested(q, 12));
+    LX_CHECK(!lx_store__pg_null_tested(q, 2));
+    LX_CHECK(!lx_store__pg_null_tested(q, 3));
+    LX_CHECK(!lx_store__pg_null_tested(q, 4));
+    LX_CHECK(!lx_store__pg_null_tested(q, 5));
+    LX_CHECK(lx_store__pg_null_tested("COALESCE(($2) IS NULL", 2));
+}
+
 LX_TEST(cells)
 {
     struct lx_store__rb rb;
@@ -362,6 +375,26 @@ LX_TEST(params_and_nulls)
     LX_CHECK(lx_store_cell(r, 0, "uniq") == NULL);
     LX_CHECK_INT(lx_store_cell_int(r, 1, "n", 0), INT64_MAX);
     LX_CHECK_STR(lx_store_cell(r, 1, "note"), "k2");
+    lx_store_result_free(r);
+
+    /* An optional filter: `$1 IS NULL OR col = $1`, with NULL and with a value. */
+    struct lx_store_param fnull[] = {LX_SP_NUL, LX_SP_I(0)};
+    struct lx_store_param fval[] = {LX_SP_T("k2"), LX_SP_I(0)};
+    struct lx_store_stmt filt = {"SELECT COUNT(*) AS c FROM lx_test_t WHERE ($1 IS NULL OR id = $1)"
+                                 " AND n > $2",
+                                 fnull, 2};
+    LX_CHECK_INT(lx_store_exec_sync(s, &filt, 1, &r, &err), 0);
+    LX_CHECK_INT(lx_store_cell_int(r, 0, "c", -1), 1);
+    lx_store_result_free(r);
+    filt.params = fval;
+    LX_CHECK_INT(lx_store_exec_sync(s, &filt, 1, &r, &err), 0);
+    LX_CHECK_INT(lx_store_cell_int(r, 0, "c", -1), 1);
+    lx_store_result_free(r);
+    /* NULL into a BIGINT column, by update. */
+    struct lx_store_param setnull[] = {LX_SP_NUL, LX_SP_T("k1")};
+    struct lx_store_stmt clr = {"UPDATE lx_test_t SET n = $1 WHERE id = $2", setnull, 2};
+    LX_CHECK_INT(lx_store_exec_sync(s, &clr, 1, &r, &err), 0);
+    LX_CHECK_INT(r ? r->changes : -1, 1);
     lx_store_result_free(r);
 
     /* UPDATE ... RETURNING, changes counted. */
@@ -683,9 +716,52 @@ LX_TEST(pg_outage)
     lx_store_port_close(p);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    /* A restart between two statements, while the store is up, costs no error. */
+    LX_CHECK_INT(pg_ctl("stop"), 0);
+    LX_CHECK_INT(pg_ctl("start"), 0);
+    LX_CHECK_INT(exec1(s, "SELECT 1 AS v", NULL), 0);
+    LX_CHECK(lx_store_is_up(s));
     printf("postgresql outage: failed in %.1f ms, up again %.0f ms after the restart\n", fail_ms,
            back_ms);
     lx_store_close(s);
+}
+
+/* Two instances starting together on an empty database: both open, v1 applied once. */
+static void opener(void *arg)
+{
+    struct lx_error err = {0};
+    struct lx_store **out = arg;
+    *out = lx_store_open(g_url, &err);
+    if (!*out) {
+        fprintf(stderr, "  concurrent open: %s\n", err.msg);
+    }
+}
+
+LX_TEST(concurrent_open)
+{
+    struct lx_store *s = open_store();
+    if (!s) {
+        LX_CHECK(0);
+        return;
+    }
+    drop_all(s);
+    lx_store_close(s);
+    struct lx_store *a = NULL, *b = NULL;
+    uv_thread_t ta, tb;
+    uv_thread_create(&ta, opener, &a);
+    uv_thread_create(&tb, opener, &b);
+    uv_thread_join(&ta);
+    uv_thread_join(&tb);
+    LX_CHECK(a != NULL);
+    LX_CHECK(b != NULL);
+    if (a) {
+        struct lx_store_result *r = NULL;
+        LX_CHECK_INT(exec1(a, "SELECT COUNT(*) AS n FROM lx_schema_migrations", &r), 0);
+        LX_CHECK_INT(lx_store_cell_int(r, 0, "n", -1), (int64_t)lx_store_n_migrations);
+        lx_store_result_free(r);
+    }
+    lx_store_close(a);
+    lx_store_close(b);
 }
 
 LX_TEST(open_failures)
@@ -704,6 +780,38 @@ LX_TEST(open_failures)
 
 static int g_passed, g_total;
 
+/*
+ * Create (or drop) database `name` through the server of `url`; on create,
+ * g_url becomes `url` with that database.
+ */
+static int with_database(const char *url, const char *name, bool create)
+{
+    struct lx_error err = {0};
+    struct lx_store *s = lx_store_open(url, &err);
+    if (!s) {
+        fprintf(stderr, "postgresql: %s\n", err.msg);
+        return -1;
+    }
+    char sql[160];
+    snprintf(sql, sizeof(sql), "%s DATABASE %s%s", create ? "CREATE" : "DROP",
+             create ? "" : "IF EXISTS ", name);
+    if (create) {
+        char drop[160];
+        snprintf(drop, sizeof(drop), "DROP DATABASE IF EXISTS %s", name);
+        (void)exec1(s, drop, NULL);
+    }
+    int rc = exec1(s, sql, NULL);
+    lx_store_close(s);
+    if (rc == 0 && create) {
+        const char *host = strstr(url, "://");
+        const char *slash = host ? strchr(host + 3, '/') : NULL;
+        const char *query = slash ? strchr(slash, '?') : NULL;
+        size_t head = slash ? (size_t)(slash - url) : strlen(url);
+        snprintf(g_url, sizeof(g_url), "%.*s/%s%s", (int)head, url, name, query ? query : "");
+    }
+    return rc;
+}
+
 static void run_engine(void)
 {
     int passed = 0, total = 0;
@@ -714,6 +822,7 @@ static void run_engine(void)
     LX_RUN(async_port);
     LX_RUN(port_close_cancels);
     LX_RUN(threads);
+    LX_RUN(concurrent_open);
     g_passed += passed;
     g_total += total;
 }
@@ -728,6 +837,7 @@ int main(void)
     LX_RUN(url_bad);
     LX_RUN(url_alloc_failures);
     LX_RUN(placeholders);
+    LX_RUN(null_tests);
     LX_RUN(cells);
     LX_RUN(open_failures);
 
@@ -746,11 +856,20 @@ int main(void)
 
     const char *pg = getenv("LX_TEST_PG_URL");
     if (pg && *pg) {
+        /* A database of our own, so that other test binaries may share the cluster. */
+        char dbname[64];
+        snprintf(dbname, sizeof(dbname), "lx_test_store_%ld", (long)getpid());
+        if (with_database(pg, dbname, true) != 0) {
+            printf("0 passed, 1 failed\n");
+            return 1;
+        }
         g_engine = "postgresql";
-        snprintf(g_url, sizeof(g_url), "%s", pg);
         run_engine();
         if (getenv("LX_TEST_PG_CTL")) {
             LX_RUN(pg_outage);
+        }
+        if (with_database(pg, dbname, false) != 0) {
+            total++;
         }
     } else {
         printf("postgresql: LX_TEST_PG_URL not set, engine cases ran on SQLite only\n");

@@ -4,6 +4,7 @@
 //   const redis = await startRedis();   // {host, port, stop(), kill(), start(), cmd()}
 //   await redis.kill();                 // SIGKILL: clients see the link drop
 //   await redis.start();                // the same port again, empty
+//   redis.pause(); redis.resume();      // SIGSTOP / SIGCONT: a hung server
 //   await redis.cmd('GET', 'k');        // a tiny RESP client for assertions
 //
 // The server is killed when the test process exits.
@@ -95,19 +96,42 @@ export function redisCmd(port, ...args) {
   });
 }
 
+// AUTH then one command over a fresh connection; resolves to the command's reply.
+function redisCmdAuth(port, password, ...args) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = '';
+    sock.setEncoding('latin1');
+    sock.once('error', reject);
+    sock.on('data', (d) => {
+      buf += d;
+      const first = parseReply(buf);
+      if (!first) return;
+      if (first[0] instanceof Error) { sock.destroy(); reject(first[0]); return; }
+      const second = parseReply(buf, first[1]);
+      if (second) {
+        sock.destroy();
+        if (second[0] instanceof Error) reject(second[0]); else resolve(second[0]);
+      }
+    });
+    sock.write(encode(['AUTH', password]) + encode(args));
+  });
+}
+
 async function waitListening(port, proc, timeoutMs = 5000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}) before listening`);
     try {
-      if ((await redisCmd(port, 'PING')) === 'PONG') return;
+      const pong = await redisCmd(port, 'PING').catch((e) => (/NOAUTH/.test(e.message) ? 'PONG' : Promise.reject(e)));
+      if (pong === 'PONG') return;
     } catch { /* not yet */ }
     if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-export async function startRedis() {
+export async function startRedis({ password } = {}) {
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'llmux-redis-'));
   let proc = null;
@@ -123,6 +147,7 @@ export async function startRedis() {
       proc = spawn(REDIS_BIN, [
         '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
         '--save', '', '--appendonly', 'no', '--protected-mode', 'no',
+        ...(password ? ['--requirepass', password] : []),
       ], { stdio: ['ignore', 'ignore', 'pipe'] });
       live.add(proc);
       const p = proc;
@@ -136,15 +161,19 @@ export async function startRedis() {
       p.kill('SIGKILL');
       await waitExit(p);
     },
+    // SIGSTOP / SIGCONT: a hung server (connections stay open, nothing answers).
+    pause() { if (proc && !exited(proc)) proc.kill('SIGSTOP'); },
+    resume() { if (proc && !exited(proc)) proc.kill('SIGCONT'); },
     async stop() {
       if (proc && !exited(proc)) {
         const p = proc;
+        p.kill('SIGCONT');
         p.kill('SIGTERM');
         await waitExit(p);
       }
       rmSync(dir, { recursive: true, force: true });
     },
-    cmd: (...args) => redisCmd(port, ...args),
+    cmd: (...args) => (password ? redisCmdAuth(port, password, ...args) : redisCmd(port, ...args)),
   };
   await api.start();
   return api;

@@ -796,8 +796,16 @@ static void on_admit_reply(void *ud, int result, const redisReply *reply)
         return;
     }
     if (result == 0) {
-        LX_WARN("unexpected reply from redis to the rate-limit script (type %d); deciding locally",
-                reply ? reply->type : -1);
+        /* A persistent error (OOM, BUSY, ...) would repeat on every request: warn every 10 s. */
+        static _Thread_local uint64_t last_warn_ms;
+        uint64_t now_ms = lx_mono_ms();
+        if (!last_warn_ms || now_ms - last_warn_ms >= 10000) {
+            last_warn_ms = now_ms;
+            LX_WARN("unexpected reply from redis to the rate-limit script (%s); deciding locally",
+                    reply && reply->type == REDIS_REPLY_ERROR && reply->str
+                        ? reply->str
+                        : "not the script's result");
+        }
     }
     /* Redis unreachable or confused: decide on local counts, no client error. */
     struct lockset ls;

@@ -146,6 +146,9 @@ for (const backend of backends) {
         assert.equal(info.json.info.max_budget, 10.5);
         assert.ok(!JSON.stringify(info.json.info).includes(k.key), 'info never shows the raw key');
       }
+      assertError(await get(px, '/key/info'), 400, 'key'); // the master key has no record
+      assertError(await get(px, '/key/info?key=sk-never-issued-42'), 404, 'key');
+      assertError(await get(px, '/key/info?key=%zz'), 400, 'key');
       // Custom key values are accepted when they start with sk-.
       const custom = await post(px, '/key/generate', { key: `sk-custom-${backend.name}-0001` });
       assert.equal(custom.status, 200, custom.text);

@@ -93,8 +93,9 @@ void lx_store_result_free(struct lx_store_result *r);
  * Completion of a queued batch, on the port's loop thread. rc is 0 or
  * LX_EUNAVAIL (database unreachable or overloaded), LX_ECONFLICT (a unique
  * constraint), LX_ENOTFOUND (no such table), LX_EINVAL (the statement was
- * refused), LX_ENOMEM, LX_ECANCELED (the port or store closed first). `res` is valid during the call only (NULL when rc != 0);
- * `err` carries a message without parameter values when rc != 0.
+ * refused), LX_ENOMEM, LX_ECANCELED (the port or store closed first).
+ * `res` is valid during the call only (NULL when rc != 0); `err` carries a
+ * message without parameter values when rc != 0.
  */
 typedef void (*lx_store_cb)(void *ud, int rc, const struct lx_store_result *res,
                             const struct lx_error *err);

@@ -192,7 +192,10 @@ struct lx_litellm_settings {
     struct lx_fallback_list context_window_fallbacks;
     struct lx_fallback_list content_policy_fallbacks;
     struct lx_strlist default_fallbacks;
-    int max_fallbacks; /* -1 = unset */
+    int max_fallbacks;    /* -1 = unset */
+    int allowed_fails;    /* -1 = unset; router_settings.allowed_fails wins */
+    double cooldown_time; /* seconds; -1 = unset; router_settings.cooldown_time wins */
+    bool disable_cooldowns;
     bool json_logs;
     bool drop_params;
     bool set_verbose;

@@ -1229,6 +1229,9 @@ static const struct field litellm_fields[] = {
     FLD("content_policy_fallbacks", FK_FALLBACK, B_NONE, LS, content_policy_fallbacks),
     FLD("default_fallbacks", FK_LIST, B_NONE, LS, default_fallbacks),
     FLD("max_fallbacks", FK_INT, B_NONNEG, LS, max_fallbacks),
+    FLD("allowed_fails", FK_INT, B_NONNEG, LS, allowed_fails),
+    FLD("cooldown_time", FK_DBL, B_NONNEG, LS, cooldown_time),
+    FLD("disable_cooldowns", FK_BOOL, B_NONE, LS, disable_cooldowns),
     FLD("json_logs", FK_BOOL, B_NONE, LS, json_logs),
     FLD("drop_params", FK_BOOL, B_NONE, LS, drop_params),
     FLD("set_verbose", FK_BOOL, B_NONE, LS, set_verbose),
@@ -1267,9 +1270,6 @@ static const char *const litellm_known[] = {
     "routing_strategy_args",
     "provider_budget_config",
     "allowed_fails_policy",
-    "allowed_fails",
-    "cooldown_time",
-    "disable_cooldowns",
     "retry_after",
     "model_group_retry_policy",
     "langfuse_default_tags",
@@ -2505,6 +2505,8 @@ static void set_defaults(struct lx_config *cfg)
     l->request_timeout = 600;
     l->num_retries = -1;
     l->max_fallbacks = -1;
+    l->allowed_fails = -1;
+    l->cooldown_time = -1;
     l->max_budget = -1;
     l->budget_duration_s = -1;
 

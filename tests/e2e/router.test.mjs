@@ -369,6 +369,29 @@ test('retry-after honoured: a retry of the same deployment waits what the upstre
   }
 });
 
+test('a client that leaves during a retry backoff: no retry is sent, the gateway stays up', async () => {
+  await bad.reset();
+  const proxy = await startLlmux({
+    litellm_settings: { num_retries: 2 },
+    model_list: [dep('waiting', bad, { directives: { status: 429, retry_after: 2 } }), dep('fine', mock)],
+  });
+  try {
+    const ac = new AbortController();
+    const p = chat(proxy, 'waiting', {}, {}).catch((e) => e);
+    const aborted = request(proxy.baseURL, '/chat/completions', { body: { model: 'waiting', messages: MESSAGES }, signal: ac.signal }).catch((e) => e);
+    await waitFor(async () => (await requests(bad)) >= 2, { what: 'both first attempts' });
+    ac.abort();
+    assert.equal((await aborted).name, 'AbortError');
+    const r = await p; // the other client waits out its retries
+    assert.equal(r.status, 429);
+    assert.equal(r.headers.get('x-litellm-attempted-retries'), '2');
+    assert.equal(await requests(bad), 4, 'three calls for the patient client, one for the one that left');
+    assert.equal((await chat(proxy, 'fine')).status, 200);
+  } finally {
+    await proxy.stop();
+  }
+});
+
 test('retry_policy per error class; 400s are not retried; per-request num_retries and fallbacks', async () => {
   await bad.reset();
   const proxy = await startLlmux({

@@ -11,7 +11,9 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "admin/models.h"
 #include "auth/auth.h"
+#include "auth/secret.h"
 #include "config/config.h"
 #include "core/alloc.h"
 #include "core/str.h"
@@ -179,6 +181,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "llmux: %s\n", err.msg);
         return 1;
     }
+    /* Before any thread runs: a reload's setenv cannot race with this getenv. */
+    lx_secret_init();
     if (a.check) {
         printf("llmux: %s is valid: %zu model group(s), %zu deployment(s), %d warning(s)\n",
                a.config ? a.config : "(no config)", cfg->n_groups, cfg->n_deployments,
@@ -233,6 +237,14 @@ int main(int argc, char **argv)
             lx_config_unref(cfg);
             curl_global_cleanup();
             return 1;
+        }
+        if (cfg->general.store_model_in_db) {
+            /* Models added with /model/new join the file's model_list. */
+            struct lx_config *full = lx_models_config_load(a.config, store, &err);
+            if (full) {
+                lx_config_unref(cfg);
+                cfg = full;
+            }
         }
     }
     struct lx_server_opts opts = {

@@ -39,10 +39,25 @@ static const struct lx_admin_route routes[] = {
     {LX_HTTP_POST, "/key/unblock", LX_PERM_ADMIN, lx_admin__key_unblock},
 
     /* users.c */
+    {LX_HTTP_POST, "/user/new", LX_PERM_ADMIN, lx_admin__user_new},
+    {LX_HTTP_GET, "/user/info", LX_PERM_SELF_OR_READ, lx_admin__user_info},
+    {LX_HTTP_POST, "/user/update", LX_PERM_ADMIN, lx_admin__user_update},
+    {LX_HTTP_POST, "/user/delete", LX_PERM_ADMIN, lx_admin__user_delete},
+    {LX_HTTP_GET, "/user/list", LX_PERM_ADMIN_READ, lx_admin__user_list},
 
     /* teams.c */
+    {LX_HTTP_POST, "/team/new", LX_PERM_ADMIN, lx_admin__team_new},
+    {LX_HTTP_GET, "/team/info", LX_PERM_SELF_OR_READ, lx_admin__team_info},
+    {LX_HTTP_POST, "/team/update", LX_PERM_ADMIN, lx_admin__team_update},
+    {LX_HTTP_POST, "/team/delete", LX_PERM_ADMIN, lx_admin__team_delete},
+    {LX_HTTP_GET, "/team/list", LX_PERM_SELF_OR_READ, lx_admin__team_list},
+    {LX_HTTP_POST, "/team/member_add", LX_PERM_SELF_WRITE, lx_admin__team_member_add},
+    {LX_HTTP_POST, "/team/member_delete", LX_PERM_SELF_WRITE, lx_admin__team_member_delete},
 
     /* models.c */
+    {LX_HTTP_POST, "/model/new", LX_PERM_ADMIN, lx_admin__model_new},
+    {LX_HTTP_GET, "/model/info", LX_PERM_SELF_OR_READ, lx_admin__model_info},
+    {LX_HTTP_POST, "/model/delete", LX_PERM_ADMIN, lx_admin__model_delete},
 
     /* spend and budgets (spend/endpoints.c) */
     {LX_HTTP_GET, "/user/spend", LX_PERM_SELF_OR_READ, lx_spend_user_spend},

@@ -26,9 +26,67 @@ void lx_admin__key_block(struct lx_admin_ctx *ctx);
 void lx_admin__key_unblock(struct lx_admin_ctx *ctx);
 
 /* users.c */
+void lx_admin__user_new(struct lx_admin_ctx *ctx);
+void lx_admin__user_info(struct lx_admin_ctx *ctx);
+void lx_admin__user_update(struct lx_admin_ctx *ctx);
+void lx_admin__user_delete(struct lx_admin_ctx *ctx);
+void lx_admin__user_list(struct lx_admin_ctx *ctx);
+/* An id (user, team): 1 to 512 characters, no control characters. */
+bool lx_admin__valid_id(const char *s);
+/* Field readers on top of lx_admin_field_*: same contract (-1 = answered 400). */
+int lx_admin__field_id(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
+                       const char **out, bool *out_present);
+int lx_admin__field_limit(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
+                          long long *out, bool *out_present);
+int lx_admin__field_role(struct lx_admin_ctx *ctx, const cJSON *obj, const char **out,
+                         bool *out_present);
 
 /* teams.c */
+void lx_admin__team_new(struct lx_admin_ctx *ctx);
+void lx_admin__team_info(struct lx_admin_ctx *ctx);
+void lx_admin__team_update(struct lx_admin_ctx *ctx);
+void lx_admin__team_delete(struct lx_admin_ctx *ctx);
+void lx_admin__team_list(struct lx_admin_ctx *ctx);
+void lx_admin__team_member_add(struct lx_admin_ctx *ctx);
+void lx_admin__team_member_delete(struct lx_admin_ctx *ctx);
 
 /* models.c */
+void lx_admin__model_new(struct lx_admin_ctx *ctx);
+void lx_admin__model_info(struct lx_admin_ctx *ctx);
+void lx_admin__model_delete(struct lx_admin_ctx *ctx);
+
+/* rows.c: helpers of the user, team and model handlers */
+/* Unix seconds as "2026-11-21T08:00:00Z". */
+void lx_admin__iso_time(int64_t s, char out[32]);
+/*
+ * One store row as JSON: *_nanos columns as USD without the suffix, times as
+ * ISO 8601, JSON columns parsed, integer and boolean columns typed. Columns
+ * named in `skip` (NULL-terminated; may be NULL) are left out.
+ */
+cJSON *lx_admin__row_json(const struct lx_store_result *r, size_t row, const char *const *skip);
+/* A copy in the context's arena (NULL stays NULL). */
+const char *lx_admin__dup(struct lx_admin_ctx *ctx, const char *s);
+/* A batch of statements whose arrays live in the context's arena. */
+struct lx_admin__batch {
+    struct lx_admin_ctx *ctx;
+    struct lx_store_stmt *stmts;
+    size_t n, cap;
+};
+void lx_admin__batch_init(struct lx_admin__batch *b, struct lx_admin_ctx *ctx, size_t cap);
+/* Append a statement; returns its n_params parameters, all NULL, to fill. */
+struct lx_store_param *lx_admin__batch_add(struct lx_admin__batch *b, const char *sql,
+                                           size_t n_params);
+/* Append an empty statement slot (for lx_admin_audit_stmt). */
+struct lx_store_stmt *lx_admin__batch_slot(struct lx_admin__batch *b);
+/*
+ * head + "($first,...,$first+n-1)" + tail in the context's arena: the SQL
+ * lives until the answer, after the statement ran.
+ */
+const char *lx_admin__sql_in(struct lx_admin_ctx *ctx, const char *head, size_t first, size_t n,
+                             const char *tail);
+/* A list of non-empty strings (at most max) copied into the arena; -1 = answered 400. */
+int lx_admin__strlist(struct lx_admin_ctx *ctx, const cJSON *body, const char *name, size_t max,
+                      const char ***out, size_t *out_n, bool *out_present);
+void lx_admin__add_strlist(cJSON *o, const char *name, const char *const *items, size_t n);
 
 #endif

@@ -192,7 +192,10 @@ struct lx_litellm_settings {
     struct lx_fallback_list context_window_fallbacks;
     struct lx_fallback_list content_policy_fallbacks;
     struct lx_strlist default_fallbacks;
-    int max_fallbacks; /* -1 = unset */
+    int max_fallbacks;    /* -1 = unset */
+    int allowed_fails;    /* -1 = unset; router_settings.allowed_fails wins */
+    double cooldown_time; /* seconds; -1 = unset; router_settings.cooldown_time wins */
+    bool disable_cooldowns;
     bool json_logs;
     bool drop_params;
     bool set_verbose;
@@ -270,6 +273,25 @@ struct lx_config *lx_config_load(const char *path, struct lx_error *err);
 /* The same from a string; `name` is used in messages in place of a path. */
 struct lx_config *lx_config_load_string(const char *name, const char *yaml, size_t len,
                                         struct lx_error *err);
+
+/*
+ * lx_config_load plus models added at run time: `models` (borrowed; may be
+ * NULL) is a JSON array of {"model_name", "litellm_params", "model_info"}
+ * objects, secrets in clear, model_info.id set. They become deployments after
+ * the file's model_list, read exactly like its entries (os.environ/
+ * references resolved now). One that does not load is skipped with a
+ * warning naming its model_name and id. path NULL = no config file.
+ */
+struct lx_config *lx_config_load_with_models(const char *path, const cJSON *models,
+                                             struct lx_error *err);
+
+/*
+ * Check one model_list entry given as JSON ({"model_name", "litellm_params",
+ * "model_info"}) the way the loader reads it. Returns 0, or LX_ECONFIG with
+ * err saying what is wrong (never a value). Computation only (and getenv
+ * for os.environ/ references).
+ */
+int lx_config_check_model(const cJSON *model, struct lx_error *err);
 
 /* Thread-safe reference counting. */
 struct lx_config *lx_config_ref(struct lx_config *cfg);

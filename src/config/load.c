@@ -49,6 +49,8 @@ struct ld {
     /* Set while reading a deployment's litellm_params: missing variables are not fatal there. */
     struct lx_deployment *dep;
     int dep_warned;
+    const cJSON *stored; /* models added at run time (JSON array), or NULL */
+    bool stored_strict;  /* a stored model that does not load fails the load */
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -1227,6 +1229,9 @@ static const struct field litellm_fields[] = {
     FLD("content_policy_fallbacks", FK_FALLBACK, B_NONE, LS, content_policy_fallbacks),
     FLD("default_fallbacks", FK_LIST, B_NONE, LS, default_fallbacks),
     FLD("max_fallbacks", FK_INT, B_NONNEG, LS, max_fallbacks),
+    FLD("allowed_fails", FK_INT, B_NONNEG, LS, allowed_fails),
+    FLD("cooldown_time", FK_DBL, B_NONNEG, LS, cooldown_time),
+    FLD("disable_cooldowns", FK_BOOL, B_NONE, LS, disable_cooldowns),
     FLD("json_logs", FK_BOOL, B_NONE, LS, json_logs),
     FLD("drop_params", FK_BOOL, B_NONE, LS, drop_params),
     FLD("set_verbose", FK_BOOL, B_NONE, LS, set_verbose),
@@ -1265,9 +1270,6 @@ static const char *const litellm_known[] = {
     "routing_strategy_args",
     "provider_budget_config",
     "allowed_fails_policy",
-    "allowed_fails",
-    "cooldown_time",
-    "disable_cooldowns",
     "retry_after",
     "model_group_retry_policy",
     "langfuse_default_tags",
@@ -2046,6 +2048,110 @@ static int parse_models(struct ld *ld, yaml_node_t *n)
     return 0;
 }
 
+/*
+ * Models added at run time (the store's lx_models rows, secrets already
+ * decrypted) become deployments after the file's model_list. Each is printed
+ * as JSON, which is YAML, and read by the same code as a model_list entry, so
+ * os.environ/ references, providers and every litellm_params key behave as in
+ * the file. One that does not load is skipped with a warning naming its
+ * model_name and id (the loader's messages never contain values).
+ */
+static int walk(struct ld *ld, yaml_node_t *n, int depth);
+static int yaml_error(struct ld *ld, yaml_parser_t *p, const char *yaml, size_t len);
+
+static int parse_stored_models(struct ld *ld)
+{
+    const cJSON *models = ld->stored;
+    if (!cJSON_IsArray(models) || cJSON_GetArraySize(models) <= 0) {
+        return 0;
+    }
+    struct lx_config *cfg = ld->cfg;
+    size_t base = cfg->n_deployments, extra = (size_t)cJSON_GetArraySize(models);
+    if (base + extra > MAX_MODELS) {
+        return lx_error_set(ld->err, LX_ECONFIG,
+                            "%s: %zu models in the file and %zu in the store; the limit is %d",
+                            ld->name, base, extra, MAX_MODELS);
+    }
+    struct lx_deployment *deps = aalloc(ld, base + extra, sizeof(*deps));
+    if (!deps) {
+        return nomem(ld);
+    }
+    if (base) {
+        memcpy(deps, cfg->deployments, base * sizeof(*deps));
+    }
+    cfg->deployments = deps;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, models)
+    {
+        size_t o = cfg->n_deployments;
+        struct lx_deployment *d = &deps[o];
+        memset(d, 0, sizeof(*d));
+        d->index = o;
+        const cJSON *mi = cJSON_GetObjectItemCaseSensitive(m, "model_info");
+        const cJSON *idj = cJSON_GetObjectItemCaseSensitive(mi, "id");
+        const cJSON *namej = cJSON_GetObjectItemCaseSensitive(m, "model_name");
+        char ib[72], nb[72], where[128];
+        show(ib, sizeof(ib), lx_str_c(cJSON_IsString(idj) ? idj->valuestring : "?"));
+        show(nb, sizeof(nb), lx_str_c(cJSON_IsString(namej) ? namej->valuestring : "?"));
+        snprintf(where, sizeof(where), "stored model %s", ib);
+
+        struct lx_error e = {0};
+        struct ld sub = {.name = where, .cfg = cfg, .a = ld->a, .err = &e, .budget = ld->budget};
+        char *text = cJSON_PrintUnformatted(m);
+        if (!text) {
+            return nomem(ld);
+        }
+        yaml_parser_t parser;
+        int rc = 0;
+        if (!yaml_parser_initialize(&parser)) {
+            cJSON_free(text);
+            return nomem(ld);
+        }
+        yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+        if (!yaml_parser_load(&parser, &sub.doc)) {
+            rc = yaml_error(&sub, &parser, text, strlen(text));
+            yaml_parser_delete(&parser);
+        } else {
+            yaml_parser_delete(&parser);
+            yaml_node_t *root = yaml_document_get_root_node(&sub.doc);
+            rc = walk(&sub, root, 0);
+            if (rc == 0) {
+                rc = root ? parse_deployment(&sub, root, d)
+                          : lx_error_set(&e, LX_ECONFIG, "%s: empty", where);
+            }
+            yaml_document_delete(&sub.doc);
+        }
+        cJSON_free(text);
+        if (rc == 0 && d->id) {
+            for (size_t i = 0; i < o; i++) {
+                if (deps[i].id && strcmp(deps[i].id, d->id) == 0) {
+                    rc = lx_error_set(&e, LX_ECONFIG, "%s: its id is also used by model_list[%zu]",
+                                      where, i);
+                    break;
+                }
+            }
+        }
+        if (rc == LX_ENOMEM) {
+            cJSON_Delete(d->extra_params);
+            cJSON_Delete(d->model_info);
+            return nomem(ld);
+        }
+        if (rc) {
+            cJSON_Delete(d->extra_params);
+            cJSON_Delete(d->model_info);
+            memset(d, 0, sizeof(*d));
+            if (ld->stored_strict) {
+                return lx_error_set(ld->err, rc, "%s", e.msg);
+            }
+            cfg->n_warnings++;
+            LX_WARN("stored model '%s' (id %s) skipped: %s", nb, ib, e.msg);
+            continue;
+        }
+        cfg->n_deployments = o + 1;
+    }
+    return 0;
+}
+
 /* ---- ids and groups ---------------------------------------------------- */
 
 static int sha256_hex(const struct lx_deployment *d, const char *ordinal, unsigned char *raw,
@@ -2318,7 +2424,11 @@ static int load_root(struct ld *ld, yaml_node_t *root)
 {
     struct lx_config *cfg = ld->cfg;
     if (is_null(root)) {
-        return 0;
+        int rc = parse_stored_models(ld);
+        if (rc == 0) {
+            rc = assign_ids(ld);
+        }
+        return rc ? rc : build_groups(ld);
     }
     if (root->type != YAML_MAPPING_NODE) {
         return fail(ld, root, "the config must be a mapping (model_list:, general_settings:, ...)");
@@ -2364,6 +2474,9 @@ static int load_root(struct ld *ld, yaml_node_t *root)
     }
     pairs_fini(&ps);
     if (rc == 0) {
+        rc = parse_stored_models(ld);
+    }
+    if (rc == 0) {
         rc = assign_ids(ld);
     }
     if (rc == 0) {
@@ -2392,6 +2505,8 @@ static void set_defaults(struct lx_config *cfg)
     l->request_timeout = 600;
     l->num_retries = -1;
     l->max_fallbacks = -1;
+    l->allowed_fails = -1;
+    l->cooldown_time = -1;
     l->max_budget = -1;
     l->budget_duration_s = -1;
 
@@ -2411,8 +2526,8 @@ static void set_defaults(struct lx_config *cfg)
     cfg->cache.ttl = -1;
 }
 
-struct lx_config *lx_config_load_string(const char *name, const char *yaml, size_t len,
-                                        struct lx_error *err)
+static struct lx_config *load_string(const char *name, const char *yaml, size_t len,
+                                     const cJSON *stored, bool strict, struct lx_error *err)
 {
     struct lx_error scratch;
     if (!err) {
@@ -2434,7 +2549,13 @@ struct lx_config *lx_config_load_string(const char *name, const char *yaml, size
     cfg->loaded_at = (int64_t)time(NULL);
     set_defaults(cfg);
 
-    struct ld ld = {.name = name, .cfg = cfg, .a = &cfg->arena, .err = err, .budget = MAX_NODES};
+    struct ld ld = {.name = name,
+                    .cfg = cfg,
+                    .a = &cfg->arena,
+                    .err = err,
+                    .budget = MAX_NODES,
+                    .stored = stored,
+                    .stored_strict = strict};
     int rc = adup(&ld, lx_str_c(name), &cfg->path);
     if (rc) {
         goto out;
@@ -2485,8 +2606,41 @@ out:
     return cfg;
 }
 
+struct lx_config *lx_config_load_string(const char *name, const char *yaml, size_t len,
+                                        struct lx_error *err)
+{
+    return load_string(name, yaml, len, NULL, false, err);
+}
+
+int lx_config_check_model(const cJSON *model, struct lx_error *err)
+{
+    cJSON *arr = cJSON_CreateArray();
+    cJSON *copy = cJSON_Duplicate(model, true);
+    if (!arr || !copy || !cJSON_AddItemToArray(arr, copy)) {
+        cJSON_Delete(arr);
+        cJSON_Delete(copy);
+        return lx_error_set(err, LX_ENOMEM, "out of memory");
+    }
+    struct lx_config *cfg = load_string("model", "", 0, arr, true, err);
+    cJSON_Delete(arr);
+    if (!cfg) {
+        return err && err->code ? err->code : LX_ECONFIG;
+    }
+    lx_config_unref(cfg);
+    return 0;
+}
+
 struct lx_config *lx_config_load(const char *path, struct lx_error *err)
 {
+    return lx_config_load_with_models(path, NULL, err);
+}
+
+struct lx_config *lx_config_load_with_models(const char *path, const cJSON *models,
+                                             struct lx_error *err)
+{
+    if (!path) {
+        return load_string("(no config)", "", 0, models, false, err);
+    }
     struct lx_error scratch;
     if (!err) {
         err = &scratch;
@@ -2546,7 +2700,7 @@ struct lx_config *lx_config_load(const char *path, struct lx_error *err)
         }
         len += (size_t)r;
     }
-    cfg = lx_config_load_string(path, buf, len, err);
+    cfg = load_string(path, buf, len, models, false, err);
 out:
     lx_free(buf);
     close(fd);

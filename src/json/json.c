@@ -713,7 +713,9 @@ int lx_json_find_top_many(struct lx_str body, const struct lx_str *keys, size_t 
         }
         rc = 0;
         for (size_t i = 0; i < n_keys; i++) {
-            if (!out_values[i].p && key_eq(m.key_raw, m.key_has_esc, keys[i])) {
+            /* Unescaped keys of another length cannot match: skip the call (the usual case). */
+            if (!out_values[i].p && (m.key_has_esc || m.key_raw.n == keys[i].n) &&
+                key_eq(m.key_raw, m.key_has_esc, keys[i])) {
                 out_values[i] = (struct lx_str){m.value, (size_t)(m.value_end - m.value)};
                 break;
             }

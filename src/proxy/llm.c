@@ -236,6 +236,17 @@ static void call_free(struct call *c)
 
 #define CALL_MAX_HEADERS 20
 
+/* A count as decimal text: a static string for 0-9 (the usual case), else written into buf. */
+static struct lx_str small_count(int v, char buf[16])
+{
+    static const char digits[] = "0123456789";
+    if (v >= 0 && v < 10) {
+        return (struct lx_str){digits + v, 1};
+    }
+    int len = snprintf(buf, 16, "%d", v);
+    return (struct lx_str){buf, len > 0 ? (size_t)len : 0};
+}
+
 /* Common response headers naming the deployment that answered. */
 static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
 {
@@ -264,12 +275,10 @@ static size_t call_headers(struct call *c, struct lx_http_header *h, bool sse)
     if (c->retry_after[0] && !limit_retry) {
         h[n++] = (struct lx_http_header){LX_STR("retry-after"), lx_str_c(c->retry_after)};
     }
-    snprintf(c->hdr_retries, sizeof(c->hdr_retries), "%d", c->total_retries);
-    snprintf(c->hdr_fallbacks, sizeof(c->hdr_fallbacks), "%d", c->n_fallbacks);
-    h[n++] =
-        (struct lx_http_header){LX_STR("x-litellm-attempted-retries"), lx_str_c(c->hdr_retries)};
+    h[n++] = (struct lx_http_header){LX_STR("x-litellm-attempted-retries"),
+                                     small_count(c->total_retries, c->hdr_retries)};
     h[n++] = (struct lx_http_header){LX_STR("x-litellm-attempted-fallbacks"),
-                                     lx_str_c(c->hdr_fallbacks)};
+                                     small_count(c->n_fallbacks, c->hdr_fallbacks)};
     return n;
 }
 
@@ -843,11 +852,14 @@ static long long call_tokens(const struct call *c)
     return c->has_usage ? (long long)lx_usage_total(&c->usage) : 0;
 }
 
+/* The attempt answered; latency_us is the time to the answer (streams: to the first event). */
 static void attempt_succeeded(struct call *c, uint64_t latency_us, long long tokens)
 {
     if (c->attempt_open) {
         c->attempt_open = false;
-        lx_router_end_ok(c->dep, lx_mono_ms(), latency_us, tokens);
+        /* The minute of the answer is the attempt's start plus its latency: no clock read. */
+        uint64_t now_ms = (c->attempt_ns / 1000u + latency_us) / 1000u;
+        lx_router_end_ok(c->dep, now_ms, latency_us, tokens);
     }
 }
 
@@ -1451,7 +1463,8 @@ static const struct lx_deployment *pick_deployment(struct call *c, uint64_t *out
                                                    bool allow_full)
 {
     struct lx_limits *lim = c->px->limits;
-    c->rr.now_ms = lx_mono_ms();
+    /* The loop's cached clock (CLOCK_MONOTONIC, as lx_mono_ms): no clock read per request. */
+    c->rr.now_ms = uv_now(c->px->loop);
     size_t saved = c->rr.n_tried;
     const struct lx_deployment *first_full = NULL;
     const struct lx_deployment *d = NULL;
@@ -1482,7 +1495,7 @@ static void attempt_go(struct call *c)
     const struct lx_deployment *dep = c->dep;
     lx_router_note_tried(&c->rr, dep);
     c->attempt_ns = lx_mono_ns();
-    lx_router_begin(dep, lx_mono_ms());
+    lx_router_begin(dep, c->attempt_ns / 1000000u);
     c->attempt_open = true;
     lx_http_on_abort(c->req, on_client_abort, c);
     lx_http_on_drain(c->req, on_client_drain, c);

@@ -73,6 +73,7 @@ static void set_config(struct lx_proxy *px, struct lx_config *cfg)
     if (px->limits) {
         lx_limits_set_config(px->limits, cfg);
     }
+    lx_proxy__health_config(px);
     if (old) {
         lx_config_unref(old);
     }
@@ -100,6 +101,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
 
 void lx_proxy_free(struct lx_proxy *px)
 {
+    lx_proxy__health_stop(px);
     lx_limits_free(px->limits);
     lx_store_port_close(px->store_port);
     px->store_port = NULL;
@@ -292,6 +294,7 @@ static void handle_count_tokens(struct lx_http_request *req)
 enum route_id {
     R_NONE,
     R_HEALTH,
+    R_HEALTH_MODELS,
     R_LIVELINESS,
     R_READINESS,
     R_MODELS,
@@ -312,6 +315,7 @@ struct route {
 
 static const struct route routes[] = {
     {"/health", LX_HTTP_GET, R_HEALTH, true},
+    {"/health/models", LX_HTTP_GET, R_HEALTH_MODELS, false},
     {"/health/liveliness", LX_HTTP_GET, R_LIVELINESS, true},
     {"/health/liveness", LX_HTTP_GET, R_LIVELINESS, true},
     {"/health/readiness", LX_HTTP_GET, R_READINESS, true},
@@ -569,6 +573,9 @@ static void route(struct lx_proxy *px, struct lx_http_request *req, struct lx_id
     switch (t->id) {
     case R_HEALTH:
         handle_health(px, req);
+        return;
+    case R_HEALTH_MODELS:
+        lx_proxy__health_models(px, req, ident);
         return;
     case R_LIVELINESS:
         handle_liveliness(px, req);

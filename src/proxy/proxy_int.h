@@ -14,6 +14,8 @@
 #include "store/store.h"
 #include "upstream/upstream.h"
 
+struct lx_proxy_health;
+
 struct lx_proxy {
     uv_loop_t *loop;
     struct lx_upstream *up;
@@ -28,6 +30,7 @@ struct lx_proxy {
     struct lx_store_port *store_port;       /* this worker's port on store, or NULL */
     struct lx_limits *limits;               /* this worker's rate limiter (process-wide counters) */
     struct lx_ledger_writer *ledger_writer; /* this worker's spend journal writer, or NULL */
+    struct lx_proxy_health *health;         /* health-check rounds and their timer (health.c) */
 };
 
 /* Answer an OpenAI-shaped error. */
@@ -45,5 +48,16 @@ struct lx_client_adapter;
 void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
                    enum lx_endpoint ep, struct lx_str path_model,
                    const struct lx_client_adapter *client);
+
+/*
+ * GET /health/models (health.c): proxy admins only; the last background
+ * results, or a check round run now when background checks are off.
+ */
+void lx_proxy__health_models(struct lx_proxy *px, struct lx_http_request *req,
+                             const struct lx_identity *ident);
+/* Start, stop or re-time the background checks after px->cfg changed (worker 0 runs them). */
+void lx_proxy__health_config(struct lx_proxy *px);
+/* Release every round and the timer; call after the worker's upstream is closed. */
+void lx_proxy__health_stop(struct lx_proxy *px);
 
 #endif

@@ -207,10 +207,15 @@ bool lx_router_end_fail(const struct lx_config *cfg, const struct lx_model_group
     roll_minute(st, now_ms);
     int fails = atomic_fetch_add_explicit(&st->fails, 1, memory_order_relaxed) + 1;
     int oks = atomic_load_explicit(&st->successes, memory_order_relaxed);
-    if (cfg->router.disable_cooldowns) {
+    if (cfg->router.disable_cooldowns || cfg->litellm.disable_cooldowns) {
         return false;
     }
-    bool explicit_fails = cfg->router.allowed_fails >= 0;
+    /* router_settings first, then litellm_settings (where LiteLLM's docs put them). */
+    int allowed_fails =
+        cfg->router.allowed_fails >= 0 ? cfg->router.allowed_fails : cfg->litellm.allowed_fails;
+    double cooldown_time =
+        cfg->router.cooldown_time >= 0 ? cfg->router.cooldown_time : cfg->litellm.cooldown_time;
+    bool explicit_fails = allowed_fails >= 0;
     bool single = !group || group->n <= 1;
     /*
      * A group's only deployment is cooled down only when allowed_fails is set
@@ -223,7 +228,7 @@ bool lx_router_end_fail(const struct lx_config *cfg, const struct lx_model_group
     if (status == 401 || status == 404) {
         cool = true; /* a wrong key or model does not heal by retrying */
     } else if (explicit_fails) {
-        cool = fails > cfg->router.allowed_fails;
+        cool = fails > allowed_fails;
     } else if (ec == LX_ERRC_RATE_LIMIT) {
         cool = true;
     } else {
@@ -233,7 +238,7 @@ bool lx_router_end_fail(const struct lx_config *cfg, const struct lx_model_group
     if (!cool) {
         return false;
     }
-    double secs = cfg->router.cooldown_time >= 0 ? cfg->router.cooldown_time : DEFAULT_COOLDOWN_S;
+    double secs = cooldown_time >= 0 ? cooldown_time : DEFAULT_COOLDOWN_S;
     if (ec == LX_ERRC_RATE_LIMIT && retry_after_s > secs && retry_after_s <= 3600) {
         secs = retry_after_s; /* the provider said when it takes calls again */
     }

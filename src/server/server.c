@@ -19,6 +19,7 @@
 
 #include <uv.h>
 
+#include "admin/models.h"
 #include "core/alloc.h"
 #include "http/http.h"
 #include "log/log.h"
@@ -42,7 +43,10 @@ struct worker {
     uv_check_t log_check;
     uv_timer_t drain_timer;
     uv_mutex_t lock;
-    struct lx_config *next_cfg; /* under lock */
+    struct lx_config *next_cfg;       /* under lock */
+    uint64_t next_gen;                /* under lock: the generation of next_cfg */
+    atomic_uint_fast64_t applied_gen; /* generation of the config in use */
+    atomic_bool closed;               /* handles closed: no config will be applied any more */
     atomic_bool drain_requested;
     atomic_bool stop_now;
     bool draining;
@@ -70,12 +74,38 @@ struct main_state {
     struct lx_budget *budget; /* NULL without a store */
     const char *db_url;       /* the database_url the store was opened with (start config) */
     struct lx_config *start_cfg;
+    /* Config rebuilds asked for by /model/new and /model/delete (see admin/models.h). */
+    uv_async_t rebuild_async;
+    uv_mutex_t rebuild_lock;
+    struct rebuild_req *pending; /* under rebuild_lock */
+    struct rebuild_req *waiting; /* main thread: installed, waiting for every worker */
+    uint64_t gen;                /* generation of the last config broadcast */
 };
+
+/*
+ * A worker's request for a config rebuild. Its async handle lives on the
+ * requesting worker's loop; the main thread fills rc and signals it, after
+ * which only that worker touches it.
+ */
+struct rebuild_req {
+    uv_async_t async;
+    lx_models_done_cb cb;
+    void *ud;
+    int rc;
+    uint64_t gen;
+    struct rebuild_req *next;
+};
+
+static _Thread_local struct worker *tls_worker;
+static struct main_state *the_main;
 
 /* ---- worker ---- */
 
 static void worker_close_handles(struct worker *w)
 {
+    /* No later config reaches this worker: rebuilds stop waiting for it. */
+    atomic_store(&w->closed, true);
+    uv_async_send(&w->main->rebuild_async);
     uv_close((uv_handle_t *)&w->async, NULL);
     uv_close((uv_handle_t *)&w->log_check, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
@@ -138,6 +168,7 @@ static void on_async(uv_async_t *a)
     struct worker *w = a->data;
     uv_mutex_lock(&w->lock);
     struct lx_config *cfg = w->next_cfg;
+    uint64_t gen = w->next_gen;
     w->next_cfg = NULL;
     uv_mutex_unlock(&w->lock);
     if (cfg) {
@@ -149,6 +180,8 @@ static void on_async(uv_async_t *a)
             w->drain_timeout = cfg->general.drain_timeout;
         }
         lx_config_unref(cfg);
+        atomic_store(&w->applied_gen, gen);
+        uv_async_send(&w->main->rebuild_async);
     }
     if (atomic_load(&w->stop_now)) {
         worker_stop(w);
@@ -166,6 +199,7 @@ static void on_log_check(uv_check_t *h)
 static void worker_main(void *arg)
 {
     struct worker *w = arg;
+    tls_worker = w;
     lx_log_thread_buffer(true);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     lx_log_thread_buffer(false);
@@ -220,6 +254,7 @@ static void broadcast(struct main_state *m, struct lx_config *cfg, bool drain, b
                 lx_config_unref(w->next_cfg);
             }
             w->next_cfg = lx_config_ref(cfg);
+            w->next_gen = m->gen;
             uv_mutex_unlock(&w->lock);
         }
         if (drain) {
@@ -232,6 +267,26 @@ static void broadcast(struct main_state *m, struct lx_config *cfg, bool drain, b
     }
 }
 
+/* The config file plus the stored models; NULL (err set) when the file does not load. */
+static struct lx_config *load_config(struct main_state *m, struct lx_error *err)
+{
+    return lx_models_config_load(m->config_path, m->store, err);
+}
+
+/* Make cfg (reference taken over) the running config, on every worker. */
+static void install(struct main_state *m, struct lx_config *cfg)
+{
+    lx_server_apply_logging(cfg);
+    if (m->debug) {
+        lx_log_set_level(LX_LOG_DEBUG);
+    }
+    lx_router_bind(m->router, cfg);
+    m->gen++;
+    broadcast(m, cfg, false, false);
+    lx_config_unref(m->cfg);
+    m->cfg = cfg;
+}
+
 static void reload(struct main_state *m)
 {
     if (!m->config_path) {
@@ -239,16 +294,11 @@ static void reload(struct main_state *m)
         return;
     }
     struct lx_error err = {0};
-    struct lx_config *cfg = lx_config_load(m->config_path, &err);
+    struct lx_config *cfg = load_config(m, &err);
     if (!cfg) {
         LX_ERROR("config reload refused, keeping the running config: %s", err.msg);
         return;
     }
-    lx_server_apply_logging(cfg);
-    if (m->debug) {
-        lx_log_set_level(LX_LOG_DEBUG);
-    }
-    lx_router_bind(m->router, cfg);
     const char *new_url = cfg->general.database_url;
     if ((new_url == NULL) != (m->db_url == NULL) || (new_url && strcmp(new_url, m->db_url) != 0)) {
         /* The store is opened once; moving to another database needs a restart. */
@@ -256,11 +306,108 @@ static void reload(struct main_state *m)
                 "keeping %s",
                 m->store ? lx_store_url_redacted(m->store) : "no database");
     }
-    broadcast(m, cfg, false, false);
-    lx_config_unref(m->cfg);
-    m->cfg = cfg;
+    install(m, cfg);
     LX_INFO("config reloaded from %s: %zu model group(s), %zu deployment(s)", m->config_path,
             cfg->n_groups, cfg->n_deployments);
+}
+
+/* ---- config rebuilds for run-time models ---- */
+
+static void free_rebuild_req(uv_handle_t *h)
+{
+    lx_free(h->data);
+}
+
+/* On the requesting worker's loop: the rebuild is done (or failed). */
+static void on_rebuild_done(uv_async_t *a)
+{
+    struct rebuild_req *r = a->data;
+    r->cb(r->ud, r->rc);
+    uv_close((uv_handle_t *)a, free_rebuild_req);
+}
+
+/* The models hook (admin/models.h): any worker's loop thread. */
+static int request_rebuild(lx_models_done_cb cb, void *ud)
+{
+    struct worker *w = tls_worker;
+    struct main_state *m = the_main;
+    if (!w || !m || w->stopping) {
+        return LX_EUNAVAIL;
+    }
+    struct rebuild_req *r = LX_NEW(struct rebuild_req);
+    uv_async_init(&w->loop, &r->async, on_rebuild_done);
+    r->async.data = r;
+    r->cb = cb;
+    r->ud = ud;
+    uv_mutex_lock(&m->rebuild_lock);
+    r->next = m->pending;
+    m->pending = r;
+    uv_mutex_unlock(&m->rebuild_lock);
+    uv_async_send(&m->rebuild_async);
+    return 0;
+}
+
+static void rebuild_complete(struct rebuild_req *r, int rc)
+{
+    r->rc = rc;
+    uv_async_send(&r->async); /* r belongs to its worker from here on */
+}
+
+static bool all_applied(const struct main_state *m, uint64_t gen)
+{
+    for (int i = 0; i < m->n; i++) {
+        const struct worker *w = &m->workers[i];
+        if (!atomic_load(&w->closed) && atomic_load(&w->applied_gen) < gen) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Main thread: rebuild once for every request queued meanwhile, then answer
+ * each request when every worker has switched to a config at least as new.
+ */
+static void on_rebuild(uv_async_t *a)
+{
+    struct main_state *m = a->data;
+    uv_mutex_lock(&m->rebuild_lock);
+    struct rebuild_req *todo = m->pending;
+    m->pending = NULL;
+    uv_mutex_unlock(&m->rebuild_lock);
+    if (todo) {
+        struct lx_error err = {0};
+        struct lx_config *cfg = load_config(m, &err);
+        if (cfg) {
+            install(m, cfg);
+            LX_INFO("config rebuilt with the stored models: %zu model group(s), %zu "
+                    "deployment(s)",
+                    cfg->n_groups, cfg->n_deployments);
+        } else {
+            LX_ERROR("config rebuild refused, keeping the running config: %s", err.msg);
+        }
+        while (todo) {
+            struct rebuild_req *r = todo;
+            todo = r->next;
+            if (!cfg) {
+                rebuild_complete(r, LX_ECONFIG);
+                continue;
+            }
+            r->gen = m->gen;
+            r->next = m->waiting;
+            m->waiting = r;
+        }
+    }
+    struct rebuild_req **pp = &m->waiting;
+    while (*pp) {
+        struct rebuild_req *r = *pp;
+        if (all_applied(m, r->gen)) {
+            *pp = r->next;
+            rebuild_complete(r, 0);
+        } else {
+            pp = &r->next;
+        }
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -284,6 +431,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_worker_exited(uv_async_t *a)
 {
     struct main_state *m = a->data;
+    on_rebuild(&m->rebuild_async);
     if (atomic_load(&m->exited) == m->n) {
         uv_stop(m->loop);
     }
@@ -365,6 +513,11 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     m.loop = loop;
     uv_async_init(loop, &m.worker_exited, on_worker_exited);
     m.worker_exited.data = &m;
+    uv_async_init(loop, &m.rebuild_async, on_rebuild);
+    m.rebuild_async.data = &m;
+    uv_mutex_init(&m.rebuild_lock);
+    the_main = &m;
+    lx_models_set_reload_hook(request_rebuild);
     uv_signal_t *sigs[] = {&m.sig_term, &m.sig_int, &m.sig_hup};
     int signums[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
@@ -439,8 +592,13 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     for (int i = 0; i < 3; i++) {
         uv_close((uv_handle_t *)sigs[i], NULL);
     }
+    /* Every worker loop ended, so every rebuild request was answered. */
+    lx_models_set_reload_hook(NULL);
+    the_main = NULL;
     uv_close((uv_handle_t *)&m.worker_exited, NULL);
+    uv_close((uv_handle_t *)&m.rebuild_async, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+    uv_mutex_destroy(&m.rebuild_lock);
     uv_loop_close(loop);
     lx_free(m.workers);
     if (m.ledger) {

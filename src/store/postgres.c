@@ -19,7 +19,8 @@
  * (undefined table) → LX_ENOTFOUND; 08P01 (parameters that do not match) →
  * LX_EINVAL; the rest of class 08 (connection), 57P01-57P03
  * (shutdown, cannot connect now), class 53 (resources), 40001/40P01
- * (serialization, deadlock) → LX_EUNAVAIL; anything else → LX_EINVAL. Only
+ * (serialization, deadlock), 25006 (read-only: a failover in progress), 57014
+ * (canceled, statement_timeout) → LX_EUNAVAIL; anything else → LX_EINVAL. Only
  * the primary message is kept: DETAIL quotes the values of a violated key.
  */
 #include <errno.h>
@@ -116,7 +117,7 @@ static int map_sqlstate(const char *st)
     }
     if (strncmp(st, "08", 2) == 0 || strncmp(st, "53", 2) == 0 || strcmp(st, "57P01") == 0 ||
         strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0 || strcmp(st, "40001") == 0 ||
-        strcmp(st, "40P01") == 0) {
+        strcmp(st, "40P01") == 0 || strcmp(st, "25006") == 0 || strcmp(st, "57014") == 0) {
         return LX_EUNAVAIL;
     }
     return LX_EINVAL;

@@ -338,6 +338,7 @@ static void enqueue(struct lx_store *s, struct lx_store__job *j)
         s->head = j;
     }
     s->tail = j;
+    s->queued++;
     uv_cond_signal(&s->wake);
 }
 
@@ -350,6 +351,7 @@ static struct lx_store__job *dequeue(struct lx_store *s)
             s->tail = NULL;
         }
         j->next = NULL;
+        s->queued--;
     }
     return j;
 }
@@ -720,6 +722,7 @@ void lx_store_port_close(struct lx_store_port *p)
         if (j->port == p) {
             *q = j->next;
             j->next = NULL;
+            s->queued--;
             *tail = j;
             tail = &j->next;
         } else {
@@ -756,11 +759,14 @@ int lx_store_exec(struct lx_store_port *p, const struct lx_store_stmt *stmts, si
     j->port = p;
     j->cb = cb;
     j->ud = ud;
+    int rc;
     uv_mutex_lock(&s->lock);
-    if (s->stopping) {
+    if (s->stopping || s->queued >= LX_STORE_MAX_QUEUED) {
+        /* A database too slow for the load: refuse rather than queue without bound. */
+        rc = s->stopping ? LX_ECANCELED : LX_EUNAVAIL;
         uv_mutex_unlock(&s->lock);
         job_free(j);
-        return LX_ECANCELED;
+        return rc;
     }
     enqueue(s, j);
     uv_mutex_unlock(&s->lock);
@@ -787,10 +793,12 @@ int lx_store_exec_sync(struct lx_store *s, const struct lx_store_stmt *stmts, si
         return lx_error_set(err, LX_ENOMEM, "out of memory");
     }
     uv_mutex_lock(&s->lock);
-    if (s->stopping) {
+    if (s->stopping || s->queued >= LX_STORE_MAX_QUEUED) {
+        bool stopping = s->stopping;
         uv_mutex_unlock(&s->lock);
         job_free(j);
-        return lx_error_set(err, LX_ECANCELED, "the store is closing");
+        return stopping ? lx_error_set(err, LX_ECANCELED, "the store is closing")
+                        : lx_error_set(err, LX_EUNAVAIL, "the database is overloaded");
     }
     enqueue(s, j);
     while (!j->done) {

@@ -91,10 +91,11 @@ void lx_store_result_free(struct lx_store_result *r);
 
 /*
  * Completion of a queued batch, on the port's loop thread. rc is 0 or
- * LX_EUNAVAIL (database unreachable), LX_ECONFLICT (a unique constraint),
- * LX_EINVAL (the statement was refused), LX_ECANCELED (the port or store
- * closed first). `res` is valid during the call only (NULL when rc != 0);
- * `err` carries a message without parameter values when rc != 0.
+ * LX_EUNAVAIL (database unreachable or overloaded), LX_ECONFLICT (a unique
+ * constraint), LX_ENOTFOUND (no such table), LX_EINVAL (the statement was
+ * refused), LX_ENOMEM, LX_ECANCELED (the port or store closed first).
+ * `res` is valid during the call only (NULL when rc != 0); `err` carries a
+ * message without parameter values when rc != 0.
  */
 typedef void (*lx_store_cb)(void *ud, int rc, const struct lx_store_result *res,
                             const struct lx_error *err);
@@ -143,8 +144,10 @@ void lx_store_port_close(struct lx_store_port *p);
 /*
  * Queue statements; n > 1 run in one transaction (all or nothing). The SQL
  * strings must outlive the call (string literals); parameters are copied.
- * Returns 0 (cb will run once, later, on the port's loop) or LX_EUNAVAIL /
- * LX_ENOMEM (cb never runs). Loop thread of the port only.
+ * Returns 0 (cb will run once, later, on the port's loop) or LX_EUNAVAIL
+ * (down, or LX_STORE_MAX_QUEUED batches waiting) / LX_ENOMEM / LX_EINVAL (no
+ * statements) / LX_ECANCELED (the port is closing) (cb never runs). Loop
+ * thread of the port only.
  */
 int lx_store_exec(struct lx_store_port *p, const struct lx_store_stmt *stmts, size_t n,
                   lx_store_cb cb, void *ud) LX_MUST_CHECK;

@@ -19,6 +19,9 @@
 #include "core/error.h"
 #include "store/store.h"
 
+/* Batches waiting for the store thread beyond which new ones are refused (LX_EUNAVAIL). */
+#define LX_STORE_MAX_QUEUED 20000
+
 /* Largest result a statement may return (text of every cell together). */
 #define LX_STORE_MAX_RESULT_BYTES (256u * 1024 * 1024)
 
@@ -117,6 +120,7 @@ struct lx_store {
     uv_cond_t wake;    /* the store thread: a job, a stop, a reconnect */
     uv_cond_t sync_cv; /* synchronous callers: their job is done */
     struct lx_store__job *head, *tail;
+    size_t queued; /* jobs in the queue */
     struct lx_store__job *running;
     bool stopping;
     atomic_bool up;

@@ -503,6 +503,20 @@ static int parse_postgres(const char *url, size_t scheme_len, struct lx_store__u
     if (rc == 0 && !has_key(u, "application_name")) {
         rc = kv_add(u, "application_name", "llmux", 5);
     }
+    /*
+     * A peer that vanished (no RST: a partition, a paused VM) must not hold
+     * the store thread for hours: TCP keepalives notice an idle dead link in
+     * ~25 s, tcp_user_timeout a link with unacknowledged data in 30 s.
+     */
+    static const char *const tcp[][2] = {{"keepalives_idle", "10"},
+                                         {"keepalives_interval", "5"},
+                                         {"keepalives_count", "3"},
+                                         {"tcp_user_timeout", "30000"}};
+    for (size_t i = 0; rc == 0 && i < LX_ARRAY_LEN(tcp); i++) {
+        if (!has_key(u, tcp[i][0])) {
+            rc = kv_add(u, tcp[i][0], tcp[i][1], strlen(tcp[i][1]));
+        }
+    }
     if (rc == 0 && !red.data) {
         rc = LX_ENOMEM;
     }

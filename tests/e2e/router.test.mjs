@@ -369,6 +369,29 @@ test('retry-after honoured: a retry of the same deployment waits what the upstre
   }
 });
 
+test('a client that leaves during a retry backoff: no retry is sent, the gateway stays up', async () => {
+  await bad.reset();
+  const proxy = await startLlmux({
+    litellm_settings: { num_retries: 2 },
+    model_list: [dep('waiting', bad, { directives: { status: 429, retry_after: 2 } }), dep('fine', mock)],
+  });
+  try {
+    const ac = new AbortController();
+    const p = chat(proxy, 'waiting', {}, {}).catch((e) => e);
+    const aborted = request(proxy.baseURL, '/chat/completions', { body: { model: 'waiting', messages: MESSAGES }, signal: ac.signal }).catch((e) => e);
+    await waitFor(async () => (await requests(bad)) >= 2, { what: 'both first attempts' });
+    ac.abort();
+    assert.equal((await aborted).name, 'AbortError');
+    const r = await p; // the other client waits out its retries
+    assert.equal(r.status, 429);
+    assert.equal(r.headers.get('x-litellm-attempted-retries'), '2');
+    assert.equal(await requests(bad), 4, 'three calls for the patient client, one for the one that left');
+    assert.equal((await chat(proxy, 'fine')).status, 200);
+  } finally {
+    await proxy.stop();
+  }
+});
+
 test('retry_policy per error class; 400s are not retried; per-request num_retries and fallbacks', async () => {
   await bad.reset();
   const proxy = await startLlmux({
@@ -568,6 +591,68 @@ test('a provider outage during a load test: no client-visible error while anothe
   try {
     const { statuses } = await spread(proxy, 'load', 300, 16);
     assert.deepEqual(statuses, { 200: 300 });
+  } finally {
+    await proxy.stop();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Deployment health
+
+test('GET /health/models: runs a check round (admins only); /health stays cheap', async () => {
+  await bad.reset();
+  await spare.reset();
+  const proxy = await startLlmux({
+    general_settings: { master_key: MASTER_KEY },
+    model_list: [
+      dep('hm', spare, { id: 'hm-good' }),
+      // The upstream quotes the key in its error: the report must not.
+      dep('hm', bad, { id: 'hm-bad', directives: { status: 500 }, params: { extra_headers: { 'x-mock-error-message': `boom ${PROVIDER_KEY}` } } }),
+      { model_name: 'hm-local', litellm_params: { model: 'openai/x', mock_response: 'hi' }, model_info: { id: 'hm-local' } },
+      { model_name: 'hm-env', litellm_params: { model: 'openai/x', api_key: 'os.environ/LLMUX_E2E_UNSET_KEY' }, model_info: { id: 'hm-env' } },
+      dep('hm-emb', spare, { id: 'hm-emb', upstream: 'text-embedding-3-small', info: { mode: 'embedding' } }),
+    ],
+  });
+  try {
+    const h = await request(proxy.baseURL, '/health', { method: 'GET', key: null });
+    assert.equal(h.status, 200);
+    assert.equal(await requests(spare) + await requests(bad), 0, '/health calls no deployment');
+    assert.equal((await request(proxy.baseURL, '/health/models', { method: 'GET', key: null })).status, 401);
+    const r = await request(proxy.baseURL, '/health/models', { method: 'GET' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.healthy_count, 3);
+    assert.equal(r.json.unhealthy_count, 2);
+    assert.deepEqual(r.json.healthy_endpoints.map((e) => e.model_id).sort(), ['hm-emb', 'hm-good', 'hm-local']);
+    const badOne = r.json.unhealthy_endpoints.find((e) => e.model_id === 'hm-bad');
+    assert.match(badOne.error, /HTTP 500: boom/);
+    assert.equal(badOne.api_base, mockApiBase(bad, { status: 500 }));
+    assert.match(r.json.unhealthy_endpoints.find((e) => e.model_id === 'hm-env').error, /LLMUX_E2E_UNSET_KEY/);
+    assert.ok(!r.text.includes(PROVIDER_KEY), 'no provider key in the report');
+    const stats = await spare.stats();
+    assert.equal(stats.by_path['/v1/chat/completions'], 1);
+    assert.equal(stats.by_path['/v1/embeddings'], 1);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('background_health_checks: probes every health_check_interval; /health/models reports without calling', async () => {
+  await bad.reset();
+  const proxy = await startLlmux({
+    general_settings: { master_key: MASTER_KEY, background_health_checks: true, health_check_interval: 1 },
+    model_list: [dep('bg', mock, { id: 'bg-good' }), dep('bg', bad, { id: 'bg-bad', directives: { status: 503 } })],
+  });
+  try {
+    await waitFor(async () => (await requests(bad)) >= 2, { timeoutMs: 5000, what: 'two background rounds' });
+    const before = await requests(bad);
+    const r = await request(proxy.baseURL, '/health/models', { method: 'GET' });
+    assert.equal(r.status, 200, r.text);
+    assert.ok((await requests(bad)) - before <= 1, 'the report itself calls nobody');
+    assert.deepEqual(r.json.healthy_endpoints.map((e) => e.model_id), ['bg-good']);
+    assert.deepEqual(r.json.unhealthy_endpoints.map((e) => e.model_id), ['bg-bad']);
+    assert.match(r.json.unhealthy_endpoints[0].error, /HTTP 503/);
+    const probe = JSON.parse((await bad.last()).body);
+    assert.equal(probe.max_tokens, 1);
   } finally {
     await proxy.stop();
   }

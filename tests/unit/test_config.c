@@ -1018,6 +1018,62 @@ LX_TEST(alloc_failure_injection)
     LX_CHECK(ok > 0);
 }
 
+/* Models added at run time join the file's model_list; a bad one is skipped, not fatal. */
+LX_TEST(stored_models)
+{
+    setenv("LX_TEST_STORED_KEY", "sk-from-env", 1);
+    const char *json =
+        "[{\"model_name\":\"db-gpt\",\"litellm_params\":{\"model\":\"openai/gpt-4o\","
+        "\"api_key\":\"sk-clear\",\"api_base\":\"http://127.0.0.1:9/v1\",\"temperature\":0.5},"
+        "\"model_info\":{\"id\":\"uuid-1\",\"db_model\":true}},"
+        "{\"model_name\":\"bad\",\"litellm_params\":{\"model\":\"nosuchprovider/x\"},"
+        "\"model_info\":{\"id\":\"uuid-2\"}},"
+        "{\"model_name\":\"env\",\"litellm_params\":{\"model\":\"openai/gpt-4o-mini\","
+        "\"api_key\":\"os.environ/LX_TEST_STORED_KEY\"},\"model_info\":{\"id\":\"uuid-3\"}},"
+        "{\"model_name\":\"dup\",\"litellm_params\":{\"model\":\"openai/x\"},"
+        "\"model_info\":{\"id\":\"uuid-1\"}}]";
+    cJSON *models = cJSON_Parse(json);
+    LX_CHECK(models != NULL);
+    struct lx_error err = {0};
+    struct lx_config *cfg = lx_config_load_with_models(NULL, models, &err);
+    LX_CHECK(cfg != NULL);
+    if (cfg) {
+        LX_CHECK_INT(cfg->n_deployments, 2);
+        LX_CHECK_INT(cfg->n_groups, 2);
+        const struct lx_deployment *d = lx_config_find_deployment(cfg, LX_STR("uuid-1"));
+        LX_CHECK(d != NULL);
+        if (d) {
+            LX_CHECK_STR(d->model_name, "db-gpt");
+            LX_CHECK_STR(d->api_key, "sk-clear");
+            LX_CHECK_STR(d->api_base, "http://127.0.0.1:9/v1");
+            LX_CHECK(d->extra_params && cJSON_GetObjectItem(d->extra_params, "temperature"));
+            LX_CHECK(cJSON_IsTrue(cJSON_GetObjectItem(d->model_info, "db_model")));
+        }
+        d = lx_config_find_deployment(cfg, LX_STR("uuid-3"));
+        LX_CHECK(d && d->api_key && strcmp(d->api_key, "sk-from-env") == 0);
+        LX_CHECK(lx_config_find_deployment(cfg, LX_STR("uuid-2")) == NULL);
+        LX_CHECK(cfg->n_warnings >= 2);
+        lx_config_unref(cfg);
+    }
+    /* With a file: the file's models first, then the stored ones. */
+    const char *dir = getenv("LX_TEST_DATA");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/config/tutorial_basic.yaml", dir ? dir : "data");
+    set_tutorial_env();
+    struct lx_config *file = lx_config_load(path, &err);
+    cfg = lx_config_load_with_models(path, models, &err);
+    LX_CHECK(file && cfg);
+    if (file && cfg) {
+        LX_CHECK_INT(cfg->n_deployments, file->n_deployments + 2);
+        LX_CHECK_STR(cfg->deployments[file->n_deployments].model_name, "db-gpt");
+        LX_CHECK(lx_config_find_group(cfg, LX_STR("db-gpt")) != NULL);
+    }
+    lx_config_unref(file);
+    lx_config_unref(cfg);
+    cJSON_Delete(models);
+    unsetenv("LX_TEST_STORED_KEY");
+}
+
 LX_TEST_MAIN(LX_RUN(tutorial_basic), LX_RUN(tutorial_auth_duplicate_general_settings),
              LX_RUN(tutorial_rate_limit), LX_RUN(tutorial_cost_tracking),
              LX_RUN(tutorial_fallbacks), LX_RUN(tutorial_loadbalance),
@@ -1029,4 +1085,4 @@ LX_TEST_MAIN(LX_RUN(tutorial_basic), LX_RUN(tutorial_auth_duplicate_general_sett
              LX_RUN(error_messages), LX_RUN(hostile_inputs), LX_RUN(empty_config),
              LX_RUN(unknown_keys_warn), LX_RUN(duplicate_keys_later_wins),
              LX_RUN(api_base_from_env), LX_RUN(scalar_forms), LX_RUN(stable_ids), LX_RUN(durations),
-             LX_RUN(roles), LX_RUN(alloc_failure_injection))
+             LX_RUN(roles), LX_RUN(alloc_failure_injection), LX_RUN(stored_models))

@@ -258,6 +258,26 @@ LX_TEST(allowed_fails_and_disable)
     lx_router_table_free(t);
 }
 
+LX_TEST(litellm_settings_cooldowns)
+{
+    struct lx_router_table *t = lx_router_table_new();
+    struct lx_config *cfg = load("model_list:\n"
+                                 "  - model_name: solo\n"
+                                 "    litellm_params: {model: openai/s, api_key: k}\n"
+                                 "litellm_settings: {allowed_fails: 0, cooldown_time: 2}\n");
+    LX_CHECK(cfg != NULL);
+    if (cfg) {
+        lx_router_bind(t, cfg);
+        const struct lx_model_group *g = group(cfg, "solo");
+        lx_router_begin(g->deployments[0], 1000);
+        LX_CHECK(lx_router_end_fail(cfg, g, g->deployments[0], 1000, LX_ERRC_TIMEOUT, 504, 0));
+        LX_CHECK(lx_router_is_cooling(g->deployments[0], 2999));
+        LX_CHECK(!lx_router_is_cooling(g->deployments[0], 3000));
+    }
+    lx_config_unref(cfg);
+    lx_router_table_free(t);
+}
+
 LX_TEST(stats_survive_rebind)
 {
     struct lx_router_table *t = lx_router_table_new();
@@ -403,4 +423,5 @@ LX_TEST(order_and_fallback_mode)
 
 LX_TEST_MAIN(LX_RUN(classify_errors), LX_RUN(retry_policy_and_backoff), LX_RUN(fallback_lookup),
              LX_RUN(shuffle_weights), LX_RUN(cooldown_rules), LX_RUN(allowed_fails_and_disable),
-             LX_RUN(stats_survive_rebind), LX_RUN(strategies), LX_RUN(order_and_fallback_mode))
+             LX_RUN(litellm_settings_cooldowns), LX_RUN(stats_survive_rebind), LX_RUN(strategies),
+             LX_RUN(order_and_fallback_mode))

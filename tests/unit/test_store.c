@@ -604,6 +604,52 @@ LX_TEST(port_close_cancels)
     lx_store_close(s);
 }
 
+static void count_cb(void *ud, int rc, const struct lx_store_result *res,
+                     const struct lx_error *err)
+{
+    (void)res;
+    (void)err;
+    int *counts = ud;
+    counts[rc == 0 ? 0 : rc == LX_ECANCELED ? 1 : 2]++;
+}
+
+/* A store that cannot keep up refuses new batches instead of queueing without bound. */
+LX_TEST(queue_bound)
+{
+    struct lx_store *s = open_store();
+    if (!s) {
+        LX_CHECK(0);
+        return;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct lx_store_port *p = lx_store_port_new(s, &loop);
+    int counts[3] = {0};
+    struct lx_store_stmt slow = {"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                                 "WHERE x < 3000000) SELECT MAX(x) AS v FROM c",
+                                 NULL, 0};
+    struct lx_store_stmt quick = {"SELECT 1 AS v", NULL, 0};
+    LX_CHECK_INT(lx_store_exec(p, &slow, 1, count_cb, counts), 0);
+    int accepted = 1, refused = 0;
+    for (int i = 0; i < LX_STORE_MAX_QUEUED + 10; i++) {
+        int rc = lx_store_exec(p, &quick, 1, count_cb, counts);
+        if (rc == 0) {
+            accepted++;
+        } else {
+            LX_CHECK_INT(rc, LX_EUNAVAIL);
+            refused++;
+        }
+    }
+    LX_CHECK(refused >= 10);
+    LX_CHECK(accepted <= LX_STORE_MAX_QUEUED + 1);
+    lx_store_port_close(p);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    LX_CHECK_INT(counts[0] + counts[1] + counts[2], accepted);
+    LX_CHECK_INT(counts[2], 0);
+    LX_CHECK_INT(uv_loop_close(&loop), 0);
+    lx_store_close(s);
+}
+
 /* Several loop threads share one store. */
 struct tstate {
     struct lx_store *s;
@@ -848,6 +894,7 @@ int main(void)
     }
     snprintf(g_url, sizeof(g_url), "sqlite:///%s/t.db", g_dir);
     run_engine();
+    LX_RUN(queue_bound);
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
     if (system(cmd) != 0) {

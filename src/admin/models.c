@@ -1,0 +1,615 @@
+/*
+ * /model/new, /model/info, /model/delete, and the stored models' way into
+ * the config snapshot (see models.h).
+ *
+ * /model/new checks the entry with the config loader's own rules (a model
+ * the gateway could not load is refused with 400, not stored), encrypts the
+ * secret litellm_params, stores the row with its audit row in one
+ * transaction, then asks the server to rebuild and swap the config; it
+ * answers once every worker serves the new model. /model/delete works the
+ * same way in reverse. /model/info reads the caller's snapshot: the file's
+ * models and the stored ones, secrets masked.
+ */
+#include "admin/models.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "admin/admin_int.h"
+#include "auth/secret.h"
+#include "core/alloc.h"
+#include "core/rand.h"
+#include "core/time.h"
+#include "log/log.h"
+
+#define MASK "********"
+#define STORE_OFF_MSG "Set `'STORE_MODEL_IN_DB='True'` in your env to enable this feature."
+
+static _Atomic(lx_models_reload_fn) reload_hook;
+/* The stored models last read (main thread only), for rebuilds while the database is down. */
+static cJSON *last_loaded;
+
+void lx_models_set_reload_hook(lx_models_reload_fn fn)
+{
+    atomic_store(&reload_hook, fn);
+}
+
+/* ---- secrets in litellm_params ---- */
+
+/* Put v in the place of it in obj, under its name (cJSON_ReplaceItemViaPointer keeps no name). */
+static cJSON *replace_named(cJSON *obj, cJSON *it, cJSON *v)
+{
+    size_t n = strlen(it->string) + 1;
+    v->string = cJSON_malloc(n);
+    if (!v->string) {
+        cJSON_Delete(v);
+        return NULL;
+    }
+    memcpy(v->string, it->string, n);
+    cJSON_ReplaceItemViaPointer(obj, it, v);
+    return v;
+}
+
+/*
+ * Encrypt (enc) or decrypt every secret string of a litellm_params object in
+ * place. On a decryption failure *bad names the parameter (never its value).
+ */
+static int crypt_params(cJSON *lp, const struct lx_secret_key *key, bool enc, const char **bad)
+{
+    cJSON *it;
+    cJSON_ArrayForEach(it, lp)
+    {
+        if (!cJSON_IsString(it) || !it->string || !lx_secret_param_is_secret(it->string)) {
+            continue;
+        }
+        char *out = NULL;
+        int rc;
+        if (enc) {
+            rc = lx_secret_encrypt(key, it->string, it->valuestring, strlen(it->valuestring), &out);
+        } else if (!lx_secret_is_encrypted(it->valuestring)) {
+            continue; /* stored in clear by an older writer: used as is */
+        } else {
+            rc = lx_secret_decrypt(key, it->string, it->valuestring, &out, NULL);
+        }
+        if (rc) {
+            *bad = it->string;
+            return rc;
+        }
+        cJSON *v = cJSON_CreateString(out);
+        if (enc) {
+            lx_free(out);
+        } else {
+            lx_secret_free(out);
+        }
+        if (!v || !(v = replace_named(lp, it, v))) {
+            return LX_ENOMEM;
+        }
+        it = v;
+    }
+    return 0;
+}
+
+static void mask_params(cJSON *lp)
+{
+    cJSON *it;
+    cJSON_ArrayForEach(it, lp)
+    {
+        if (it->string && lx_secret_param_is_secret(it->string) && cJSON_IsString(it)) {
+            cJSON *v = cJSON_CreateString(MASK);
+            if (!v || !(v = replace_named(lp, it, v))) {
+                return;
+            }
+            it = v;
+        }
+    }
+}
+
+/* ---- loading at start and on rebuilds ---- */
+
+cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cfg,
+                             struct lx_error *err)
+{
+    struct lx_store_stmt st = {"SELECT model_id, model_name, litellm_params, model_info FROM "
+                               "lx_models ORDER BY created_at, model_id",
+                               NULL, 0};
+    struct lx_store_result *res = NULL;
+    if (lx_store_exec_sync(s, &st, 1, &res, err)) {
+        return NULL;
+    }
+    struct lx_secret_key key;
+    bool has_key = lx_secret_key_get(file_cfg->general.master_key, &key) == 0;
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < res->n_rows; i++) {
+        const char *id = lx_store_cell(res, i, "model_id");
+        const char *name = lx_store_cell(res, i, "model_name");
+        const char *lps = lx_store_cell(res, i, "litellm_params");
+        const char *mis = lx_store_cell(res, i, "model_info");
+        cJSON *lp = lps ? cJSON_Parse(lps) : NULL;
+        cJSON *mi = mis ? cJSON_Parse(mis) : NULL;
+        if (!cJSON_IsObject(mi)) {
+            cJSON_Delete(mi);
+            mi = cJSON_CreateObject();
+        }
+        const char *bad = NULL;
+        int rc = cJSON_IsObject(lp) ? 0 : LX_EINVAL;
+        if (rc == 0) {
+            struct lx_secret_key none = {{0}, false};
+            rc = crypt_params(lp, has_key ? &key : &none, false, &bad);
+        }
+        if (rc || !id || !name) {
+            if (bad) {
+                LX_WARN("stored model '%s' (id %s) skipped: its litellm_params.%s does not "
+                        "decrypt (another LLMUX_SALT_KEY or master key, or an altered value)",
+                        name ? name : "?", id ? id : "?", bad);
+            } else {
+                LX_WARN("stored model '%s' (id %s) skipped: unreadable row", name ? name : "?",
+                        id ? id : "?");
+            }
+            cJSON_Delete(lp);
+            cJSON_Delete(mi);
+            continue;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(mi, "id");
+        cJSON_AddStringToObject(mi, "id", id);
+        cJSON_DeleteItemFromObjectCaseSensitive(mi, "db_model");
+        cJSON_AddTrueToObject(mi, "db_model");
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "model_name", name);
+        cJSON_AddItemToObject(m, "litellm_params", lp);
+        cJSON_AddItemToObject(m, "model_info", mi);
+        cJSON_AddItemToArray(arr, m);
+    }
+    memset(&key, 0, sizeof(key));
+    lx_store_result_free(res);
+    if (!arr) {
+        lx_error_set(err, LX_ENOMEM, "out of memory reading the stored models");
+    }
+    return arr;
+}
+
+struct lx_config *lx_models_config_load(const char *path, struct lx_store *s, struct lx_error *err)
+{
+    struct lx_config *file = lx_config_load_with_models(path, NULL, err);
+    if (!file || !s || !file->general.store_model_in_db) {
+        return file;
+    }
+    struct lx_error serr = {0};
+    cJSON *models = lx_models_load_stored(s, file, &serr);
+    if (models) {
+        cJSON_Delete(last_loaded);
+        last_loaded = cJSON_Duplicate(models, true);
+    } else if (last_loaded) {
+        /* The database is unreachable: keep serving the models read last time. */
+        LX_WARN("cannot read the stored models (%s); using the ones read before", serr.msg);
+        models = cJSON_Duplicate(last_loaded, true);
+    }
+    if (!models) {
+        LX_WARN("the stored models are left out of this config: %s", serr.msg);
+        return file;
+    }
+    if (cJSON_GetArraySize(models) == 0) {
+        cJSON_Delete(models);
+        return file;
+    }
+    struct lx_config *cfg = lx_config_load_with_models(path, models, err);
+    cJSON_Delete(models);
+    if (cfg) {
+        lx_config_unref(file);
+        return cfg;
+    }
+    LX_WARN("the stored models are left out of this config: %s", err->msg);
+    return file;
+}
+
+/* ---- /model/info ---- */
+
+static void add_str(cJSON *o, const char *k, const char *v)
+{
+    if (v) {
+        cJSON_AddStringToObject(o, k, v);
+    }
+}
+
+static void add_num(cJSON *o, const char *k, double v)
+{
+    if (v >= 0) {
+        cJSON_AddNumberToObject(o, k, v);
+    }
+}
+
+cJSON *lx_models_params_json(const struct lx_deployment *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    add_str(o, "model", d->model);
+    add_str(o, "custom_llm_provider", d->custom_llm_provider);
+    add_str(o, "api_base", d->api_base);
+    add_str(o, "api_version", d->api_version);
+    add_str(o, "organization", d->organization);
+    add_str(o, "region_name", d->region_name);
+    add_str(o, "aws_region_name", d->aws_region_name);
+    if (d->api_key) {
+        cJSON_AddStringToObject(o, "api_key", MASK);
+    }
+    if (d->aws_access_key_id) {
+        cJSON_AddStringToObject(o, "aws_access_key_id", MASK);
+    }
+    if (d->aws_secret_access_key) {
+        cJSON_AddStringToObject(o, "aws_secret_access_key", MASK);
+    }
+    if (d->aws_session_token) {
+        cJSON_AddStringToObject(o, "aws_session_token", MASK);
+    }
+    add_num(o, "timeout", d->timeout);
+    add_num(o, "stream_timeout", d->stream_timeout);
+    add_num(o, "max_retries", d->max_retries);
+    add_num(o, "rpm", (double)d->rpm);
+    add_num(o, "tpm", (double)d->tpm);
+    if (d->weight != 1) {
+        add_num(o, "weight", d->weight);
+    }
+    add_num(o, "order", d->order);
+    add_num(o, "input_cost_per_token", d->input_cost_per_token);
+    add_num(o, "output_cost_per_token", d->output_cost_per_token);
+    if (d->has_mock_response) {
+        cJSON_AddStringToObject(o, "mock_response", d->mock_response);
+    }
+    if (d->n_extra_headers) {
+        /* Header values are often credentials: names only. */
+        cJSON *h = cJSON_AddObjectToObject(o, "extra_headers");
+        for (size_t i = 0; h && i < d->n_extra_headers; i++) {
+            cJSON_AddStringToObject(h, d->extra_headers[i].key, MASK);
+        }
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, d->extra_params)
+    {
+        if (it->string && !cJSON_GetObjectItemCaseSensitive(o, it->string)) {
+            cJSON_AddItemToObject(o, it->string, cJSON_Duplicate(it, true));
+        }
+    }
+    mask_params(o);
+    return o;
+}
+
+static cJSON *deployment_json(const struct lx_deployment *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model_name", d->model_name);
+    cJSON_AddItemToObject(o, "litellm_params", lx_models_params_json(d));
+    cJSON *mi = d->model_info ? cJSON_Duplicate(d->model_info, true) : cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(mi, "id");
+    cJSON_AddStringToObject(mi, "id", d->id);
+    if (!cJSON_GetObjectItemCaseSensitive(mi, "db_model")) {
+        cJSON_AddFalseToObject(mi, "db_model");
+    }
+    add_str(mi, "mode", d->mode && !cJSON_GetObjectItemCaseSensitive(mi, "mode") ? d->mode : NULL);
+    cJSON_AddItemToObject(o, "model_info", mi);
+    return o;
+}
+
+static bool list_allows(const struct lx_strlist *l, const char *model)
+{
+    if (l->n == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->items[i], model) == 0 || strcmp(l->items[i], "*") == 0 ||
+            strcmp(l->items[i], "all-proxy-models") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Non-admin callers see the models their key, user and team may use. */
+static bool caller_may_use(const struct lx_identity *c, const char *model)
+{
+    if (lx_admin_can_read_all(c)) {
+        return true;
+    }
+    return list_allows(&c->key.models, model) &&
+           (!c->has_user || list_allows(&c->user.models, model)) &&
+           (!c->has_team || list_allows(&c->team.models, model));
+}
+
+void lx_admin__model_info(struct lx_admin_ctx *ctx)
+{
+    const char *id = lx_admin_query(ctx, "litellm_model_id");
+    if (id && !*id) {
+        id = NULL;
+    }
+    const struct lx_config *cfg = ctx->cfg;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *data = cJSON_AddArrayToObject(doc, "data");
+    for (size_t i = 0; i < cfg->n_deployments; i++) {
+        const struct lx_deployment *d = &cfg->deployments[i];
+        if ((id && strcmp(d->id, id) != 0) || !caller_may_use(ctx->caller, d->model_name)) {
+            continue;
+        }
+        cJSON_AddItemToArray(data, deployment_json(d));
+    }
+    if (id && cJSON_GetArraySize(data) == 0) {
+        cJSON_Delete(doc);
+        lx_admin_respond_error_param(ctx, 404, "litellm_model_id",
+                                     "Model id = %s not found on litellm proxy", id);
+        return;
+    }
+    lx_admin_respond_json(ctx, 200, doc);
+    cJSON_Delete(doc);
+}
+
+/* ---- /model/new and /model/delete ---- */
+
+struct model_op {
+    const char *model_id;
+    cJSON *answer; /* sent once the new config is in place */
+};
+
+static void reloaded(void *ud, int rc)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct model_op *m = ctx->ud;
+    if (rc) {
+        /* The change is stored: the next rebuild (SIGHUP, another change, a restart) applies it. */
+        LX_WARN("model %s: the config could not be rebuilt now (%s); it applies on the next "
+                "rebuild",
+                m->model_id, lx_strerror(rc));
+    }
+    cJSON *answer = m->answer; /* m lives in the context, which the answer frees */
+    m->answer = NULL;
+    lx_admin_respond_json(ctx, 200, answer);
+    cJSON_Delete(answer);
+}
+
+static void apply_and_answer(struct lx_admin_ctx *ctx)
+{
+    lx_models_reload_fn fn = atomic_load(&reload_hook);
+    if (fn && fn(reloaded, ctx) == 0) {
+        return;
+    }
+    reloaded(ctx, fn ? LX_EUNAVAIL : 0);
+}
+
+static void model_new_done(void *ud, int rc, const struct lx_store_result *res,
+                           const struct lx_error *err)
+{
+    (void)res;
+    struct lx_admin_ctx *ctx = ud;
+    struct model_op *m = ctx->ud;
+    if (rc == LX_ECONFLICT) {
+        cJSON_Delete(m->answer);
+        lx_admin_respond_error_param(ctx, 409, "model_info.id", "Model id = %s already exists",
+                                     m->model_id);
+        return;
+    }
+    if (rc) {
+        cJSON_Delete(m->answer);
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    apply_and_answer(ctx);
+}
+
+static bool store_models_enabled(struct lx_admin_ctx *ctx)
+{
+    if (!ctx->cfg->general.store_model_in_db) {
+        lx_admin_respond_error(ctx, 400, STORE_OFF_MSG);
+        return false;
+    }
+    return true;
+}
+
+void lx_admin__model_new(struct lx_admin_ctx *ctx)
+{
+    if (!store_models_enabled(ctx)) {
+        return;
+    }
+    const cJSON *body = ctx->body;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "model_name");
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(body, "litellm_params");
+    const cJSON *mi = cJSON_GetObjectItemCaseSensitive(body, "model_info");
+    if (!cJSON_IsString(name) || !name->valuestring[0]) {
+        lx_admin_respond_error_param(ctx, 400, "model_name", "model_name (a string) is required");
+        return;
+    }
+    if (!cJSON_IsObject(lp)) {
+        lx_admin_respond_error_param(ctx, 400, "litellm_params",
+                                     "litellm_params (an object with at least 'model') is "
+                                     "required");
+        return;
+    }
+    if (mi && !cJSON_IsNull(mi) && !cJSON_IsObject(mi)) {
+        lx_admin_respond_error_param(ctx, 400, "model_info", "model_info must be an object");
+        return;
+    }
+    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(mi, "id");
+    if (idj && !cJSON_IsNull(idj) &&
+        (!cJSON_IsString(idj) || !lx_admin__valid_id(idj->valuestring))) {
+        lx_admin_respond_error_param(ctx, 400, "model_info.id",
+                                     "model_info.id must be a non-empty string");
+        return;
+    }
+    struct model_op *m = lx_arena_alloc(&ctx->arena, sizeof(*m));
+    memset(m, 0, sizeof(*m));
+    ctx->ud = m;
+    if (cJSON_IsString(idj)) {
+        m->model_id = lx_admin__dup(ctx, idj->valuestring);
+    } else {
+        char id[37];
+        lx_uuid4(id);
+        m->model_id = lx_admin__dup(ctx, id);
+    }
+    /* The entry as the loader will see it: refused now rather than skipped at every load. */
+    cJSON *entry = cJSON_CreateObject();
+    cJSON_AddStringToObject(entry, "model_name", name->valuestring);
+    cJSON *params = cJSON_Duplicate(lp, true);
+    cJSON_AddItemToObject(entry, "litellm_params", params);
+    cJSON *info = cJSON_IsObject(mi) ? cJSON_Duplicate(mi, true) : cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "id");
+    cJSON_AddStringToObject(info, "id", m->model_id);
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "db_model");
+    cJSON_AddTrueToObject(info, "db_model");
+    cJSON_AddItemToObject(entry, "model_info", info);
+    struct lx_error err = {0};
+    if (lx_config_check_model(entry, &err)) {
+        cJSON_Delete(entry);
+        lx_admin_respond_error_param(ctx, 400, "litellm_params", "Invalid model: %s", err.msg);
+        return;
+    }
+    const char *bad = NULL;
+    struct lx_secret_key key;
+    if (lx_secret_key_get(ctx->cfg->general.master_key, &key) != 0) {
+        /* Without a key nothing secret can be stored; a model without secrets is fine. */
+        cJSON *it;
+        cJSON_ArrayForEach(it, params)
+        {
+            if (cJSON_IsString(it) && it->string && lx_secret_param_is_secret(it->string)) {
+                cJSON_Delete(entry);
+                lx_admin_respond_error_param(
+                    ctx, 400, it->string,
+                    "litellm_params.%s cannot be stored: set LLMUX_SALT_KEY (or "
+                    "general_settings.master_key) to encrypt secrets at rest",
+                    it->string);
+                return;
+            }
+        }
+    }
+    int rc = crypt_params(params, &key, true, &bad);
+    memset(&key, 0, sizeof(key));
+    char *lp_s = rc ? NULL : cJSON_PrintUnformatted(params);
+    char *mi_s = rc ? NULL : cJSON_PrintUnformatted(info);
+    if (!lp_s || !mi_s) {
+        cJSON_free(lp_s);
+        cJSON_free(mi_s);
+        cJSON_Delete(entry);
+        lx_admin_respond_error(ctx, 500, "cannot encrypt the model's secrets");
+        return;
+    }
+    /* What the answer and the audit log show: the entry with secrets masked. */
+    mask_params(params);
+    m->answer = cJSON_CreateObject();
+    cJSON_AddStringToObject(m->answer, "model_id", m->model_id);
+    cJSON_AddStringToObject(m->answer, "model_name", name->valuestring);
+    cJSON_AddItemToObject(m->answer, "litellm_params", cJSON_Duplicate(params, true));
+    cJSON_AddItemToObject(m->answer, "model_info", cJSON_Duplicate(info, true));
+    cJSON_AddStringToObject(m->answer, "created_by", lx_admin_caller_name(ctx));
+    cJSON_AddStringToObject(m->answer, "updated_by", lx_admin_caller_name(ctx));
+
+    int64_t now = lx_wall_s();
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 2);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b,
+        "INSERT INTO lx_models (model_id, model_name, litellm_params, model_info, created_by, "
+        "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        6);
+    p[0] = LX_SP_T(m->model_id);
+    p[1] = LX_SP_T(lx_admin__dup(ctx, name->valuestring));
+    p[2] = LX_SP_T(lx_admin__dup(ctx, lp_s));
+    p[3] = LX_SP_T(lx_admin__dup(ctx, mi_s));
+    p[4] = LX_SP_T(lx_admin_caller_name(ctx));
+    p[5] = LX_SP_I(now);
+    cJSON_free(lp_s);
+    cJSON_free(mi_s);
+    char *audit = cJSON_PrintUnformatted(entry);
+    cJSON_Delete(entry);
+    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
+    lx_admin_audit_stmt(ctx, a, "created", "lx_models", m->model_id, NULL,
+                        audit ? lx_admin__dup(ctx, audit) : NULL, lx_admin__batch_slot(&b));
+    cJSON_free(audit);
+    rc = lx_store_exec(ctx->port, b.stmts, b.n, model_new_done, ctx);
+    if (rc) {
+        cJSON_Delete(m->answer);
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+static void model_delete_done(void *ud, int rc, const struct lx_store_result *res,
+                              const struct lx_error *err)
+{
+    (void)res;
+    struct lx_admin_ctx *ctx = ud;
+    struct model_op *m = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    m->answer = cJSON_CreateObject();
+    char msg[600];
+    snprintf(msg, sizeof(msg), "Model: %s deleted successfully", m->model_id);
+    cJSON_AddStringToObject(m->answer, "message", msg);
+    apply_and_answer(ctx);
+}
+
+static void model_delete_row(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct model_op *m = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        if (lx_config_find_deployment(ctx->cfg, lx_str_c(m->model_id))) {
+            lx_admin_respond_error_param(ctx, 400, "id",
+                                         "Model id = %s is defined in the config file, not "
+                                         "stored: remove it from the config file",
+                                         m->model_id);
+        } else {
+            lx_admin_respond_error_param(ctx, 404, "id", "Model with id=%s not found in db",
+                                         m->model_id);
+        }
+        return;
+    }
+    /* The audit row keeps the model without its (encrypted) secrets. */
+    cJSON *before = cJSON_CreateObject();
+    cJSON_AddStringToObject(before, "model_name", lx_store_cell(res, 0, "model_name"));
+    const char *lps = lx_store_cell(res, 0, "litellm_params");
+    cJSON *lp = lps ? cJSON_Parse(lps) : NULL;
+    if (lp) {
+        mask_params(lp);
+        cJSON_AddItemToObject(before, "litellm_params", lp);
+    }
+    char *before_s = cJSON_PrintUnformatted(before);
+    cJSON_Delete(before);
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 2);
+    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
+    lx_admin_audit_stmt(ctx, a, "deleted", "lx_models", m->model_id,
+                        before_s ? lx_admin__dup(ctx, before_s) : NULL, "{}",
+                        lx_admin__batch_slot(&b));
+    cJSON_free(before_s);
+    struct lx_store_param *p =
+        lx_admin__batch_add(&b, "DELETE FROM lx_models WHERE model_id = $1", 1);
+    p[0] = LX_SP_T(m->model_id);
+    rc = lx_store_exec(ctx->port, b.stmts, b.n, model_delete_done, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+void lx_admin__model_delete(struct lx_admin_ctx *ctx)
+{
+    if (!store_models_enabled(ctx)) {
+        return;
+    }
+    struct model_op *m = lx_arena_alloc(&ctx->arena, sizeof(*m));
+    memset(m, 0, sizeof(*m));
+    ctx->ud = m;
+    if (lx_admin__field_id(ctx, ctx->body, "id", &m->model_id, NULL)) {
+        return;
+    }
+    if (!m->model_id) {
+        lx_admin_respond_error_param(ctx, 400, "id", "id (the model's id) is required");
+        return;
+    }
+    struct lx_store_param p[1] = {LX_SP_T(m->model_id)};
+    struct lx_store_stmt s = {"SELECT model_id, model_name, litellm_params FROM lx_models WHERE "
+                              "model_id = $1",
+                              p, 1};
+    int rc = lx_store_exec(ctx->port, &s, 1, model_delete_row, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}

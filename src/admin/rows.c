@@ -1,0 +1,202 @@
+/*
+ * Helpers shared by the user, team and model handlers: store rows as
+ * LiteLLM-shaped JSON, statement batches built in the context's arena, and
+ * IN-lists of placeholders.
+ *
+ * Row conversion follows the schema's conventions (store/schema.c): money
+ * columns `*_nanos` become USD numbers under the name without the suffix,
+ * times become ISO 8601 strings, JSON columns are parsed, integer and
+ * boolean columns are typed; NULL stays null.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "admin/admin_int.h"
+#include "core/alloc.h"
+#include "core/assert.h"
+#include "core/str.h"
+
+static const char *const time_cols[] = {"created_at",   "updated_at", "budget_reset_at", "expires",
+                                        "last_used_at", "changed_at", "membership_at",   NULL};
+static const char *const json_cols[] = {"models",          "metadata",       "model_rpm_limit",
+                                        "model_tpm_limit", "litellm_params", "model_info",
+                                        "before_value",    "updated_values", NULL};
+static const char *const int_cols[] = {"rpm_limit", "tpm_limit",    "max_parallel_requests",
+                                       "key_count", "member_count", NULL};
+static const char *const bool_cols[] = {"blocked", NULL};
+
+static bool in(const char *const *list, const char *s)
+{
+    for (; *list; list++) {
+        if (strcmp(*list, s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void lx_admin__iso_time(int64_t s, char out[32])
+{
+    time_t t = (time_t)s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int64_t cell_i64(const char *c, bool *ok)
+{
+    unsigned long long v;
+    bool neg = c[0] == '-';
+    *ok = lx_str_to_u64(lx_str_c(neg ? c + 1 : c), (unsigned long long)INT64_MAX, &v) == 0;
+    return *ok ? (neg ? -(int64_t)v : (int64_t)v) : 0;
+}
+
+cJSON *lx_admin__row_json(const struct lx_store_result *r, size_t row, const char *const *skip)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (size_t c = 0; o && c < r->n_cols; c++) {
+        const char *name = r->cols[c];
+        const char *cell = r->cells[row * r->n_cols + c];
+        if (skip && in(skip, name)) {
+            continue;
+        }
+        size_t n = strlen(name);
+        bool ok = false;
+        if (n > 6 && strcmp(name + n - 6, "_nanos") == 0) {
+            char key[64];
+            snprintf(key, sizeof(key), "%.*s", (int)(n - 6), name);
+            int64_t v = cell ? cell_i64(cell, &ok) : 0;
+            if (ok) {
+                cJSON_AddNumberToObject(o, key, (double)v / 1e9);
+            } else {
+                cJSON_AddNullToObject(o, key);
+            }
+        } else if (in(time_cols, name)) {
+            int64_t v = cell ? cell_i64(cell, &ok) : 0;
+            if (ok) {
+                char iso[32];
+                lx_admin__iso_time(v, iso);
+                cJSON_AddStringToObject(o, name, iso);
+            } else {
+                cJSON_AddNullToObject(o, name);
+            }
+        } else if (in(json_cols, name)) {
+            cJSON *j = cell ? cJSON_Parse(cell) : NULL;
+            if (!j && strcmp(name, "models") == 0) {
+                j = cJSON_CreateArray();
+            } else if (!j) {
+                j = cell ? cJSON_CreateString(cell) : cJSON_CreateNull();
+            }
+            cJSON_AddItemToObject(o, name, j);
+        } else if (in(int_cols, name)) {
+            int64_t v = cell ? cell_i64(cell, &ok) : 0;
+            if (ok) {
+                cJSON_AddNumberToObject(o, name, (double)v);
+            } else {
+                cJSON_AddNullToObject(o, name);
+            }
+        } else if (in(bool_cols, name)) {
+            cJSON_AddBoolToObject(o, name, cell && strcmp(cell, "0") != 0);
+        } else if (cell) {
+            cJSON_AddStringToObject(o, name, cell);
+        } else {
+            cJSON_AddNullToObject(o, name);
+        }
+    }
+    return o;
+}
+
+const char *lx_admin__dup(struct lx_admin_ctx *ctx, const char *s)
+{
+    return s ? lx_arena_strndup(&ctx->arena, s, strlen(s)) : NULL;
+}
+
+void lx_admin__batch_init(struct lx_admin__batch *b, struct lx_admin_ctx *ctx, size_t cap)
+{
+    b->ctx = ctx;
+    b->n = 0;
+    b->cap = cap;
+    b->stmts = lx_arena_alloc(&ctx->arena, cap * sizeof(*b->stmts));
+}
+
+struct lx_store_param *lx_admin__batch_add(struct lx_admin__batch *b, const char *sql,
+                                           size_t n_params)
+{
+    LX_ASSERT(b->n < b->cap);
+    struct lx_store_param *p =
+        n_params ? lx_arena_alloc(&b->ctx->arena, n_params * sizeof(*p)) : NULL;
+    for (size_t i = 0; i < n_params; i++) {
+        p[i] = LX_SP_NUL;
+    }
+    b->stmts[b->n++] = (struct lx_store_stmt){sql, p, n_params};
+    return p;
+}
+
+struct lx_store_stmt *lx_admin__batch_slot(struct lx_admin__batch *b)
+{
+    LX_ASSERT(b->n < b->cap);
+    return &b->stmts[b->n++];
+}
+
+const char *lx_admin__sql_in(struct lx_admin_ctx *ctx, const char *head, size_t first, size_t n,
+                             const char *tail)
+{
+    size_t cap = strlen(head) + strlen(tail) + n * 12 + 8;
+    char *s = lx_arena_alloc(&ctx->arena, cap);
+    size_t o = (size_t)snprintf(s, cap, "%s(", head);
+    for (size_t i = 0; i < n; i++) {
+        o += (size_t)snprintf(s + o, cap - o, "%s$%zu", i ? "," : "", first + i);
+    }
+    snprintf(s + o, cap - o, ")%s", tail);
+    return s;
+}
+
+int lx_admin__strlist(struct lx_admin_ctx *ctx, const cJSON *body, const char *name, size_t max,
+                      const char ***out, size_t *out_n, bool *out_present)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, name);
+    *out = NULL;
+    *out_n = 0;
+    if (out_present) {
+        *out_present = false;
+    }
+    if (!v || cJSON_IsNull(v)) {
+        return 0;
+    }
+    if (!cJSON_IsArray(v)) {
+        lx_admin_respond_error_param(ctx, 400, name, "%s must be a list of strings", name);
+        return -1;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    if (n > max) {
+        lx_admin_respond_error_param(ctx, 400, name, "%s: at most %zu items", name, max);
+        return -1;
+    }
+    const char **items = lx_arena_alloc(&ctx->arena, (n ? n : 1) * sizeof(*items));
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it) || !it->valuestring[0]) {
+            lx_admin_respond_error_param(ctx, 400, name, "%s must be a list of non-empty strings",
+                                         name);
+            return -1;
+        }
+        items[i++] = lx_admin__dup(ctx, it->valuestring);
+    }
+    *out = items;
+    *out_n = n;
+    if (out_present) {
+        *out_present = true;
+    }
+    return 0;
+}
+
+void lx_admin__add_strlist(cJSON *o, const char *name, const char *const *items, size_t n)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, name);
+    for (size_t i = 0; a && i < n; i++) {
+        cJSON_AddItemToArray(a, cJSON_CreateString(items[i]));
+    }
+}

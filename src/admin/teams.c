@@ -1,0 +1,1051 @@
+/*
+ * /team/new, /team/info, /team/update, /team/delete, /team/list,
+ * /team/member_add, /team/member_delete: LiteLLM's team endpoints over
+ * lx_teams and lx_team_members.
+ *
+ * LiteLLM keeps members in the team row (members_with_roles); here they are
+ * rows of lx_team_members, and the answers rebuild members_with_roles from
+ * them. A change is one batch (one transaction, with its audit row) ending
+ * with a SELECT of the team; a second round trip reads the members, and
+ * /team/info a third its keys. As in LiteLLM, adding a member who has no
+ * user record yet creates one, deleting a team deletes its keys, and
+ * member_add / member_delete are open to the team's admins as well.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "admin/admin_int.h"
+#include "auth/auth.h"
+#include "core/alloc.h"
+#include "core/rand.h"
+#include "core/time.h"
+#include "log/log.h"
+
+#define MAX_IDS 1000
+#define MAX_MEMBERS 1000
+
+enum team_kind { T_NEW, T_UPDATE, T_ADD, T_DEL, T_INFO };
+
+struct member {
+    const char *user_id;    /* NULL when given by email only */
+    const char *user_email; /* may be NULL */
+    const char *role;       /* "admin" or "user" */
+};
+
+struct team_op {
+    enum team_kind kind;
+    const char *team_id;
+    cJSON *team; /* the team's JSON being built (owned until answered) */
+    struct member *members;
+    size_t n_members;
+    int64_t max_budget_in_team;
+};
+
+static void op_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
+{
+    struct team_op *t = ctx->ud;
+    cJSON_Delete(t->team);
+    t->team = NULL;
+    lx_admin_respond_store_error(ctx, rc, err);
+}
+
+static void op_answer(struct lx_admin_ctx *ctx, cJSON *doc)
+{
+    lx_admin_respond_json(ctx, 200, doc);
+    cJSON_Delete(doc);
+}
+
+/* Is the caller an admin of the team (a member with role admin)? members: the team's array. */
+static bool caller_role_in(const struct lx_admin_ctx *ctx, const cJSON *members, const char *role)
+{
+    const char *uid = ctx->caller->user_id;
+    if (!uid) {
+        return false;
+    }
+    const cJSON *m;
+    cJSON_ArrayForEach(m, members)
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "user_id");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (cJSON_IsString(id) && strcmp(id->valuestring, uid) == 0 &&
+            (!role || (cJSON_IsString(r) && strcmp(r->valuestring, role) == 0))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
+                           const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_op *t = ctx->ud;
+    if (rc) {
+        op_fail(ctx, rc, err);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "team_id", t->team_id);
+    cJSON *members = cJSON_GetObjectItemCaseSensitive(t->team, "members_with_roles");
+    cJSON *tm = cJSON_CreateArray();
+    const cJSON *m;
+    cJSON_ArrayForEach(m, members)
+    {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "team_id", t->team_id);
+        cJSON_AddItemToObject(o, "user_id",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "user_id"), 1));
+        cJSON_AddItemToObject(o, "spend",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "spend"), 1));
+        cJSON_AddNullToObject(o, "budget_id");
+        const cJSON *mb = cJSON_GetObjectItemCaseSensitive(m, "max_budget_in_team");
+        if (cJSON_IsNumber(mb)) {
+            cJSON *bt = cJSON_AddObjectToObject(o, "litellm_budget_table");
+            cJSON_AddNumberToObject(bt, "max_budget", mb->valuedouble);
+        } else {
+            cJSON_AddNullToObject(o, "litellm_budget_table");
+        }
+        cJSON_AddItemToArray(tm, o);
+    }
+    cJSON_AddItemToObject(doc, "team_info", t->team);
+    t->team = NULL;
+    cJSON *keys = cJSON_AddArrayToObject(doc, "keys");
+    static const char *const skip[] = {"token", NULL};
+    for (size_t i = 0; i < res->n_rows; i++) {
+        cJSON_AddItemToArray(keys, lx_admin__row_json(res, i, skip));
+    }
+    cJSON_AddItemToObject(doc, "team_memberships", tm);
+    op_answer(ctx, doc);
+}
+
+static void team_members_done(void *ud, int rc, const struct lx_store_result *res,
+                              const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_op *t = ctx->ud;
+    if (rc) {
+        op_fail(ctx, rc, err);
+        return;
+    }
+    cJSON *members = cJSON_AddArrayToObject(t->team, "members_with_roles");
+    for (size_t i = 0; i < res->n_rows; i++) {
+        cJSON *m = cJSON_CreateObject();
+        const char *email = lx_store_cell(res, i, "user_email");
+        cJSON_AddStringToObject(m, "user_id", lx_store_cell(res, i, "user_id"));
+        if (email) {
+            cJSON_AddStringToObject(m, "user_email", email);
+        } else {
+            cJSON_AddNullToObject(m, "user_email");
+        }
+        cJSON_AddStringToObject(m, "role", lx_store_cell(res, i, "role"));
+        if (t->kind == T_INFO) {
+            cJSON_AddNumberToObject(m, "spend",
+                                    (double)lx_store_cell_int(res, i, "spend_nanos", 0) / 1e9);
+            if (lx_store_cell(res, i, "max_budget_nanos")) {
+                cJSON_AddNumberToObject(m, "max_budget_in_team",
+                                        (double)lx_store_cell_int(res, i, "max_budget_nanos", 0) /
+                                            1e9);
+            }
+        }
+        cJSON_AddItemToArray(members, m);
+    }
+    switch (t->kind) {
+    case T_INFO: {
+        const struct lx_identity *c = ctx->caller;
+        bool own_key = c->team_id && strcmp(c->team_id, t->team_id) == 0;
+        if (!lx_admin_can_read_all(c) && !own_key && !caller_role_in(ctx, members, NULL)) {
+            cJSON_Delete(t->team);
+            t->team = NULL;
+            lx_admin_respond_error(ctx, 403, "User=%s not authorized to access this team=%s",
+                                   c->user_id ? c->user_id : "(none)", t->team_id);
+            return;
+        }
+        /* The members' spend and budgets are for the answer's team_memberships only. */
+        struct lx_store_param p[2] = {LX_SP_T(t->team_id), LX_SP_I(lx_wall_s())};
+        struct lx_store_stmt s = {"SELECT * FROM lx_keys WHERE team_id = $1 AND (expires IS NULL "
+                                  "OR expires > $2) ORDER BY created_at",
+                                  p, 2};
+        rc = lx_store_exec(ctx->port, &s, 1, team_keys_done, ctx);
+        if (rc) {
+            op_fail(ctx, rc, NULL);
+        }
+        return;
+    }
+    case T_UPDATE: {
+        cJSON *doc = cJSON_CreateObject();
+        cJSON_AddStringToObject(doc, "team_id", t->team_id);
+        cJSON_AddItemToObject(doc, "data", t->team);
+        t->team = NULL;
+        op_answer(ctx, doc);
+        return;
+    }
+    case T_ADD: {
+        /* LiteLLM's TeamAddMemberResponse: the team plus the added users. */
+        cJSON *users = cJSON_AddArrayToObject(t->team, "updated_users");
+        cJSON *tms = cJSON_AddArrayToObject(t->team, "updated_team_memberships");
+        for (size_t i = 0; i < res->n_rows; i++) {
+            const char *id = lx_store_cell(res, i, "user_id");
+            const char *email = lx_store_cell(res, i, "user_email");
+            for (size_t k = 0; k < t->n_members; k++) {
+                const struct member *m = &t->members[k];
+                bool hit = (m->user_id && id && strcmp(m->user_id, id) == 0) ||
+                           (!m->user_id && m->user_email && email &&
+                            strcasecmp(m->user_email, email) == 0);
+                if (!hit) {
+                    continue;
+                }
+                cJSON *u = cJSON_CreateObject();
+                cJSON_AddStringToObject(u, "user_id", id);
+                if (email) {
+                    cJSON_AddStringToObject(u, "user_email", email);
+                } else {
+                    cJSON_AddNullToObject(u, "user_email");
+                }
+                cJSON_AddItemToArray(users, u);
+                cJSON *tm = cJSON_CreateObject();
+                cJSON_AddStringToObject(tm, "team_id", t->team_id);
+                cJSON_AddStringToObject(tm, "user_id", id);
+                cJSON_AddNumberToObject(tm, "spend", 0);
+                cJSON_AddNullToObject(tm, "budget_id");
+                cJSON_AddItemToArray(tms, tm);
+                break;
+            }
+        }
+        cJSON *doc = t->team;
+        t->team = NULL;
+        op_answer(ctx, doc);
+        return;
+    }
+    case T_NEW:
+    case T_DEL: {
+        cJSON *doc = t->team;
+        t->team = NULL;
+        op_answer(ctx, doc);
+        return;
+    }
+    }
+}
+
+/* The team row arrived (last statement of a change, or the info lookup): read its members. */
+static void team_row_done(void *ud, int rc, const struct lx_store_result *res,
+                          const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_op *t = ctx->ud;
+    if (rc == LX_ECONFLICT && t->kind == T_NEW) {
+        lx_admin_respond_error_param(ctx, 400, "team_id",
+                                     "Team id = %s already exists. Please use a different team id.",
+                                     t->team_id);
+        return;
+    }
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team id: %s.",
+                                     t->team_id);
+        return;
+    }
+    if (t->kind != T_NEW && t->kind != T_INFO) {
+        lx_auth_invalidate_team(t->team_id);
+    }
+    t->team = lx_admin__row_json(res, 0, NULL);
+    struct lx_store_param p[1] = {LX_SP_T(t->team_id)};
+    struct lx_store_stmt s = {
+        "SELECT m.user_id, m.role, m.spend_nanos, m.max_budget_nanos, u.user_email FROM "
+        "lx_team_members m LEFT JOIN lx_users u ON u.user_id = m.user_id WHERE m.team_id = $1 "
+        "ORDER BY m.created_at, m.user_id",
+        p, 1};
+    rc = lx_store_exec(ctx->port, &s, 1, team_members_done, ctx);
+    if (rc) {
+        op_fail(ctx, rc, NULL);
+    }
+}
+
+/* ---- member lists ---- */
+
+static int parse_member(struct lx_admin_ctx *ctx, const cJSON *m, const char *field,
+                        struct member *out)
+{
+    if (!cJSON_IsObject(m)) {
+        lx_admin_respond_error_param(ctx, 400, field,
+                                     "%s: each member is an object with user_id or user_email "
+                                     "and role",
+                                     field);
+        return -1;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "user_id");
+    const cJSON *email = cJSON_GetObjectItemCaseSensitive(m, "user_email");
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if ((id && !cJSON_IsNull(id) &&
+         (!cJSON_IsString(id) || !lx_admin__valid_id(id->valuestring))) ||
+        (email && !cJSON_IsNull(email) && !cJSON_IsString(email)) ||
+        (role && !cJSON_IsNull(role) && !cJSON_IsString(role))) {
+        lx_admin_respond_error_param(ctx, 400, field,
+                                     "%s: user_id, user_email and role must be strings", field);
+        return -1;
+    }
+    out->user_id = cJSON_IsString(id) ? lx_admin__dup(ctx, id->valuestring) : NULL;
+    out->user_email = cJSON_IsString(email) && email->valuestring[0]
+                          ? lx_admin__dup(ctx, email->valuestring)
+                          : NULL;
+    out->role = cJSON_IsString(role) ? lx_admin__dup(ctx, role->valuestring) : "user";
+    if (!out->user_id && !out->user_email) {
+        lx_admin_respond_error_param(ctx, 400, field,
+                                     "%s: a member needs a user_id or a user_email", field);
+        return -1;
+    }
+    if (strcmp(out->role, "admin") != 0 && strcmp(out->role, "user") != 0) {
+        lx_admin_respond_error_param(ctx, 400, field, "%s: role must be 'admin' or 'user'", field);
+        return -1;
+    }
+    return 0;
+}
+
+/* A member object or a list of them. */
+static int parse_members(struct lx_admin_ctx *ctx, const cJSON *v, const char *field,
+                         bool list_only, struct team_op *t)
+{
+    if (!v || cJSON_IsNull(v)) {
+        return 0;
+    }
+    if (cJSON_IsObject(v) && !list_only) {
+        t->members = lx_arena_alloc(&ctx->arena, sizeof(*t->members));
+        t->n_members = 1;
+        return parse_member(ctx, v, field, &t->members[0]);
+    }
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > MAX_MEMBERS) {
+        lx_admin_respond_error_param(ctx, 400, field, "%s must be a list of at most %d members",
+                                     field, MAX_MEMBERS);
+        return -1;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    t->members = lx_arena_alloc(&ctx->arena, (n + 1) * sizeof(*t->members));
+    t->n_members = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, v)
+    {
+        if (parse_member(ctx, m, field, &t->members[t->n_members++])) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Statements that add the members: a user record for each one who has none
+ * (LiteLLM creates them too), then the membership (the role is updated when
+ * already a member).
+ */
+static void add_member_stmts(struct lx_admin_ctx *ctx, struct lx_admin__batch *b,
+                             const struct team_op *t, int64_t now)
+{
+    for (size_t i = 0; i < t->n_members; i++) {
+        const struct member *m = &t->members[i];
+        struct lx_store_param *p;
+        if (m->user_id) {
+            p = lx_admin__batch_add(
+                b,
+                "INSERT INTO lx_users (user_id, user_email, user_role, created_at, updated_at) "
+                "VALUES ($1, $2, 'internal_user', $3, $3) ON CONFLICT (user_id) DO NOTHING",
+                3);
+            p[0] = LX_SP_T(m->user_id);
+            p[1] = LX_SP_T(m->user_email);
+            p[2] = LX_SP_I(now);
+            p = lx_admin__batch_add(
+                b,
+                "INSERT INTO lx_team_members (team_id, user_id, role, max_budget_nanos, "
+                "created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (team_id, user_id) DO "
+                "UPDATE SET role = excluded.role",
+                5);
+            p[0] = LX_SP_T(t->team_id);
+            p[1] = LX_SP_T(m->user_id);
+        } else {
+            char id[37];
+            lx_uuid4(id);
+            p = lx_admin__batch_add(
+                b,
+                "INSERT INTO lx_users (user_id, user_email, user_role, created_at, updated_at) "
+                "SELECT $1, $2, 'internal_user', $3, $3 WHERE NOT EXISTS (SELECT 1 FROM lx_users "
+                "WHERE lower(user_email) = lower($2))",
+                3);
+            p[0] = LX_SP_T(lx_admin__dup(ctx, id));
+            p[1] = LX_SP_T(m->user_email);
+            p[2] = LX_SP_I(now);
+            p = lx_admin__batch_add(
+                b,
+                "INSERT INTO lx_team_members (team_id, user_id, role, max_budget_nanos, "
+                "created_at) SELECT $1, user_id, $3, $4, $5 FROM lx_users WHERE lower(user_email) "
+                "= lower($2) ORDER BY created_at, user_id LIMIT 1 ON CONFLICT (team_id, user_id) "
+                "DO UPDATE SET role = excluded.role",
+                5);
+            p[0] = LX_SP_T(t->team_id);
+            p[1] = LX_SP_T(m->user_email);
+        }
+        p[2] = LX_SP_T(m->role);
+        p[3] = t->max_budget_in_team >= 0 ? LX_SP_I(t->max_budget_in_team) : LX_SP_NUL;
+        p[4] = LX_SP_I(now);
+    }
+}
+
+static void add_audit(struct lx_admin_ctx *ctx, struct lx_admin__batch *b, const char *action,
+                      const char *table, const char *id, const cJSON *before, const cJSON *after)
+{
+    char *bs = before ? cJSON_PrintUnformatted(before) : NULL;
+    char *as = after ? cJSON_PrintUnformatted(after) : NULL;
+    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
+    lx_admin_audit_stmt(ctx, a, action, table, id, bs ? lx_admin__dup(ctx, bs) : NULL,
+                        as ? lx_admin__dup(ctx, as) : NULL, lx_admin__batch_slot(b));
+    cJSON_free(bs);
+    cJSON_free(as);
+}
+
+static void exec_or_fail(struct lx_admin_ctx *ctx, struct lx_admin__batch *b, lx_store_cb cb)
+{
+    int rc = lx_store_exec(ctx->port, b->stmts, b->n, cb, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+static struct lx_store_param *select_team(struct lx_admin__batch *b, const char *team_id)
+{
+    struct lx_store_param *p =
+        lx_admin__batch_add(b, "SELECT * FROM lx_teams WHERE team_id = $1", 1);
+    p[0] = LX_SP_T(team_id);
+    return p;
+}
+
+static struct team_op *op_new(struct lx_admin_ctx *ctx, enum team_kind kind)
+{
+    struct team_op *t = lx_arena_alloc(&ctx->arena, sizeof(*t));
+    memset(t, 0, sizeof(*t));
+    t->kind = kind;
+    t->max_budget_in_team = LX_NO_LIMIT;
+    ctx->ud = t;
+    return t;
+}
+
+/* ---- /team/new ---- */
+
+void lx_admin__team_new(struct lx_admin_ctx *ctx)
+{
+    struct team_op *t = op_new(ctx, T_NEW);
+    const cJSON *body = ctx->body;
+    const char *alias = NULL, *models = NULL, *metadata = NULL, *dur = NULL;
+    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
+    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT;
+    bool blocked = false;
+    if (lx_admin__field_id(ctx, body, "team_id", &t->team_id, NULL) ||
+        lx_admin_field_str(ctx, body, "team_alias", &alias, NULL) ||
+        lx_admin_field_strlist_json(ctx, body, "models", &models, NULL) ||
+        lx_admin_field_object_json(ctx, body, "metadata", &metadata, NULL) ||
+        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, NULL) ||
+        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, NULL) ||
+        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, NULL) ||
+        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, NULL) ||
+        lx_admin_field_money(ctx, body, "max_budget", &maxb, NULL) ||
+        lx_admin_field_money(ctx, body, "soft_budget", &softb, NULL) ||
+        lx_admin_field_bool(ctx, body, "blocked", &blocked, NULL) ||
+        parse_members(ctx, cJSON_GetObjectItemCaseSensitive(body, "members_with_roles"),
+                      "members_with_roles", true, t)) {
+        return;
+    }
+    if (!t->team_id) {
+        char id[37];
+        lx_uuid4(id);
+        t->team_id = lx_admin__dup(ctx, id);
+    }
+    /* The creator joins as an admin of the team (LiteLLM), unless listed already. */
+    const char *me = ctx->caller->user_id;
+    bool listed = false;
+    for (size_t i = 0; me && i < t->n_members; i++) {
+        listed = listed || (t->members[i].user_id && strcmp(t->members[i].user_id, me) == 0);
+    }
+    if (me && !listed) {
+        struct member *m = lx_arena_alloc(&ctx->arena, (t->n_members + 1) * sizeof(*m));
+        if (t->n_members) {
+            memcpy(m, t->members, t->n_members * sizeof(*m));
+        }
+        m[t->n_members++] = (struct member){me, NULL, "admin"};
+        t->members = m;
+    }
+    int64_t now = lx_wall_s();
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3 + 2 * t->n_members);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b,
+        "INSERT INTO lx_teams (team_id, team_alias, models, max_budget_nanos, soft_budget_nanos, "
+        "budget_duration, budget_reset_at, rpm_limit, tpm_limit, max_parallel_requests, blocked, "
+        "metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+        "$12, $13, $13)",
+        13);
+    p[0] = LX_SP_T(t->team_id);
+    p[1] = LX_SP_T(alias);
+    p[2] = LX_SP_T(models ? models : "[]");
+    p[3] = maxb >= 0 ? LX_SP_I(maxb) : LX_SP_NUL;
+    p[4] = softb >= 0 ? LX_SP_I(softb) : LX_SP_NUL;
+    p[5] = LX_SP_T(dur);
+    p[6] = dur ? LX_SP_I(now + dur_s) : LX_SP_NUL;
+    p[7] = rpm >= 0 ? LX_SP_I(rpm) : LX_SP_NUL;
+    p[8] = tpm >= 0 ? LX_SP_I(tpm) : LX_SP_NUL;
+    p[9] = mpr >= 0 ? LX_SP_I(mpr) : LX_SP_NUL;
+    p[10] = LX_SP_I(blocked ? 1 : 0);
+    p[11] = LX_SP_T(metadata ? metadata : "{}");
+    p[12] = LX_SP_I(now);
+    add_member_stmts(ctx, &b, t, now);
+    add_audit(ctx, &b, "created", "lx_teams", t->team_id, NULL, body);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_row_done);
+}
+
+/* ---- /team/info ---- */
+
+void lx_admin__team_info(struct lx_admin_ctx *ctx)
+{
+    struct team_op *t = op_new(ctx, T_INFO);
+    t->team_id = lx_admin_query(ctx, "team_id");
+    if (!t->team_id || !*t->team_id) {
+        lx_admin_respond_error_param(ctx, 400, "team_id",
+                                     "Malformed request. No team id passed in (team_id).");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_row_done);
+}
+
+/* ---- /team/update ---- */
+
+static struct lx_store_param keep_text(const struct lx_store_result *r, const char *col,
+                                       const char *v, bool present)
+{
+    return LX_SP_T(present ? v : lx_store_cell(r, 0, col));
+}
+
+static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col, long long v,
+                                      bool present)
+{
+    if (present) {
+        return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
+    }
+    return lx_store_cell(r, 0, col) ? LX_SP_I(lx_store_cell_int(r, 0, col, 0)) : LX_SP_NUL;
+}
+
+static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
+                            const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_op *t = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team_id=%s",
+                                     t->team_id);
+        return;
+    }
+    const cJSON *body = ctx->body;
+    const char *alias = NULL, *models = NULL, *metadata = NULL, *dur = NULL;
+    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
+    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT;
+    bool blocked = false, has_alias = false, has_models = false, has_meta = false;
+    bool has_dur = false, has_rpm = false, has_tpm = false, has_mpr = false, has_max = false;
+    bool has_soft = false, has_blocked = false;
+    if (lx_admin_field_str(ctx, body, "team_alias", &alias, &has_alias) ||
+        lx_admin_field_strlist_json(ctx, body, "models", &models, &has_models) ||
+        lx_admin_field_object_json(ctx, body, "metadata", &metadata, &has_meta) ||
+        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, &has_dur) ||
+        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, &has_rpm) ||
+        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, &has_tpm) ||
+        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, &has_mpr) ||
+        lx_admin_field_money(ctx, body, "max_budget", &maxb, &has_max) ||
+        lx_admin_field_money(ctx, body, "soft_budget", &softb, &has_soft) ||
+        lx_admin_field_bool(ctx, body, "blocked", &blocked, &has_blocked)) {
+        return;
+    }
+    const cJSON *mb = cJSON_GetObjectItemCaseSensitive(body, "max_budget");
+    if (mb && cJSON_IsNull(mb)) {
+        has_max = true;
+        maxb = LX_NO_LIMIT;
+    }
+    int64_t now = lx_wall_s();
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b,
+        "UPDATE lx_teams SET team_alias = $2, models = $3, max_budget_nanos = $4, "
+        "soft_budget_nanos = $5, budget_duration = $6, budget_reset_at = $7, rpm_limit = $8, "
+        "tpm_limit = $9, max_parallel_requests = $10, blocked = $11, metadata = $12, updated_at "
+        "= $13 WHERE team_id = $1",
+        13);
+    p[0] = LX_SP_T(t->team_id);
+    p[1] = keep_text(res, "team_alias", alias, has_alias);
+    p[2] = keep_text(res, "models", models, has_models);
+    p[3] = keep_int(res, "max_budget_nanos", maxb, has_max);
+    p[4] = keep_int(res, "soft_budget_nanos", softb, has_soft);
+    p[5] = keep_text(res, "budget_duration", dur, has_dur);
+    p[6] = has_dur ? LX_SP_I(now + dur_s) : keep_int(res, "budget_reset_at", 0, false);
+    p[7] = keep_int(res, "rpm_limit", rpm, has_rpm);
+    p[8] = keep_int(res, "tpm_limit", tpm, has_tpm);
+    p[9] = keep_int(res, "max_parallel_requests", mpr, has_mpr);
+    p[10] =
+        has_blocked ? LX_SP_I(blocked ? 1 : 0) : LX_SP_I(lx_store_cell_int(res, 0, "blocked", 0));
+    p[11] = keep_text(res, "metadata", metadata, has_meta);
+    p[12] = LX_SP_I(now);
+    cJSON *before = lx_admin__row_json(res, 0, NULL);
+    add_audit(ctx, &b, "updated", "lx_teams", t->team_id, before, body);
+    cJSON_Delete(before);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_row_done);
+}
+
+void lx_admin__team_update(struct lx_admin_ctx *ctx)
+{
+    struct team_op *t = op_new(ctx, T_UPDATE);
+    if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
+        return;
+    }
+    if (!t->team_id) {
+        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_update_row);
+}
+
+/* ---- /team/member_add and /team/member_delete ---- */
+
+/* Rows of the team's current members (0 rows: no such team; NULL user_id: no members). */
+static void select_members(struct lx_admin__batch *b, const char *team_id)
+{
+    struct lx_store_param *p = lx_admin__batch_add(
+        b,
+        "SELECT t.team_id AS team, m.user_id, m.role, u.user_email FROM lx_teams t LEFT JOIN "
+        "lx_team_members m ON m.team_id = t.team_id LEFT JOIN lx_users u ON u.user_id = "
+        "m.user_id WHERE t.team_id = $1",
+        1);
+    p[0] = LX_SP_T(team_id);
+}
+
+/* May the caller manage this team's members: a proxy admin, or an admin of the team. */
+static bool may_manage(const struct lx_admin_ctx *ctx, const struct lx_store_result *res)
+{
+    if (lx_admin_is_admin(ctx->caller)) {
+        return true;
+    }
+    const char *me = ctx->caller->user_id;
+    for (size_t i = 0; me && i < res->n_rows; i++) {
+        const char *id = lx_store_cell(res, i, "user_id");
+        const char *role = lx_store_cell(res, i, "role");
+        if (id && role && strcmp(id, me) == 0 && strcmp(role, "admin") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool is_member(const struct lx_store_result *res, const char *user_id,
+                      const char *user_email)
+{
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const char *id = lx_store_cell(res, i, "user_id");
+        const char *email = lx_store_cell(res, i, "user_email");
+        if ((user_id && id && strcmp(user_id, id) == 0) ||
+            (user_email && email && strcasecmp(user_email, email) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void member_add_checked(void *ud, int rc, const struct lx_store_result *res,
+                               const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_op *t = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found for team_id=%s",
+                                     t->team_id);
+        return;
+    }
+    if (!may_manage(ctx, res)) {
+        lx_admin_respond_error(ctx, 403,
+                               "Call not allowed. User not proxy admin OR team admin. "
+                               "route=/team/member_add, team_id=%s",
+                               t->team_id);
+        return;
+    }
+    for (size_t i = 0; i < t->n_members; i++) {
+        const struct member *m = &t->members[i];
+        if (is_member(res, m->user_id, m->user_id ? NULL : m->user_email)) {
+            lx_admin_respond_error_param(ctx, 400, "member", "User=%s already in team=%s",
+                                         m->user_id ? m->user_id : m->user_email, t->team_id);
+            return;
+        }
+    }
+    int64_t now = lx_wall_s();
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 2 + 2 * t->n_members);
+    add_member_stmts(ctx, &b, t, now);
+    add_audit(ctx, &b, "updated", "lx_teams", t->team_id, NULL, ctx->body);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_row_done);
+}
+
+void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
+{
+    struct team_op *t = op_new(ctx, T_ADD);
+    const cJSON *member = cJSON_GetObjectItemCaseSensitive(ctx->body, "member");
+    if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL) ||
+        lx_admin_field_money(ctx, ctx->body, "max_budget_in_team", &t->max_budget_in_team, NULL) ||
+        parse_members(ctx, member, "member", false, t)) {
+        return;
+    }
+    if (!t->team_id) {
+        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+        return;
+    }
+    if (t->n_members == 0) {
+        lx_admin_respond_error_param(ctx, 400, "member", "No member/members passed in (member)");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    select_members(&b, t->team_id);
+    exec_or_fail(ctx, &b, member_add_checked);
+}
+
+static void member_delete_checked(void *ud, int rc, const struct lx_store_result *res,
+                                  const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_op *t = ctx->ud;
+    const struct member *m = &t->members[0];
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        lx_admin_respond_error_param(ctx, 404, "team_id", "Team id=%s does not exist in db",
+                                     t->team_id);
+        return;
+    }
+    if (!may_manage(ctx, res)) {
+        lx_admin_respond_error(ctx, 403,
+                               "Call not allowed. User not proxy admin OR team admin. "
+                               "route=/team/member_delete, team_id=%s",
+                               t->team_id);
+        return;
+    }
+    if (!is_member(res, m->user_id, m->user_email)) {
+        lx_admin_respond_error_param(ctx, 400, m->user_id ? "user_id" : "user_email",
+                                     "User not found in team");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b,
+        "DELETE FROM lx_team_members WHERE team_id = $1 AND (user_id = $2 OR user_id IN (SELECT "
+        "user_id FROM lx_users WHERE lower(user_email) = lower($3)))",
+        3);
+    p[0] = LX_SP_T(t->team_id);
+    p[1] = LX_SP_T(m->user_id);
+    p[2] = LX_SP_T(m->user_email);
+    cJSON *upd = cJSON_CreateObject();
+    cJSON_AddStringToObject(upd, "removed_member", m->user_id ? m->user_id : m->user_email);
+    add_audit(ctx, &b, "updated", "lx_teams", t->team_id, NULL, upd);
+    cJSON_Delete(upd);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_row_done);
+}
+
+void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
+{
+    struct team_op *t = op_new(ctx, T_DEL);
+    t->members = lx_arena_alloc(&ctx->arena, sizeof(*t->members));
+    memset(t->members, 0, sizeof(*t->members));
+    t->n_members = 1;
+    if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL) ||
+        lx_admin__field_id(ctx, ctx->body, "user_id", &t->members[0].user_id, NULL) ||
+        lx_admin_field_str(ctx, ctx->body, "user_email", &t->members[0].user_email, NULL)) {
+        return;
+    }
+    if (!t->team_id) {
+        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+        return;
+    }
+    if (!t->members[0].user_id && !t->members[0].user_email) {
+        lx_admin_respond_error_param(ctx, 400, "user_id",
+                                     "Either user_id or user_email needs to be passed in");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    select_members(&b, t->team_id);
+    exec_or_fail(ctx, &b, member_delete_checked);
+}
+
+/* ---- /team/delete ---- */
+
+struct team_delete {
+    const char **ids;
+    size_t n;
+};
+
+static void bind_ids(struct lx_store_param *p, const char *const *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        p[i] = LX_SP_T(ids[i]);
+    }
+}
+
+static void team_delete_done(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    (void)res;
+    struct lx_admin_ctx *ctx = ud;
+    struct team_delete *d = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *a = cJSON_AddArrayToObject(o, "deleted_teams");
+    for (size_t i = 0; i < d->n; i++) {
+        lx_auth_invalidate_team(d->ids[i]);
+        cJSON_AddItemToArray(a, cJSON_CreateString(d->ids[i]));
+    }
+    op_answer(ctx, o);
+}
+
+static void team_delete_rows(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_delete *d = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        bool found = false;
+        for (size_t r = 0; r < res->n_rows && !found; r++) {
+            const char *id = lx_store_cell(res, r, "team_id");
+            found = id && strcmp(id, d->ids[i]) == 0;
+        }
+        if (!found) {
+            lx_admin_respond_error_param(ctx, 404, "team_ids", "Team not found, passed team_id=%s",
+                                         d->ids[i]);
+            return;
+        }
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3 + res->n_rows);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_keys WHERE team_id IN ", 1, d->n, ""), d->n);
+    bind_ids(p, d->ids, d->n);
+    p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_team_members WHERE team_id IN ", 1, d->n, ""),
+        d->n);
+    bind_ids(p, d->ids, d->n);
+    for (size_t r = 0; r < res->n_rows; r++) {
+        cJSON *before = lx_admin__row_json(res, r, NULL);
+        add_audit(ctx, &b, "deleted", "lx_teams",
+                  lx_admin__dup(ctx, lx_store_cell(res, r, "team_id")), before, NULL);
+        cJSON_Delete(before);
+    }
+    p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_teams WHERE team_id IN ", 1, d->n, ""), d->n);
+    bind_ids(p, d->ids, d->n);
+    exec_or_fail(ctx, &b, team_delete_done);
+}
+
+void lx_admin__team_delete(struct lx_admin_ctx *ctx)
+{
+    struct team_delete *d = lx_arena_alloc(&ctx->arena, sizeof(*d));
+    memset(d, 0, sizeof(*d));
+    ctx->ud = d;
+    bool present = false;
+    if (lx_admin__strlist(ctx, ctx->body, "team_ids", MAX_IDS, &d->ids, &d->n, &present)) {
+        return;
+    }
+    if (!present || d->n == 0) {
+        lx_admin_respond_error_param(ctx, 400, "team_ids", "No team id passed in (team_ids)");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "SELECT * FROM lx_teams WHERE team_id IN ", 1, d->n, ""), d->n);
+    bind_ids(p, d->ids, d->n);
+    exec_or_fail(ctx, &b, team_delete_rows);
+}
+
+/* ---- /team/list ---- */
+
+struct team_list {
+    const char *user_id;
+    cJSON *teams;
+};
+
+static cJSON *find_team(cJSON *teams, const char *team_id)
+{
+    cJSON *t;
+    cJSON_ArrayForEach(t, teams)
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "team_id");
+        if (cJSON_IsString(id) && team_id && strcmp(id->valuestring, team_id) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static void team_list_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
+{
+    struct team_list *l = ctx->ud;
+    cJSON_Delete(l->teams);
+    l->teams = NULL;
+    lx_admin_respond_store_error(ctx, rc, err);
+}
+
+static void team_list_keys(void *ud, int rc, const struct lx_store_result *res,
+                           const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_list *l = ctx->ud;
+    if (rc) {
+        team_list_fail(ctx, rc, err);
+        return;
+    }
+    static const char *const skip[] = {"token", NULL};
+    for (size_t i = 0; i < res->n_rows; i++) {
+        cJSON *t = find_team(l->teams, lx_store_cell(res, i, "team_id"));
+        if (t) {
+            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(t, "keys"),
+                                 lx_admin__row_json(res, i, skip));
+        }
+    }
+    cJSON *doc = l->teams;
+    l->teams = NULL;
+    op_answer(ctx, doc);
+}
+
+#define TEAM_LIST_FILTER                                                                           \
+    "($1 IS NULL OR team_id IN (SELECT team_id FROM lx_team_members WHERE user_id = $1))"
+
+static void team_list_members(void *ud, int rc, const struct lx_store_result *res,
+                              const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_list *l = ctx->ud;
+    if (rc) {
+        team_list_fail(ctx, rc, err);
+        return;
+    }
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const char *tid = lx_store_cell(res, i, "team_id");
+        cJSON *t = find_team(l->teams, tid);
+        if (!t) {
+            continue;
+        }
+        cJSON *m = cJSON_CreateObject();
+        const char *email = lx_store_cell(res, i, "user_email");
+        cJSON_AddStringToObject(m, "user_id", lx_store_cell(res, i, "user_id"));
+        if (email) {
+            cJSON_AddStringToObject(m, "user_email", email);
+        } else {
+            cJSON_AddNullToObject(m, "user_email");
+        }
+        cJSON_AddStringToObject(m, "role", lx_store_cell(res, i, "role"));
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(t, "members_with_roles"), m);
+        cJSON *tm = cJSON_CreateObject();
+        cJSON_AddStringToObject(tm, "team_id", tid);
+        cJSON_AddStringToObject(tm, "user_id", lx_store_cell(res, i, "user_id"));
+        cJSON_AddNumberToObject(tm, "spend",
+                                (double)lx_store_cell_int(res, i, "spend_nanos", 0) / 1e9);
+        cJSON_AddNullToObject(tm, "budget_id");
+        if (!l->user_id || strcmp(l->user_id, lx_store_cell(res, i, "user_id")) == 0) {
+            cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(t, "team_memberships"), tm);
+        } else {
+            cJSON_Delete(tm);
+        }
+    }
+    struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
+    struct lx_store_stmt s = {
+        "SELECT * FROM lx_keys WHERE team_id IS NOT NULL AND " TEAM_LIST_FILTER
+        " ORDER BY created_at",
+        p, 1};
+    rc = lx_store_exec(ctx->port, &s, 1, team_list_keys, ctx);
+    if (rc) {
+        team_list_fail(ctx, rc, NULL);
+    }
+}
+
+static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
+                           const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_list *l = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    l->teams = cJSON_CreateArray();
+    for (size_t i = 0; i < res->n_rows; i++) {
+        cJSON *t = lx_admin__row_json(res, i, NULL);
+        cJSON_AddArrayToObject(t, "members_with_roles");
+        cJSON_AddArrayToObject(t, "team_memberships");
+        cJSON_AddArrayToObject(t, "keys");
+        cJSON_AddItemToArray(l->teams, t);
+    }
+    struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
+    struct lx_store_stmt s = {
+        "SELECT m.team_id, m.user_id, m.role, m.spend_nanos, u.user_email FROM lx_team_members m "
+        "LEFT JOIN lx_users u ON u.user_id = m.user_id WHERE ($1 IS NULL OR m.team_id IN (SELECT "
+        "team_id FROM lx_team_members WHERE user_id = $1))"
+        " ORDER BY m.created_at, m.user_id",
+        p, 1};
+    rc = lx_store_exec(ctx->port, &s, 1, team_list_members, ctx);
+    if (rc) {
+        team_list_fail(ctx, rc, NULL);
+    }
+}
+
+void lx_admin__team_list(struct lx_admin_ctx *ctx)
+{
+    struct team_list *l = lx_arena_alloc(&ctx->arena, sizeof(*l));
+    memset(l, 0, sizeof(*l));
+    ctx->ud = l;
+    l->user_id = lx_admin_query(ctx, "user_id");
+    if (l->user_id && !*l->user_id) {
+        l->user_id = NULL;
+    }
+    const struct lx_identity *c = ctx->caller;
+    if (!lx_admin_can_read_all(c) &&
+        (!l->user_id || !c->user_id || strcmp(l->user_id, c->user_id) != 0)) {
+        lx_admin_respond_error(ctx, 401,
+                               "Only admin users can query all teams/other teams. Your user "
+                               "role=%s",
+                               lx_user_role_name(c->role));
+        return;
+    }
+    struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
+    struct lx_store_stmt s = {
+        "SELECT * FROM lx_teams WHERE " TEAM_LIST_FILTER " ORDER BY team_alias, team_id", p, 1};
+    int rc = lx_store_exec(ctx->port, &s, 1, team_list_rows, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}

@@ -1,0 +1,930 @@
+/*
+ * /user/new, /user/info, /user/update, /user/delete, /user/list: LiteLLM's
+ * internal-user endpoints over lx_users, with team memberships in
+ * lx_team_members and the user's keys in lx_keys.
+ *
+ * Every change is one store batch (one transaction) that also writes its
+ * audit row, and ends with a SELECT of the changed record so the answer shows
+ * what the database now holds. Lookups that need several result sets (a user
+ * with its keys and teams) chain round trips through ctx->ud. As in LiteLLM,
+ * /user/new also creates a key for the user unless auto_create_key is false,
+ * and /user/delete deletes the user's keys and memberships with it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "admin/admin_int.h"
+#include "auth/auth.h"
+#include "core/alloc.h"
+#include "core/rand.h"
+#include "core/time.h"
+#include "log/log.h"
+
+#define MAX_IDS 1000
+#define MAX_ID_LEN 512
+
+/* ---- shared field checks ---- */
+
+bool lx_admin__valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_ID_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int lx_admin__field_id(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
+                       const char **out, bool *out_present)
+{
+    bool present = false;
+    if (lx_admin_field_str(ctx, obj, name, out, &present)) {
+        return -1;
+    }
+    if (present && !lx_admin__valid_id(*out)) {
+        lx_admin_respond_error_param(ctx, 400, name,
+                                     "%s must be 1 to %d characters without control characters",
+                                     name, MAX_ID_LEN);
+        return -1;
+    }
+    if (out_present) {
+        *out_present = present;
+    }
+    return 0;
+}
+
+int lx_admin__field_limit(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
+                          long long *out, bool *out_present)
+{
+    bool present = false;
+    if (lx_admin_field_int(ctx, obj, name, out, &present)) {
+        return -1;
+    }
+    if (present && *out < 0) {
+        lx_admin_respond_error_param(ctx, 400, name, "%s must be >= 0", name);
+        return -1;
+    }
+    if (out_present) {
+        *out_present = present;
+    }
+    return 0;
+}
+
+int lx_admin__field_role(struct lx_admin_ctx *ctx, const cJSON *obj, const char **out,
+                         bool *out_present)
+{
+    bool present = false;
+    if (lx_admin_field_str(ctx, obj, "user_role", out, &present)) {
+        return -1;
+    }
+    if (present && lx_user_role_parse(*out) == LX_ROLE_UNSET) {
+        lx_admin_respond_error_param(ctx, 400, "user_role",
+                                     "Invalid user_role. Must be one of proxy_admin, "
+                                     "proxy_admin_viewer, internal_user, internal_user_viewer, "
+                                     "app_user");
+        return -1;
+    }
+    if (out_present) {
+        *out_present = present;
+    }
+    return 0;
+}
+
+/* A new virtual key: "sk-" + 24 url-safe characters, its SHA-256 hex and masked name. */
+static int new_key(char key[28], char token[65], char name[16])
+{
+    unsigned char raw[18], md[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        return LX_EINTERNAL;
+    }
+    static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    memcpy(key, "sk-", 3);
+    for (size_t i = 0; i < 6; i++) {
+        unsigned v = (unsigned)raw[3 * i] << 16 | (unsigned)raw[3 * i + 1] << 8 | raw[3 * i + 2];
+        for (size_t k = 0; k < 4; k++) {
+            key[3 + 4 * i + k] = b64u[(v >> (18 - 6 * k)) & 63];
+        }
+    }
+    key[27] = '\0';
+    unsigned int len = 0;
+    if (!EVP_Digest(key, 27, md, &len, EVP_sha256(), NULL) || len != 32) {
+        return LX_EINTERNAL;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < 32; i++) {
+        token[2 * i] = hex[md[i] >> 4];
+        token[2 * i + 1] = hex[md[i] & 15];
+    }
+    token[64] = '\0';
+    snprintf(name, 16, "sk-...%s", key + 23);
+    return 0;
+}
+
+/* ---- /user/new ---- */
+
+struct user_new {
+    const char *user_id, *user_email, *user_alias, *user_role, *models, *metadata;
+    const char *budget_duration, *key_alias, *key_duration;
+    long long budget_s, key_duration_s;
+    int64_t max_budget, soft_budget;
+    long long rpm, tpm, mpr;
+    const char **teams;
+    size_t n_teams;
+    bool auto_create_key;
+    char key[28], token[65], key_name[16];
+    int64_t expires;
+};
+
+static void user_new_done(void *ud, int rc, const struct lx_store_result *res,
+                          const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_new *u = ctx->ud;
+    if (rc == LX_ECONFLICT) {
+        lx_admin_respond_error_param(ctx, 409, "user_id", "User with id %s already exists",
+                                     u->user_id);
+        return;
+    }
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        lx_admin_respond_error(ctx, 500, "the new user was not found after its creation");
+        return;
+    }
+    cJSON *o = lx_admin__row_json(res, 0, NULL);
+    lx_admin__add_strlist(o, "teams", u->teams, u->n_teams);
+    if (u->auto_create_key) {
+        cJSON_AddStringToObject(o, "key", u->key);
+        cJSON_AddStringToObject(o, "key_name", u->key_name);
+        if (u->key_alias) {
+            cJSON_AddStringToObject(o, "key_alias", u->key_alias);
+        } else {
+            cJSON_AddNullToObject(o, "key_alias");
+        }
+        if (u->expires) {
+            char iso[32];
+            lx_admin__iso_time(u->expires, iso);
+            cJSON_AddStringToObject(o, "expires", iso);
+        } else {
+            cJSON_AddNullToObject(o, "expires");
+        }
+    } else {
+        cJSON_AddNullToObject(o, "key");
+    }
+    lx_auth_invalidate_user(u->user_id);
+    lx_admin_respond_json(ctx, 200, o);
+    cJSON_Delete(o);
+}
+
+static void user_new_insert(struct lx_admin_ctx *ctx)
+{
+    struct user_new *u = ctx->ud;
+    int64_t now = lx_wall_s();
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 4 + u->n_teams);
+
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b,
+        "INSERT INTO lx_users (user_id, user_email, user_alias, user_role, models, "
+        "max_budget_nanos, soft_budget_nanos, budget_duration, budget_reset_at, rpm_limit, "
+        "tpm_limit, max_parallel_requests, metadata, created_at, updated_at) VALUES ($1, $2, $3, "
+        "$4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+        14);
+    p[0] = LX_SP_T(u->user_id);
+    p[1] = LX_SP_T(u->user_email);
+    p[2] = LX_SP_T(u->user_alias);
+    p[3] = LX_SP_T(u->user_role);
+    p[4] = LX_SP_T(u->models);
+    p[5] = u->max_budget >= 0 ? LX_SP_I(u->max_budget) : LX_SP_NUL;
+    p[6] = u->soft_budget >= 0 ? LX_SP_I(u->soft_budget) : LX_SP_NUL;
+    p[7] = LX_SP_T(u->budget_duration);
+    p[8] = u->budget_duration ? LX_SP_I(now + u->budget_s) : LX_SP_NUL;
+    p[9] = u->rpm >= 0 ? LX_SP_I(u->rpm) : LX_SP_NUL;
+    p[10] = u->tpm >= 0 ? LX_SP_I(u->tpm) : LX_SP_NUL;
+    p[11] = u->mpr >= 0 ? LX_SP_I(u->mpr) : LX_SP_NUL;
+    p[12] = LX_SP_T(u->metadata);
+    p[13] = LX_SP_I(now);
+
+    /* Memberships of teams that exist; LiteLLM skips unknown teams too. */
+    for (size_t i = 0; i < u->n_teams; i++) {
+        p = lx_admin__batch_add(&b,
+                                "INSERT INTO lx_team_members (team_id, user_id, role, created_at) "
+                                "SELECT team_id, $2, 'user', $3 FROM lx_teams WHERE team_id = $1 "
+                                "ON CONFLICT (team_id, user_id) DO NOTHING",
+                                3);
+        p[0] = LX_SP_T(u->teams[i]);
+        p[1] = LX_SP_T(u->user_id);
+        p[2] = LX_SP_I(now);
+    }
+
+    if (u->auto_create_key) {
+        if (new_key(u->key, u->token, u->key_name)) {
+            lx_admin_respond_error(ctx, 500, "cannot generate a key");
+            return;
+        }
+        u->expires = u->key_duration ? now + u->key_duration_s : 0;
+        p = lx_admin__batch_add(
+            &b,
+            "INSERT INTO lx_keys (token, key_name, key_alias, user_id, models, metadata, "
+            "expires, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, '{}', $6, "
+            "$7, $8, $8)",
+            8);
+        p[0] = LX_SP_T(u->token);
+        p[1] = LX_SP_T(u->key_name);
+        p[2] = LX_SP_T(u->key_alias);
+        p[3] = LX_SP_T(u->user_id);
+        p[4] = LX_SP_T(u->models);
+        p[5] = u->expires ? LX_SP_I(u->expires) : LX_SP_NUL;
+        p[6] = LX_SP_T(lx_admin_caller_name(ctx));
+        p[7] = LX_SP_I(now);
+    }
+
+    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
+    cJSON *after = cJSON_CreateObject();
+    cJSON_AddStringToObject(after, "user_id", u->user_id);
+    if (u->user_email) {
+        cJSON_AddStringToObject(after, "user_email", u->user_email);
+    }
+    cJSON_AddStringToObject(after, "user_role", u->user_role);
+    cJSON_AddItemToObject(after, "models", cJSON_Parse(u->models));
+    char *after_s = cJSON_PrintUnformatted(after);
+    cJSON_Delete(after);
+    lx_admin_audit_stmt(ctx, a, "created", "lx_users", u->user_id, NULL,
+                        after_s ? lx_admin__dup(ctx, after_s) : NULL, lx_admin__batch_slot(&b));
+    cJSON_free(after_s);
+
+    p = lx_admin__batch_add(&b, "SELECT * FROM lx_users WHERE user_id = $1", 1);
+    p[0] = LX_SP_T(u->user_id);
+
+    int rc = lx_store_exec(ctx->port, b.stmts, b.n, user_new_done, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+static void user_new_checked(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const char *k = lx_store_cell(res, i, "k");
+        const char *v = lx_store_cell(res, i, "v");
+        if (!k || !v) {
+            continue;
+        }
+        if (strcmp(k, "id") == 0) {
+            lx_admin_respond_error_param(ctx, 409, "user_id", "User with id %s already exists", v);
+            return;
+        }
+        if (strcmp(k, "email") == 0) {
+            lx_admin_respond_error_param(ctx, 409, "user_email",
+                                         "User with email %s already exists", v);
+            return;
+        }
+        if (strcmp(k, "alias") == 0) {
+            lx_admin_respond_error_param(ctx, 409, "key_alias", "Key with alias %s already exists",
+                                         v);
+            return;
+        }
+    }
+    user_new_insert(ctx);
+}
+
+void lx_admin__user_new(struct lx_admin_ctx *ctx)
+{
+    struct user_new *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    u->max_budget = u->soft_budget = LX_NO_LIMIT;
+    u->rpm = u->tpm = u->mpr = LX_NO_LIMIT;
+    u->auto_create_key = true;
+    ctx->ud = u;
+    const cJSON *body = ctx->body;
+    const char *team_id = NULL;
+    bool present = false;
+    if (lx_admin__field_id(ctx, body, "user_id", &u->user_id, NULL) ||
+        lx_admin_field_str(ctx, body, "user_email", &u->user_email, NULL) ||
+        lx_admin_field_str(ctx, body, "user_alias", &u->user_alias, NULL) ||
+        lx_admin__field_role(ctx, body, &u->user_role, NULL) ||
+        lx_admin_field_strlist_json(ctx, body, "models", &u->models, NULL) ||
+        lx_admin_field_money(ctx, body, "max_budget", &u->max_budget, NULL) ||
+        lx_admin_field_money(ctx, body, "soft_budget", &u->soft_budget, NULL) ||
+        lx_admin_field_duration(ctx, body, "budget_duration", &u->budget_duration, &u->budget_s,
+                                NULL) ||
+        lx_admin__field_limit(ctx, body, "rpm_limit", &u->rpm, NULL) ||
+        lx_admin__field_limit(ctx, body, "tpm_limit", &u->tpm, NULL) ||
+        lx_admin__field_limit(ctx, body, "max_parallel_requests", &u->mpr, NULL) ||
+        lx_admin_field_object_json(ctx, body, "metadata", &u->metadata, NULL) ||
+        lx_admin__strlist(ctx, body, "teams", MAX_IDS, &u->teams, &u->n_teams, NULL) ||
+        lx_admin__field_id(ctx, body, "team_id", &team_id, NULL) ||
+        lx_admin_field_bool(ctx, body, "auto_create_key", &u->auto_create_key, NULL) ||
+        lx_admin_field_str(ctx, body, "key_alias", &u->key_alias, NULL) ||
+        lx_admin_field_duration(ctx, body, "duration", &u->key_duration, &u->key_duration_s,
+                                &present)) {
+        return;
+    }
+    if (!u->user_id) {
+        char id[37];
+        lx_uuid4(id);
+        u->user_id = lx_admin__dup(ctx, id);
+    }
+    if (!u->user_role) {
+        u->user_role = "internal_user";
+    }
+    if (!u->models) {
+        u->models = "[]";
+    }
+    if (!u->metadata) {
+        u->metadata = "{}";
+    }
+    if (team_id) {
+        /* The deprecated single team_id joins the teams list. */
+        const char **t = lx_arena_alloc(&ctx->arena, (u->n_teams + 1) * sizeof(*t));
+        memcpy(t, u->teams, u->n_teams * sizeof(*t));
+        t[u->n_teams++] = team_id;
+        u->teams = t;
+    }
+    struct lx_store_param p[3] = {LX_SP_T(u->user_id), LX_SP_T(u->user_email),
+                                  LX_SP_T(u->auto_create_key ? u->key_alias : NULL)};
+    struct lx_store_stmt s = {
+        "SELECT 'id' AS k, user_id AS v FROM lx_users WHERE user_id = $1 "
+        "UNION ALL SELECT 'email', user_email FROM lx_users WHERE lower(user_email) = lower($2) "
+        "UNION ALL SELECT 'alias', key_alias FROM lx_keys WHERE key_alias = $3",
+        p, 3};
+    int rc = lx_store_exec(ctx->port, &s, 1, user_new_checked, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+/* ---- /user/info ---- */
+
+struct user_info {
+    const char *user_id;
+    cJSON *doc;  /* the answer being built */
+    cJSON *info; /* doc.user_info (borrowed from doc) */
+};
+
+static void user_info_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
+{
+    struct user_info *u = ctx->ud;
+    cJSON_Delete(u->doc);
+    u->doc = NULL;
+    lx_admin_respond_store_error(ctx, rc, err);
+}
+
+static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
+                            const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_info *u = ctx->ud;
+    if (rc) {
+        user_info_fail(ctx, rc, err);
+        return;
+    }
+    cJSON *teams = cJSON_AddArrayToObject(u->doc, "teams");
+    cJSON *ids = u->info ? cJSON_AddArrayToObject(u->info, "teams") : NULL;
+    for (size_t i = 0; i < res->n_rows; i++) {
+        cJSON_AddItemToArray(teams, lx_admin__row_json(res, i, NULL));
+        if (ids) {
+            cJSON_AddItemToArray(ids, cJSON_CreateString(lx_store_cell(res, i, "team_id")));
+        }
+    }
+    cJSON *doc = u->doc;
+    u->doc = NULL;
+    lx_admin_respond_json(ctx, 200, doc);
+    cJSON_Delete(doc);
+}
+
+static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
+                           const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_info *u = ctx->ud;
+    if (rc) {
+        user_info_fail(ctx, rc, err);
+        return;
+    }
+    cJSON *keys = cJSON_AddArrayToObject(u->doc, "keys");
+    for (size_t i = 0; i < res->n_rows; i++) {
+        cJSON_AddItemToArray(keys, lx_admin__row_json(res, i, NULL));
+    }
+    struct lx_store_param p[1] = {LX_SP_T(u->user_id)};
+    struct lx_store_stmt s = {
+        u->user_id ? "SELECT t.* FROM lx_teams t JOIN lx_team_members m ON m.team_id = t.team_id "
+                     "WHERE m.user_id = $1 ORDER BY t.team_alias, t.team_id"
+                   : "SELECT * FROM lx_teams ORDER BY team_alias, team_id LIMIT 1000",
+        p, u->user_id ? 1 : 0};
+    rc = lx_store_exec(ctx->port, &s, 1, user_info_teams, ctx);
+    if (rc) {
+        user_info_fail(ctx, rc, NULL);
+    }
+}
+
+static void user_info_row(void *ud, int rc, const struct lx_store_result *res,
+                          const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_info *u = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (u->user_id && res->n_rows == 0) {
+        lx_admin_respond_error_param(ctx, 404, "user_id", "User %s not found", u->user_id);
+        return;
+    }
+    u->doc = cJSON_CreateObject();
+    if (u->user_id) {
+        cJSON_AddStringToObject(u->doc, "user_id", u->user_id);
+        u->info = lx_admin__row_json(res, 0, NULL);
+        cJSON_AddItemToObject(u->doc, "user_info", u->info);
+    } else {
+        cJSON_AddNullToObject(u->doc, "user_id");
+        cJSON_AddNullToObject(u->doc, "user_info");
+    }
+    struct lx_store_param p[1] = {LX_SP_T(u->user_id)};
+    struct lx_store_stmt s = {u->user_id
+                                  ? "SELECT * FROM lx_keys WHERE user_id = $1 ORDER BY created_at"
+                                  : "SELECT * FROM lx_keys ORDER BY created_at LIMIT 1000",
+                              p, u->user_id ? 1 : 0};
+    rc = lx_store_exec(ctx->port, &s, 1, user_info_keys, ctx);
+    if (rc) {
+        user_info_fail(ctx, rc, NULL);
+    }
+}
+
+void lx_admin__user_info(struct lx_admin_ctx *ctx)
+{
+    struct user_info *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    ctx->ud = u;
+    u->user_id = lx_admin_query(ctx, "user_id");
+    if (u->user_id && !*u->user_id) {
+        u->user_id = NULL;
+    }
+    const struct lx_identity *c = ctx->caller;
+    if (!u->user_id && !lx_admin_can_read_all(c)) {
+        u->user_id = c->user_id;
+        if (!u->user_id) {
+            lx_admin_respond_error_param(ctx, 400, "user_id",
+                                         "user_id is required: this key has no user");
+            return;
+        }
+    }
+    if (u->user_id && !lx_admin_can_read_all(c) &&
+        (!c->user_id || strcmp(c->user_id, u->user_id))) {
+        lx_admin_respond_error(ctx, 403,
+                               "User=%s is not allowed to view the info of user_id=%s: only "
+                               "admins can see other users",
+                               c->user_id ? c->user_id : "(none)", u->user_id);
+        return;
+    }
+    struct lx_store_param p[1] = {LX_SP_T(u->user_id)};
+    struct lx_store_stmt s = {"SELECT * FROM lx_users WHERE user_id = $1", p, 1};
+    if (!u->user_id) {
+        /* An admin without a user: every key and team, as LiteLLM's admin view. */
+        s.sql = "SELECT 1 AS one";
+        s.n_params = 0;
+    }
+    int rc = lx_store_exec(ctx->port, &s, 1, user_info_row, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+/* ---- /user/update ---- */
+
+struct user_update {
+    const char *by_id, *by_email;
+    const char *user_id;
+    cJSON *before;
+};
+
+static void user_update_done(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_update *u = ctx->ud;
+    if (rc == LX_ECONFLICT) {
+        lx_admin_respond_error(ctx, 409, "conflict with an existing user");
+        return;
+    }
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    lx_auth_invalidate_user(u->user_id);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "user_id", u->user_id);
+    cJSON_AddItemToObject(o, "data",
+                          res->n_rows ? lx_admin__row_json(res, 0, NULL) : cJSON_CreateNull());
+    lx_admin_respond_json(ctx, 200, o);
+    cJSON_Delete(o);
+}
+
+/* A column's new value: the body's when present, else the row's. */
+static struct lx_store_param keep_text(const struct lx_store_result *r, const char *col,
+                                       const char *v, bool present)
+{
+    return LX_SP_T(present ? v : lx_store_cell(r, 0, col));
+}
+
+static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col, long long v,
+                                      bool present)
+{
+    if (present) {
+        return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
+    }
+    const char *c = lx_store_cell(r, 0, col);
+    return c ? LX_SP_I(lx_store_cell_int(r, 0, col, 0)) : LX_SP_NUL;
+}
+
+static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
+                            const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_update *u = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        if (u->by_id) {
+            lx_admin_respond_error_param(ctx, 404, "user_id", "User %s not found", u->by_id);
+        } else {
+            lx_admin_respond_error_param(ctx, 404, "user_email", "User with email %s not found",
+                                         u->by_email);
+        }
+        return;
+    }
+    u->user_id = lx_admin__dup(ctx, lx_store_cell(res, 0, "user_id"));
+    const cJSON *body = ctx->body;
+    const char *email = NULL, *alias = NULL, *role = NULL, *models = NULL, *metadata = NULL;
+    const char *dur = NULL;
+    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
+    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT, spend = 0;
+    bool has_email = false, has_alias = false, has_role = false, has_models = false;
+    bool has_meta = false, has_dur = false, has_rpm = false, has_tpm = false, has_mpr = false;
+    bool has_max = false, has_soft = false, has_spend = false;
+    if ((u->by_id && lx_admin_field_str(ctx, body, "user_email", &email, &has_email)) ||
+        lx_admin_field_str(ctx, body, "user_alias", &alias, &has_alias) ||
+        lx_admin__field_role(ctx, body, &role, &has_role) ||
+        lx_admin_field_strlist_json(ctx, body, "models", &models, &has_models) ||
+        lx_admin_field_object_json(ctx, body, "metadata", &metadata, &has_meta) ||
+        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, &has_dur) ||
+        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, &has_rpm) ||
+        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, &has_tpm) ||
+        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, &has_mpr) ||
+        lx_admin_field_money(ctx, body, "max_budget", &maxb, &has_max) ||
+        lx_admin_field_money(ctx, body, "soft_budget", &softb, &has_soft) ||
+        lx_admin_field_money(ctx, body, "spend", &spend, &has_spend)) {
+        return;
+    }
+    /* LiteLLM: an explicit "max_budget": null clears the budget; an empty models list is ignored.
+     */
+    const cJSON *mb = cJSON_GetObjectItemCaseSensitive(body, "max_budget");
+    if (mb && cJSON_IsNull(mb)) {
+        has_max = true;
+        maxb = LX_NO_LIMIT;
+    }
+    if (has_models && strcmp(models, "[]") == 0) {
+        has_models = false;
+    }
+    int64_t now = lx_wall_s();
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b,
+        "UPDATE lx_users SET user_email = $2, user_alias = $3, user_role = $4, models = $5, "
+        "max_budget_nanos = $6, soft_budget_nanos = $7, budget_duration = $8, budget_reset_at = "
+        "$9, rpm_limit = $10, tpm_limit = $11, max_parallel_requests = $12, metadata = $13, "
+        "spend_nanos = $14, updated_at = $15 WHERE user_id = $1",
+        15);
+    p[0] = LX_SP_T(u->user_id);
+    p[1] = keep_text(res, "user_email", email, has_email);
+    p[2] = keep_text(res, "user_alias", alias, has_alias);
+    p[3] = keep_text(res, "user_role", role, has_role);
+    p[4] = keep_text(res, "models", models, has_models);
+    p[5] = keep_int(res, "max_budget_nanos", maxb, has_max);
+    p[6] = keep_int(res, "soft_budget_nanos", softb, has_soft);
+    p[7] = keep_text(res, "budget_duration", dur, has_dur);
+    p[8] = has_dur ? LX_SP_I(now + dur_s) : keep_int(res, "budget_reset_at", 0, false);
+    p[9] = keep_int(res, "rpm_limit", rpm, has_rpm);
+    p[10] = keep_int(res, "tpm_limit", tpm, has_tpm);
+    p[11] = keep_int(res, "max_parallel_requests", mpr, has_mpr);
+    p[12] = keep_text(res, "metadata", metadata, has_meta);
+    p[13] = has_spend ? LX_SP_I(spend) : LX_SP_I(lx_store_cell_int(res, 0, "spend_nanos", 0));
+    p[14] = LX_SP_I(now);
+
+    cJSON *before = lx_admin__row_json(res, 0, NULL);
+    char *before_s = cJSON_PrintUnformatted(before);
+    cJSON_Delete(before);
+    cJSON *upd = cJSON_Duplicate(body, true);
+    cJSON_DeleteItemFromObjectCaseSensitive(upd, "password");
+    char *upd_s = upd ? cJSON_PrintUnformatted(upd) : NULL;
+    cJSON_Delete(upd);
+    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
+    lx_admin_audit_stmt(ctx, a, "updated", "lx_users", u->user_id,
+                        before_s ? lx_admin__dup(ctx, before_s) : NULL,
+                        upd_s ? lx_admin__dup(ctx, upd_s) : NULL, lx_admin__batch_slot(&b));
+    cJSON_free(before_s);
+    cJSON_free(upd_s);
+
+    p = lx_admin__batch_add(&b, "SELECT * FROM lx_users WHERE user_id = $1", 1);
+    p[0] = LX_SP_T(u->user_id);
+    rc = lx_store_exec(ctx->port, b.stmts, b.n, user_update_done, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+void lx_admin__user_update(struct lx_admin_ctx *ctx)
+{
+    struct user_update *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    ctx->ud = u;
+    if (lx_admin__field_id(ctx, ctx->body, "user_id", &u->by_id, NULL) ||
+        lx_admin_field_str(ctx, ctx->body, "user_email", &u->by_email, NULL)) {
+        return;
+    }
+    if (!u->by_id && !u->by_email) {
+        lx_admin_respond_error_param(ctx, 400, "user_id",
+                                     "Either user_id or user_email must be provided");
+        return;
+    }
+    struct lx_store_param p[1] = {LX_SP_T(u->by_id ? u->by_id : u->by_email)};
+    struct lx_store_stmt s = {u->by_id ? "SELECT * FROM lx_users WHERE user_id = $1"
+                                       : "SELECT * FROM lx_users WHERE lower(user_email) = "
+                                         "lower($1) ORDER BY created_at LIMIT 1",
+                              p, 1};
+    int rc = lx_store_exec(ctx->port, &s, 1, user_update_row, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+/* ---- /user/delete ---- */
+
+struct user_delete {
+    const char **ids;
+    size_t n;
+};
+
+static void user_delete_done(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_delete *u = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        lx_auth_invalidate_user(u->ids[i]);
+    }
+    /* LiteLLM answers with the number of deleted users. */
+    cJSON *n = cJSON_CreateNumber((double)res->changes);
+    lx_admin_respond_json(ctx, 200, n);
+    cJSON_Delete(n);
+}
+
+static void bind_ids(struct lx_store_param *p, const char *const *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        p[i] = LX_SP_T(ids[i]);
+    }
+}
+
+static void user_delete_rows(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_delete *u = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        bool found = false;
+        for (size_t r = 0; r < res->n_rows && !found; r++) {
+            const char *id = lx_store_cell(res, r, "user_id");
+            found = id && strcmp(id, u->ids[i]) == 0;
+        }
+        if (!found) {
+            lx_admin_respond_error_param(ctx, 404, "user_ids", "User not found, passed user_id=%s",
+                                         u->ids[i]);
+            return;
+        }
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3 + res->n_rows);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_keys WHERE user_id IN ", 1, u->n, ""), u->n);
+    bind_ids(p, u->ids, u->n);
+    p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_team_members WHERE user_id IN ", 1, u->n, ""),
+        u->n);
+    bind_ids(p, u->ids, u->n);
+    for (size_t r = 0; r < res->n_rows; r++) {
+        cJSON *before = lx_admin__row_json(res, r, NULL);
+        char *before_s = cJSON_PrintUnformatted(before);
+        cJSON_Delete(before);
+        struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
+        lx_admin_audit_stmt(
+            ctx, a, "deleted", "lx_users", lx_admin__dup(ctx, lx_store_cell(res, r, "user_id")),
+            before_s ? lx_admin__dup(ctx, before_s) : NULL, "{}", lx_admin__batch_slot(&b));
+        cJSON_free(before_s);
+    }
+    p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_users WHERE user_id IN ", 1, u->n, ""), u->n);
+    bind_ids(p, u->ids, u->n);
+    rc = lx_store_exec(ctx->port, b.stmts, b.n, user_delete_done, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+void lx_admin__user_delete(struct lx_admin_ctx *ctx)
+{
+    struct user_delete *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    ctx->ud = u;
+    bool present = false;
+    if (lx_admin__strlist(ctx, ctx->body, "user_ids", MAX_IDS, &u->ids, &u->n, &present)) {
+        return;
+    }
+    if (!present || u->n == 0) {
+        lx_admin_respond_error_param(ctx, 400, "user_ids", "No user id passed in (user_ids)");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b, lx_admin__sql_in(ctx, "SELECT * FROM lx_users WHERE user_id IN ", 1, u->n, ""), u->n);
+    bind_ids(p, u->ids, u->n);
+    int rc = lx_store_exec(ctx->port, b.stmts, b.n, user_delete_rows, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+/* ---- /user/list ---- */
+
+struct user_list {
+    long long page, page_size;
+    cJSON *users;
+};
+
+static void user_list_count(void *ud, int rc, const struct lx_store_result *res,
+                            const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_list *u = ctx->ud;
+    if (rc) {
+        cJSON_Delete(u->users);
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    int64_t total = res->n_rows ? lx_store_cell_int(res, 0, "n", 0) : 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "users", u->users);
+    u->users = NULL;
+    cJSON_AddNumberToObject(o, "total", (double)total);
+    cJSON_AddNumberToObject(o, "page", (double)u->page);
+    cJSON_AddNumberToObject(o, "page_size", (double)u->page_size);
+    cJSON_AddNumberToObject(o, "total_pages", (double)((total + u->page_size - 1) / u->page_size));
+    lx_admin_respond_json(ctx, 200, o);
+    cJSON_Delete(o);
+}
+
+/* The filters of both statements: $1 role, $2 email part, $3 team, $4.. ids. */
+#define USER_LIST_WHERE                                                                            \
+    " WHERE ($1 IS NULL OR u.user_role = $1)"                                                      \
+    " AND ($2 IS NULL OR lower(u.user_email) LIKE '%' || lower($2) || '%')"                        \
+    " AND ($3 IS NULL OR u.user_id IN (SELECT user_id FROM lx_team_members WHERE team_id = $3))"
+
+struct user_list_q {
+    struct lx_store_param p[5 + MAX_IDS]; /* role, email, team, limit, offset, ids */
+    struct lx_store_param c[3 + MAX_IDS]; /* the same without limit and offset */
+    size_t n_ids;
+};
+
+static const char *user_list_sql(struct lx_admin_ctx *ctx, const char *head, size_t first_id,
+                                 size_t n_ids, const char *tail)
+{
+    if (n_ids == 0) {
+        return lx_arena_printf(&ctx->arena, "%s%s%s", head, USER_LIST_WHERE, tail);
+    }
+    const char *in = lx_admin__sql_in(ctx, " AND u.user_id IN ", first_id, n_ids, "");
+    return lx_arena_printf(&ctx->arena, "%s%s%s%s", head, USER_LIST_WHERE, in, tail);
+}
+
+static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
+                           const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct user_list *u = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    u->users = cJSON_CreateArray();
+    for (size_t i = 0; i < res->n_rows; i++) {
+        cJSON_AddItemToArray(u->users, lx_admin__row_json(res, i, NULL));
+    }
+    struct user_list_q *q = (struct user_list_q *)(u + 1);
+    memcpy(q->c, q->p, 3 * sizeof(q->c[0]));
+    memcpy(q->c + 3, q->p + 5, q->n_ids * sizeof(q->c[0]));
+    struct lx_store_stmt s = {
+        user_list_sql(ctx, "SELECT COUNT(*) AS n FROM lx_users u", 4, q->n_ids, ""), q->c,
+        3 + q->n_ids};
+    rc = lx_store_exec(ctx->port, &s, 1, user_list_count, ctx);
+    if (rc) {
+        cJSON_Delete(u->users);
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+static int query_int(struct lx_admin_ctx *ctx, const char *name, long long lo, long long hi,
+                     long long *out)
+{
+    const char *v = lx_admin_query(ctx, name);
+    if (!v) {
+        return 0;
+    }
+    unsigned long long n;
+    if (lx_str_to_u64(lx_str_c(v), (unsigned long long)hi, &n) || (long long)n < lo) {
+        lx_admin_respond_error_param(ctx, 400, name, "%s must be an integer between %lld and %lld",
+                                     name, lo, hi);
+        return -1;
+    }
+    *out = (long long)n;
+    return 0;
+}
+
+void lx_admin__user_list(struct lx_admin_ctx *ctx)
+{
+    struct user_list *u = lx_arena_alloc(&ctx->arena, sizeof(*u) + sizeof(struct user_list_q));
+    memset(u, 0, sizeof(*u) + sizeof(struct user_list_q));
+    struct user_list_q *q = (struct user_list_q *)(u + 1);
+    ctx->ud = u;
+    u->page = 1;
+    u->page_size = 25;
+    if (query_int(ctx, "page", 1, 1000000, &u->page) ||
+        query_int(ctx, "page_size", 1, 100, &u->page_size)) {
+        return;
+    }
+    const char *role = lx_admin_query(ctx, "role");
+    const char *email = lx_admin_query(ctx, "user_email");
+    const char *team = lx_admin_query(ctx, "team");
+    const char *ids = lx_admin_query(ctx, "user_ids");
+    if (role && lx_user_role_parse(role) == LX_ROLE_UNSET) {
+        lx_admin_respond_error_param(ctx, 400, "role", "Invalid role filter");
+        return;
+    }
+    q->p[0] = LX_SP_T(role && *role ? role : NULL);
+    q->p[1] = LX_SP_T(email && *email ? email : NULL);
+    q->p[2] = LX_SP_T(team && *team ? team : NULL);
+    q->p[3] = LX_SP_I(u->page_size);
+    q->p[4] = LX_SP_I((u->page - 1) * u->page_size);
+    if (ids && *ids) {
+        /* Comma-separated, split in place in the context's copy. */
+        char *s = (char *)ids;
+        while (s && *s && q->n_ids < MAX_IDS) {
+            char *comma = strchr(s, ',');
+            if (comma) {
+                *comma = '\0';
+            }
+            struct lx_str t = lx_str_trim(lx_str_c(s));
+            if (t.n) {
+                q->p[5 + q->n_ids++] = LX_SP_T(lx_arena_strndup(&ctx->arena, t.p, t.n));
+            }
+            s = comma ? comma + 1 : NULL;
+        }
+    }
+    /* $4 and $5 are LIMIT and OFFSET; the count statement ignores them. */
+    const char *sql = user_list_sql(
+        ctx,
+        "SELECT u.*, (SELECT COUNT(*) FROM lx_keys k WHERE k.user_id = u.user_id) AS key_count "
+        "FROM lx_users u",
+        6, q->n_ids, " ORDER BY u.created_at DESC, u.user_id LIMIT $4 OFFSET $5");
+    struct lx_store_stmt s = {sql, q->p, 5 + q->n_ids};
+    int rc = lx_store_exec(ctx->port, &s, 1, user_list_rows, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}

@@ -131,8 +131,11 @@ void lx_budget_free(struct lx_budget *b)
 /* Current spend of s given the store value `store_spend` read at read_at_ms. Under the lock. */
 static int64_t spend_of(const struct scope *s, int64_t store_spend, int64_t read_at_ms)
 {
-    int64_t base = s->base_at_ms && s->base_at_ms >= read_at_ms ? s->base : store_spend;
-    return base + s->pending;
+    if (s->base_at_ms && s->base_at_ms >= read_at_ms) {
+        return s->base + s->pending; /* commits since the base read are still in pending */
+    }
+    /* A newer store value already holds what was committed. */
+    return store_spend + s->pending - s->unrefreshed;
 }
 
 int64_t lx_budget_spend(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
@@ -147,7 +150,7 @@ int64_t lx_budget_spend(struct lx_budget *b, enum lx_budget_scope kind, const ch
 int64_t lx_budget_pending_global(struct lx_budget *b)
 {
     uv_mutex_lock(&b->lock);
-    int64_t v = b->global_pending;
+    int64_t v = b->global_pending - b->global_unrefreshed;
     uv_mutex_unlock(&b->lock);
     return v;
 }
@@ -367,7 +370,12 @@ void lx_budget_on_commit(struct lx_budget *b, const struct lx_spend_record *r, b
     commit_one(b, LX_BUDGET_USER, r->user_id, r->spend_nanos, own);
     commit_one(b, LX_BUDGET_TEAM, r->team_id, r->spend_nanos, own);
     if (own) {
-        b->global_unrefreshed += r->spend_nanos;
+        /* The global total is re-read only while a global budget is set. */
+        if (b->global_watched && b->store) {
+            b->global_unrefreshed += r->spend_nanos;
+        } else {
+            b->global_pending -= r->spend_nanos;
+        }
     }
     uv_mutex_unlock(&b->lock);
 }

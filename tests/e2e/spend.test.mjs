@@ -261,6 +261,11 @@ test('key budget: exactly the calls that start under max_budget pass; spend endp
       sql(db, "SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE user_id = 'u1'"));
     assert.equal(sql(db, "SELECT SUM(spend_nanos) FROM lx_keys"),
       sql(db, 'SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE api_key IS NOT NULL'));
+    // Once committed, nothing is counted twice (store + pending).
+    const gs2 = await request(proxy.baseURL, '/global/spend', { method: 'GET' });
+    assert.ok(nearly(gs2.json.spend, 5 * c), `${gs2.json.spend} vs ${5 * c}`);
+    const us2 = await request(proxy.baseURL, '/user/spend', { method: 'GET', key });
+    assert.ok(nearly(us2.json.total_spend, 4 * c), `${us2.json.total_spend} vs ${4 * c}`);
   } finally {
     assert.equal(await proxy.stop(), 0);
   }
@@ -377,4 +382,123 @@ test('two instances on one database: a survivor replays the journal of one kille
     assert.equal(await b.stop(), 0);
   }
   assert.equal(sql(db, "SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'"), String(sa.ok + sb.ok));
+});
+
+// ---------------------------------------------------------------------------
+// PostgreSQL: the same guarantees, two instances sharing the database, and the
+// database going away under load.
+
+let startPostgres = null;
+try {
+  ({ startPostgres } = await import('./lib/postgres.mjs'));
+} catch { /* not available: SQLite only */ }
+
+function pgConfig(url, journal, extra = {}) {
+  return {
+    model_list: [
+      mockDeployment(mock, { name: 'gpt-4o', params: PRICED }),
+      mockDeployment(mock, { name: 'slow', params: PRICED, directives: { latency_ms: 30, interval_ms: 5 } }),
+    ],
+    general_settings: { master_key: MASTER_KEY, database_url: url, spend_journal_dir: journal, ...extra },
+  };
+}
+
+test('postgres: two instances, the database killed mid-load, then one instance killed -9: rows equal 200 responses; totals equal the rows', { skip: !startPostgres }, async () => {
+  const pg = await startPostgres();
+  const dir = mkdtempSync(path.join(work, 'pg-'));
+  const q = (s) => pg.psql(s);
+  try {
+    const journal = path.join(dir, 'journal');
+    const a = await startLlmux(pgConfig(pg.url, journal), { workers: 2 });
+    const b = await startLlmux(pgConfig(pg.url, journal), { workers: 1 });
+    // A virtual key spends on both instances; its total must equal its rows.
+    const key = await generateKey(a.baseURL, { user_id: 'pg-user' });
+    let keyed = 0;
+    for (let i = 0; i < 10; i++) {
+      const r = await chat(i % 2 ? a.baseURL : b.baseURL, key);
+      assert.equal(r.status, 200, r.text);
+      keyed++;
+    }
+    const sa = { ok: 0, errors: 0, stop: false, killed: false };
+    const sb = { ok: 0, errors: 0, stop: false, killed: false };
+    const ca = Array.from({ length: 8 }, (_, i) => client(a.baseURL, i, sa));
+    const cb = Array.from({ length: 4 }, (_, i) => client(b.baseURL, i, sb));
+    await waitFor(() => sa.ok + sb.ok >= 100, { timeoutMs: 20_000, what: '100 answers' });
+    await pg.kill(); // the store goes away: calls keep being answered, the journal grows
+    const atKill = sa.ok + sb.ok;
+    await waitFor(() => sa.ok + sb.ok >= atKill + 100, { timeoutMs: 20_000, what: '100 answers with the database down' });
+    await pg.start();
+    await sleep(300);
+    sa.killed = true;
+    sa.stop = true;
+    a.proc.kill('SIGKILL');
+    await Promise.all(ca);
+    sb.stop = true;
+    await Promise.all(cb);
+    assert.equal(sb.errors, 0, 'B served every call, database down or not');
+    // B takes over A's segments within its 10 s scan.
+    const want = sa.ok + sb.ok + keyed;
+    await waitFor(async () => Number(await q("SELECT COUNT(*) FROM lx_spend_logs WHERE status = 'success'")) === want,
+      { timeoutMs: 20_000, intervalMs: 250, what: `rows == ${want} answers` });
+    assert.match(b.logs(), /spend ledger: the store is unavailable/);
+    assert.match(b.logs(), /spend ledger: the store is back/);
+    assert.equal(await b.stop(), 0);
+    assert.equal(await q('SELECT COUNT(*) FROM lx_spend_logs WHERE applied = 0'), '0');
+    assert.equal(await q("SELECT spend_nanos FROM lx_users WHERE user_id = 'pg-user'"),
+      await q("SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE user_id = 'pg-user'"));
+    assert.equal(await q('SELECT SUM(spend_nanos) FROM lx_keys'),
+      await q('SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE api_key IS NOT NULL'));
+    assert.deepEqual(readdirSync(journal).filter((f) => f.endsWith('.lxj')), []);
+  } finally {
+    await pg.destroy();
+  }
+});
+
+test('postgres: budgets, resets and the spend endpoints', { skip: !startPostgres }, async () => {
+  const pg = await startPostgres();
+  const dir = mkdtempSync(path.join(work, 'pgb-'));
+  try {
+    const cfg = pgConfig(pg.url, path.join(dir, 'journal'));
+    cfg.user_config = [{ user_id: 'team_a', user_role: 'app_user', max_budget: 1, budget_duration: '30d' }];
+    const proxy = await startLlmux(cfg, { workers: 2 });
+    try {
+      const first = await chat(proxy.baseURL, MASTER_KEY);
+      const c = costOf(first);
+      const key = await generateKey(proxy.baseURL, { user_id: 'team_a', max_budget: 2.5 * c });
+      const st = [];
+      for (let i = 0; i < 4; i++) st.push((await chat(proxy.baseURL, key)).status);
+      assert.deepEqual(st, [200, 200, 200, 400]);
+      const us = await request(proxy.baseURL, '/user/spend', { method: 'GET', key });
+      assert.equal(us.status, 200, us.text);
+      assert.ok(nearly(us.json.total_spend, 3 * c));
+      assert.ok(nearly(us.json.max_budget, 1));
+      assert.match(us.json.budget_reset_at, /^\d{4}-/);
+      await waitFor(async () => (await pg.psql('SELECT COUNT(*) FROM lx_spend_logs')) === '4', { what: '4 rows' });
+      const logs = await request(proxy.baseURL, `/spend/logs?user_id=team_a&start_date=2000-01-01`, { method: 'GET' });
+      assert.equal(logs.status, 200, logs.text);
+      assert.equal(logs.json.length, 3);
+      const one = await request(proxy.baseURL, `/spend/logs?request_id=${first.headers.get('x-litellm-call-id')}`, { method: 'GET' });
+      assert.equal(one.json.length, 1);
+      const gs = await request(proxy.baseURL, '/global/spend', { method: 'GET' });
+      assert.ok(nearly(gs.json.spend, 4 * c), `${gs.json.spend}`);
+      const keys = await request(proxy.baseURL, '/global/spend/keys', { method: 'GET' });
+      assert.ok(nearly(keys.json[0].total_spend, 3 * c));
+      const models = await request(proxy.baseURL, '/global/spend/models', { method: 'GET' });
+      assert.ok(nearly(models.json[0].total_spend, 4 * c));
+      // The key's own budget: reset through its 2 s period on a fresh key.
+      const k2 = await generateKey(proxy.baseURL, { max_budget: 1.5 * c, budget_duration: '2s' });
+      assert.deepEqual([(await chat(proxy.baseURL, k2)).status, (await chat(proxy.baseURL, k2)).status,
+        (await chat(proxy.baseURL, k2)).status], [200, 200, 400]);
+      await waitFor(async () => (await chat(proxy.baseURL, k2)).status === 200, { timeoutMs: 8000, intervalMs: 250, what: 'budget reset' });
+      const reset = await request(proxy.baseURL, '/user/reset_budget', { body: { user_id: 'team_a' } });
+      assert.equal(reset.status, 200, reset.text);
+      const after = await request(proxy.baseURL, '/user/spend', { method: 'GET', key });
+      assert.equal(after.json.total_spend, 0);
+    } finally {
+      assert.equal(await proxy.stop(), 0);
+    }
+    assert.equal(await pg.psql("SELECT spend_nanos FROM lx_users WHERE user_id = 'team_a'"), '0');
+  } finally {
+    await pg.destroy();
+  }
 });

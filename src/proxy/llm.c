@@ -955,7 +955,7 @@ static bool next_fallback(struct call *c, enum lx_err_class ec)
 static int retries_allowed(const struct call *c, enum lx_err_class ec, bool *out_failover_only)
 {
     *out_failover_only = false;
-    int policy = lx_router_policy_retries(c->cfg, ec);
+    int policy = lx_router_policy_retries(c->cfg, c->rr.group->name, ec);
     if (policy >= 0) {
         return policy;
     }

@@ -15,6 +15,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "admin/admin_int.h"
 #include "auth/secret.h"
 #include "core/alloc.h"
@@ -28,6 +30,49 @@
 static _Atomic(lx_models_reload_fn) reload_hook;
 /* The stored models last read (main thread only), for rebuilds while the database is down. */
 static cJSON *last_loaded;
+/* Fingerprint of lx_models (ids and update times) when last read; main thread only. */
+static unsigned char last_fp[32];
+static bool has_fp;
+
+/*
+ * XOR of SHA-256("id\nupdated_at") over the rows: independent of row order,
+ * and any added, deleted or updated row changes it.
+ */
+static void fingerprint(const struct lx_store_result *res, unsigned char fp[32])
+{
+    memset(fp, 0, 32);
+    for (size_t i = 0; i < res->n_rows; i++) {
+        const char *id = lx_store_cell(res, i, "model_id");
+        const char *at = lx_store_cell(res, i, "updated_at");
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        unsigned char md[32];
+        unsigned int n = 0;
+        if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
+            EVP_DigestUpdate(c, id ? id : "", id ? strlen(id) : 0) &&
+            EVP_DigestUpdate(c, "\n", 1) &&
+            EVP_DigestUpdate(c, at ? at : "", at ? strlen(at) : 0) &&
+            EVP_DigestFinal_ex(c, md, &n) && n == 32) {
+            for (size_t k = 0; k < 32; k++) {
+                fp[k] ^= md[k];
+            }
+        }
+        EVP_MD_CTX_free(c);
+    }
+}
+
+bool lx_models_store_changed(struct lx_store *s)
+{
+    struct lx_store_stmt st = {"SELECT model_id, updated_at FROM lx_models", NULL, 0};
+    struct lx_store_result *res = NULL;
+    struct lx_error err = {0};
+    if (lx_store_exec_sync(s, &st, 1, &res, &err)) {
+        return false;
+    }
+    unsigned char fp[32];
+    fingerprint(res, fp);
+    lx_store_result_free(res);
+    return !has_fp || memcmp(fp, last_fp, 32) != 0;
+}
 
 void lx_models_set_reload_hook(lx_models_reload_fn fn)
 {
@@ -109,13 +154,15 @@ static void mask_params(cJSON *lp)
 cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cfg,
                              struct lx_error *err)
 {
-    struct lx_store_stmt st = {"SELECT model_id, model_name, litellm_params, model_info FROM "
-                               "lx_models ORDER BY created_at, model_id",
+    struct lx_store_stmt st = {"SELECT model_id, model_name, litellm_params, model_info, "
+                               "updated_at FROM lx_models ORDER BY created_at, model_id",
                                NULL, 0};
     struct lx_store_result *res = NULL;
     if (lx_store_exec_sync(s, &st, 1, &res, err)) {
         return NULL;
     }
+    fingerprint(res, last_fp);
+    has_fp = true;
     struct lx_secret_key key;
     bool has_key = lx_secret_key_get(file_cfg->general.master_key, &key) == 0;
     cJSON *arr = cJSON_CreateArray();

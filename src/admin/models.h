@@ -13,6 +13,8 @@
 #ifndef LX_ADMIN_MODELS_H
 #define LX_ADMIN_MODELS_H
 
+#include <stdbool.h>
+
 #include <cjson/cJSON.h>
 
 #include "config/config.h"
@@ -48,6 +50,13 @@ cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cf
  * first load), with a warning.
  */
 struct lx_config *lx_models_config_load(const char *path, struct lx_store *s, struct lx_error *err);
+
+/*
+ * Whether lx_models changed since lx_models_load_stored last read it
+ * (another gateway on the same database added or deleted a model). Blocking;
+ * main thread. False while the database cannot be read.
+ */
+bool lx_models_store_changed(struct lx_store *s);
 
 /* litellm_params of a deployment as JSON, secrets masked (what /model/info shows). */
 cJSON *lx_models_params_json(const struct lx_deployment *d);

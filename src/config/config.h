@@ -210,6 +210,13 @@ struct lx_litellm_settings {
     bool redact_user_api_key_info;
 };
 
+/* One entry of router_settings.model_group_retry_policy. */
+struct lx_group_retry_policy {
+    const char *group;
+    struct lx_kv *policy; /* error class -> count (decimal string) */
+    size_t n_policy;
+};
+
 struct lx_router_settings {
     const char *routing_strategy; /* validated name; NULL = simple-shuffle */
     int num_retries;              /* -1 = unset */
@@ -228,6 +235,8 @@ struct lx_router_settings {
     size_t n_model_group_alias;
     struct lx_kv *retry_policy; /* error class -> count (value as decimal string) */
     size_t n_retry_policy;
+    struct lx_group_retry_policy *group_retry_policy; /* model_group_retry_policy */
+    size_t n_group_retry_policy;
     bool enable_pre_call_checks;
     bool disable_cooldowns;
 };

@@ -1375,7 +1375,6 @@ static const char *const router_known[] = {
     "routing_strategy_args",
     "provider_budget_config",
     "allowed_fails_policy",
-    "model_group_retry_policy",
     "redis_url",
     "redis_db",
     "cache_responses",
@@ -1407,6 +1406,49 @@ static const char *const routing_strategies[] = {
     "cost-based-routing",
     NULL,
 };
+
+/* A retry_policy mapping: error class -> number of retries, kept as decimal text. */
+static int parse_retry_policy(struct ld *ld, yaml_node_t *v, const char *path, struct lx_kv **out,
+                              size_t *out_n)
+{
+    if (is_null(v)) {
+        return 0;
+    }
+    if (v->type != YAML_MAPPING_NODE) {
+        return fail(ld, v, "%s: expected a mapping", path);
+    }
+    struct pairs ps;
+    int rc = map_pairs(ld, v, path, &ps);
+    struct lx_kv *arr = NULL;
+    if (rc == 0) {
+        arr = aalloc(ld, ps.n, sizeof(*arr));
+        if (!arr) {
+            rc = nomem(ld);
+        }
+    }
+    size_t o = 0;
+    for (size_t i = 0; rc == 0 && i < ps.n; i++) {
+        char kb[72], ap[256], num[32];
+        long long cnt = -1;
+        snprintf(ap, sizeof(ap), "%.160s.%s", path, show(kb, sizeof(kb), sval(ps.p[i].k)));
+        rc = get_ll(ld, ps.p[i].v, ap, &cnt, B_NONNEG, 1000000);
+        if (rc || cnt < 0) {
+            continue;
+        }
+        snprintf(num, sizeof(num), "%lld", cnt);
+        rc = adup(ld, sval(ps.p[i].k), &arr[o].key);
+        if (rc == 0) {
+            rc = adup(ld, lx_str_c(num), &arr[o].value);
+        }
+        o += rc == 0;
+    }
+    pairs_fini(&ps);
+    if (rc == 0) {
+        *out = arr;
+        *out_n = o;
+    }
+    return rc;
+}
 
 static int router_custom(struct ld *ld, const char *sect, yaml_node_t *k, yaml_node_t *v, void *ctx,
                          bool *handled)
@@ -1485,17 +1527,21 @@ static int router_custom(struct ld *ld, const char *sect, yaml_node_t *k, yaml_n
         return rc;
     }
     if (lx_str_eq_c(key, "retry_policy")) {
-        /* error class -> number of retries, kept as decimal text */
+        *handled = true;
+        return parse_retry_policy(ld, v, path, &r->retry_policy, &r->n_retry_policy);
+    }
+    if (lx_str_eq_c(key, "model_group_retry_policy")) {
+        /* group -> {error class: retries} */
         *handled = true;
         if (is_null(v)) {
             return 0;
         }
         if (v->type != YAML_MAPPING_NODE) {
-            return fail(ld, v, "%s: expected a mapping", path);
+            return fail(ld, v, "%s: expected a mapping of model group to retry_policy", path);
         }
         struct pairs ps;
         int rc = map_pairs(ld, v, path, &ps);
-        struct lx_kv *arr = NULL;
+        struct lx_group_retry_policy *arr = NULL;
         if (rc == 0) {
             arr = aalloc(ld, ps.n, sizeof(*arr));
             if (!arr) {
@@ -1504,24 +1550,18 @@ static int router_custom(struct ld *ld, const char *sect, yaml_node_t *k, yaml_n
         }
         size_t o = 0;
         for (size_t i = 0; rc == 0 && i < ps.n; i++) {
-            char kb[72], ap[256], num[32];
-            long long cnt = -1;
+            char kb[72], ap[256];
             snprintf(ap, sizeof(ap), "%.160s.%s", path, show(kb, sizeof(kb), sval(ps.p[i].k)));
-            rc = get_ll(ld, ps.p[i].v, ap, &cnt, B_NONNEG, 1000000);
-            if (rc || cnt < 0) {
-                continue;
-            }
-            snprintf(num, sizeof(num), "%lld", cnt);
-            rc = adup(ld, sval(ps.p[i].k), &arr[o].key);
+            rc = parse_retry_policy(ld, ps.p[i].v, ap, &arr[o].policy, &arr[o].n_policy);
             if (rc == 0) {
-                rc = adup(ld, lx_str_c(num), &arr[o].value);
+                rc = adup(ld, sval(ps.p[i].k), &arr[o].group);
             }
             o += rc == 0;
         }
         pairs_fini(&ps);
         if (rc == 0) {
-            r->retry_policy = arr;
-            r->n_retry_policy = o;
+            r->group_retry_policy = arr;
+            r->n_group_retry_policy = o;
         }
         return rc;
     }

@@ -46,6 +46,7 @@ struct entry {
     long long delta_r, delta_t;
     long long inflight;
     int64_t full_window; /* a refusal for rpm/tpm happened in this window */
+    long refs;           /* requests and Redis replies holding a pointer to the entry */
     size_t name_len;
     char name[];
 };
@@ -65,6 +66,7 @@ struct lx_limits {
     uv_loop_t *loop;
     struct lx_limits_table *t;
     struct lx_redis *redis;
+    uv_timer_t prune; /* drops entries of past windows nobody holds */
     char sha[41];
 };
 
@@ -86,7 +88,8 @@ struct lx_limits_req {
     struct lx_limits *l;
     size_t n;
     enum req_state st;
-    bool ended; /* lx_limits_req_end ran while the admission was pending */
+    bool ended;    /* lx_limits_req_end ran while the admission was pending */
+    bool finished; /* slots released and tokens added (lx_limits_req_finish) */
     bool tried_eval;
     int64_t window;
     int64_t now;
@@ -260,6 +263,47 @@ void lx_limits_table_counts(struct lx_limits_table *t, const char *name,
     pthread_mutex_unlock(&st->mu);
 }
 
+size_t lx_limits_table_prune(struct lx_limits_table *t)
+{
+    int64_t w = table_now(t) / table_window_s(t);
+    size_t freed = 0;
+    for (size_t i = 0; i < N_STRIPES; i++) {
+        struct stripe *st = &t->stripes[i];
+        pthread_mutex_lock(&st->mu);
+        for (size_t k = 0; k < N_BUCKETS; k++) {
+            struct entry **pp = &st->buckets[k];
+            while (*pp) {
+                struct entry *e = *pp;
+                if (e->refs == 0 && e->inflight == 0 && e->window < w && e->full_window < w) {
+                    *pp = e->next;
+                    lx_free(e);
+                    freed++;
+                } else {
+                    pp = &e->next;
+                }
+            }
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
+    return freed;
+}
+
+size_t lx_limits_table_size(struct lx_limits_table *t)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_STRIPES; i++) {
+        struct stripe *st = &t->stripes[i];
+        pthread_mutex_lock(&st->mu);
+        for (size_t k = 0; k < N_BUCKETS; k++) {
+            for (struct entry *e = st->buckets[k]; e; e = e->next) {
+                n++;
+            }
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
+    return n;
+}
+
 /* ---- locking the stripes of a request ---- */
 
 static int cmp_ptr(const void *a, const void *b)
@@ -307,6 +351,7 @@ static void bind_entries(struct lx_limits_req *r)
         struct slot *s = &r->s[i];
         if (!s->e) {
             s->e = entry_get(s->st, s->hash, s->name, s->name_len, true);
+            s->e->refs++;
         }
         entry_roll(s->e, r->window);
     }
@@ -316,11 +361,25 @@ static void bind_entries(struct lx_limits_req *r)
 
 static void on_redis_up(struct lx_redis *redis, void *ud);
 
+static void on_prune(uv_timer_t *h)
+{
+    struct lx_limits *l = h->data;
+    size_t n = lx_limits_table_prune(l->t);
+    if (n) {
+        LX_DEBUG("rate limits: %zu idle counter(s) of past windows dropped", n);
+    }
+}
+
 struct lx_limits *lx_limits_new(uv_loop_t *loop, struct lx_limits_table *t)
 {
     struct lx_limits *l = LX_NEW(struct lx_limits);
     l->loop = loop;
     l->t = t;
+    uv_timer_init(loop, &l->prune);
+    l->prune.data = l;
+    uint64_t every = (uint64_t)table_window_s(t) * 1000u;
+    uv_timer_start(&l->prune, on_prune, every, every);
+    uv_unref((uv_handle_t *)&l->prune);
     unsigned char d[SHA_DIGEST_LENGTH];
     SHA1((const unsigned char *)lx_limits__script, strlen(lx_limits__script), d);
     for (size_t i = 0; i < sizeof(d); i++) {
@@ -362,6 +421,11 @@ bool lx_limits_redis_up(const struct lx_limits *l)
     return l->redis && lx_redis_is_up(l->redis);
 }
 
+static void on_limits_closed(uv_handle_t *h)
+{
+    lx_free(h->data);
+}
+
 void lx_limits_free(struct lx_limits *l)
 {
     if (!l) {
@@ -369,8 +433,9 @@ void lx_limits_free(struct lx_limits *l)
     }
     if (l->redis) {
         lx_redis_close(l->redis);
+        l->redis = NULL;
     }
-    lx_free(l);
+    uv_close((uv_handle_t *)&l->prune, on_limits_closed);
 }
 
 bool lx_limits_deployment_full(struct lx_limits *l, const struct lx_deployment *dep)
@@ -744,11 +809,12 @@ static int send_admit(struct lx_limits_req *r, bool eval)
     return lx_redis_command(r->l->redis, argc, argv, lens, on_admit_reply, r);
 }
 
+static void req_free(struct lx_limits_req *r);
+
 static void finish_pending(struct lx_limits_req *r, int result)
 {
     if (r->ended) {
-        lx_buf_fini(&r->cmd);
-        lx_free(r);
+        req_free(r);
         return;
     }
     r->cb(r->ud, result);
@@ -1073,11 +1139,12 @@ static void on_add_reply(void *ud, int result, const redisReply *reply)
             a->e->delta_t += a->tok_delta;
         }
     }
+    a->e->refs--;
     pthread_mutex_unlock(&a->st->mu);
     lx_free(a);
 }
 
-/* INCRBY + EXPIRE of one counter. Returns 0 or LX_EUNAVAIL (nothing sent). */
+/* INCRBY + EXPIRE of one counter; e's stripe is locked. Returns 0 or LX_EUNAVAIL (nothing sent). */
 static int send_add(struct lx_limits *l, struct entry *e, struct stripe *st, int64_t window,
                     bool tokens, long long by)
 {
@@ -1095,6 +1162,7 @@ static int send_add(struct lx_limits *l, struct entry *e, struct stripe *st, int
         lx_free(a);
         return LX_EUNAVAIL;
     }
+    e->refs++; /* the reply holds it */
     const char *ev[3] = {"EXPIRE", key, ttl};
     size_t el[3] = {6, (size_t)kn, strlen(ttl)};
     if (lx_redis_command(l->redis, 3, ev, el, on_expire_reply, NULL)) {
@@ -1171,6 +1239,10 @@ void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment 
             return;
         }
         s = &r->s[r->n++];
+    } else if (s->e) {
+        pthread_mutex_lock(&s->st->mu);
+        s->e->refs--;
+        pthread_mutex_unlock(&s->st->mu);
     }
     memset(s, 0, offsetof(struct slot, name));
     memcpy(s->name, name, (size_t)nn + 1);
@@ -1184,6 +1256,7 @@ void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment 
     int64_t w = table_now(l->t) / table_window_s(l->t);
     pthread_mutex_lock(&s->st->mu);
     s->e = entry_get(s->st, s->hash, s->name, s->name_len, true);
+    s->e->refs++;
     entry_roll(s->e, w);
     bool sent = lx_limits_redis_up(l) && send_add(l, s->e, s->st, w, false, 1) == 0;
     if (!sent) {
@@ -1197,28 +1270,83 @@ void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment 
     pthread_mutex_unlock(&s->st->mu);
 }
 
-void lx_limits_req_end(struct lx_limits_req *r, long long tokens)
+static void req_free(struct lx_limits_req *r)
 {
-    release_parallel(r);
-    if (r->st == RQ_ADMITTED && tokens > 0) {
-        struct lx_limits *l = r->l;
-        int64_t w = table_now(l->t) / table_window_s(l->t);
-        bool up = lx_limits_redis_up(l);
+    bool bound = false;
+    for (size_t i = 0; i < r->n; i++) {
+        bound = bound || r->s[i].e;
+    }
+    if (bound) {
+        struct lockset ls;
+        lock_all(r, &ls);
         for (size_t i = 0; i < r->n; i++) {
-            struct slot *s = &r->s[i];
-            if (s->tpm < 0) {
-                continue;
+            if (r->s[i].e) {
+                r->s[i].e->refs--;
             }
-            if (up && send_add(l, s->e, s->st, w, true, tokens) == 0) {
-                continue;
+        }
+        unlock_all(&ls);
+    }
+    lx_buf_fini(&r->cmd);
+    lx_free(r);
+}
+
+/* Release in-flight slots and add tokens, once; the request's stripes are locked. */
+static void settle_locked(struct lx_limits_req *r, long long tokens)
+{
+    if (r->finished) {
+        return;
+    }
+    r->finished = true;
+    struct lx_limits *l = r->l;
+    int64_t w = table_now(l->t) / table_window_s(l->t);
+    bool up = tokens > 0 && lx_limits_redis_up(l);
+    for (size_t i = 0; i < r->n; i++) {
+        struct slot *s = &r->s[i];
+        if (s->par_taken) {
+            s->e->inflight--;
+            s->par_taken = false;
+        }
+        if (r->st == RQ_ADMITTED && tokens > 0 && s->tpm >= 0) {
+            /* Redis replies come on a later loop turn: sending under the lock is safe. */
+            if (!(up && send_add(l, s->e, s->st, w, true, tokens) == 0)) {
+                entry_roll(s->e, w);
+                s->e->delta_t += tokens;
             }
-            pthread_mutex_lock(&s->st->mu);
-            entry_roll(s->e, w);
-            s->e->delta_t += tokens;
-            pthread_mutex_unlock(&s->st->mu);
         }
     }
-    if (r->st == RQ_PENDING) {
+}
+
+void lx_limits_req_finish(struct lx_limits_req *r, long long tokens)
+{
+    if (r->finished || r->n == 0 || r->st == RQ_PENDING) {
+        return;
+    }
+    struct lockset ls;
+    lock_all(r, &ls);
+    settle_locked(r, tokens);
+    unlock_all(&ls);
+}
+
+void lx_limits_req_end(struct lx_limits_req *r, long long tokens)
+{
+    if (r->n == 0) {
+        lx_buf_fini(&r->cmd);
+        lx_free(r);
+        return;
+    }
+    bool pending = r->st == RQ_PENDING;
+    struct lockset ls;
+    lock_all(r, &ls);
+    settle_locked(r, tokens);
+    for (size_t i = 0; i < r->n && !pending; i++) {
+        struct slot *s = &r->s[i];
+        if (s->e) {
+            s->e->refs--;
+            s->e = NULL;
+        }
+    }
+    unlock_all(&ls);
+    if (pending) {
         /* The Redis reply frees the request; its callback will not run. */
         r->ended = true;
         return;

@@ -183,6 +183,14 @@ int lx_limits_req_retry_after(const struct lx_limits_req *r);
 size_t lx_limits_req_headers(const struct lx_limits_req *r, struct lx_http_header *h);
 
 /*
+ * Release the request's in-flight slots and add its tokens now, before its
+ * response completes (so the client's next request, on any worker, finds the
+ * slot free); r stays valid (its header values too) until lx_limits_req_end,
+ * which then does not count again. Nothing while an admission is pending.
+ */
+void lx_limits_req_finish(struct lx_limits_req *r, long long tokens);
+
+/*
  * End the request: release its in-flight slots, add `tokens` (its total
  * usage; 0 when none) to the tpm counters of its scopes, cancel a pending
  * admission, free r. Exactly once per request, on every path.
@@ -198,6 +206,13 @@ struct lx_limits_counts {
     long long delta_requests; /* counted locally, not (yet) in Redis */
     long long delta_tokens;
 };
+/*
+ * Drop the counters of past windows that no request holds (a worker's
+ * limiter does it every window). Returns how many were dropped.
+ */
+size_t lx_limits_table_prune(struct lx_limits_table *t);
+/* Counters in the table. */
+size_t lx_limits_table_size(struct lx_limits_table *t);
 /* Counts of a scope in the current window (zeros for an unknown scope). */
 void lx_limits_table_counts(struct lx_limits_table *t, const char *name,
                             struct lx_limits_counts *out);

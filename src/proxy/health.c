@@ -5,8 +5,9 @@
  * A check round probes every deployment of a config snapshot at once, as
  * LiteLLM's health check does: a one-token chat completion ("ping",
  * max_tokens 1), or a one-word embedding for model_info.mode: embedding.
- * A mock_response deployment is healthy without a call; one whose key
- * variable is unset is unhealthy without one. Results go to the shared
+ * A mock_response deployment (and a wildcard one, which names no model to
+ * ask for) is healthy without a call; one whose key variable is unset is
+ * unhealthy without one. Results go to the shared
  * deployment stats (router.h), so every worker reports the same.
  *
  * /health/models (proxy admins only) answers LiteLLM's shape,
@@ -279,7 +280,8 @@ static void on_probe_done(void *ud, int result, const struct lx_error *err)
 static void probe_start(struct probe *p)
 {
     const struct lx_deployment *d = p->dep;
-    if (d->has_mock_response) {
+    if (d->has_mock_response || strchr(d->upstream_model, '*')) {
+        /* A local answer needs no call; a wildcard names no model a probe could ask for. */
         probe_finish(p, true, NULL);
         return;
     }

@@ -195,13 +195,14 @@ static void on_backoff_closed(uv_handle_t *h)
     lx_free(h);
 }
 
+static long long call_tokens(const struct call *c);
+
 static void call_free(struct call *c)
 {
     call_settle(c); /* usage known so far, also when the client left mid-stream */
     if (c->limits) {
         /* The one place a call ends: in-flight slots can never leak. */
-        long long tokens = c->has_usage ? c->usage.prompt_tokens + c->usage.completion_tokens : 0;
-        lx_limits_req_end(c->limits, tokens);
+        lx_limits_req_end(c->limits, call_tokens(c));
         c->limits = NULL;
     }
     call_release_streams(c);
@@ -403,6 +404,10 @@ static void call_respond(struct call *c, int status, struct lx_str body)
     lx_http_on_abort(req, NULL, NULL);
     call_release_streams(c);
     call_record(c, status >= 200 && status < 300);
+    if (c->limits) {
+        /* Free the in-flight slot before the client can see the answer and send its next call. */
+        lx_limits_req_finish(c->limits, call_tokens(c));
+    }
     lx_http_respond(req, status, h, n, body);
     lx_buf_fini(&translated);
     call_free(c);
@@ -950,7 +955,7 @@ static bool next_fallback(struct call *c, enum lx_err_class ec)
 static int retries_allowed(const struct call *c, enum lx_err_class ec, bool *out_failover_only)
 {
     *out_failover_only = false;
-    int policy = lx_router_policy_retries(c->cfg, ec);
+    int policy = lx_router_policy_retries(c->cfg, c->rr.group->name, ec);
     if (policy >= 0) {
         return policy;
     }
@@ -1546,6 +1551,8 @@ static void attempt(struct call *c)
         admit(c);
         return;
     }
+    /* A retry or fallback on another deployment counts there and is charged its tokens. */
+    lx_limits_req_retarget(c->limits, dep);
     attempt_go(c);
 }
 

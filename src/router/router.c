@@ -623,21 +623,35 @@ const char *lx_router_class_policy_name(enum lx_err_class ec)
     }
 }
 
-int lx_router_policy_retries(const struct lx_config *cfg, enum lx_err_class ec)
+static int policy_lookup(const struct lx_kv *kv, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned long long v;
+        if (kv[i].key && kv[i].value && !strcmp(kv[i].key, name) &&
+            lx_str_to_u64(lx_str_c(kv[i].value), 1000000, &v) == 0) {
+            return (int)v;
+        }
+    }
+    return -1;
+}
+
+int lx_router_policy_retries(const struct lx_config *cfg, const char *group, enum lx_err_class ec)
 {
     const char *name = lx_router_class_policy_name(ec);
     if (!name) {
         return -1;
     }
-    for (size_t i = 0; i < cfg->router.n_retry_policy; i++) {
-        const struct lx_kv *kv = &cfg->router.retry_policy[i];
-        unsigned long long v;
-        if (kv->key && kv->value && !strcmp(kv->key, name) &&
-            lx_str_to_u64(lx_str_c(kv->value), 1000000, &v) == 0) {
-            return (int)v;
+    const struct lx_router_settings *r = &cfg->router;
+    for (size_t i = 0; group && i < r->n_group_retry_policy; i++) {
+        const struct lx_group_retry_policy *gp = &r->group_retry_policy[i];
+        if (gp->group && !strcmp(gp->group, group)) {
+            int v = policy_lookup(gp->policy, gp->n_policy, name);
+            if (v >= 0) {
+                return v;
+            }
         }
     }
-    return -1;
+    return policy_lookup(r->retry_policy, r->n_retry_policy, name);
 }
 
 static const struct lx_strlist *find_in(const struct lx_fallback_list *l, const char *model)

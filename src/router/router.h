@@ -144,9 +144,10 @@ enum lx_err_class lx_router_classify(int status, struct lx_str body);
 const char *lx_router_class_policy_name(enum lx_err_class ec);
 
 /*
- * retry_policy's count for a class, or -1 when the policy does not name it.
+ * The retries for a class in a model group: model_group_retry_policy's count
+ * for the group, else retry_policy's, else -1 when neither names the class.
  */
-int lx_router_policy_retries(const struct lx_config *cfg, enum lx_err_class ec);
+int lx_router_policy_retries(const struct lx_config *cfg, const char *group, enum lx_err_class ec);
 
 /*
  * The fallback model groups configured for `model` (the requested name or

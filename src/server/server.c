@@ -80,6 +80,7 @@ struct main_state {
     struct rebuild_req *pending; /* under rebuild_lock */
     struct rebuild_req *waiting; /* main thread: installed, waiting for every worker */
     uint64_t gen;                /* generation of the last config broadcast */
+    uv_timer_t models_poll;      /* notices models another gateway stored */
 };
 
 /*
@@ -95,6 +96,9 @@ struct rebuild_req {
     uint64_t gen;
     struct rebuild_req *next;
 };
+
+/* How often the main thread looks for models another gateway stored. */
+#define LX_MODELS_POLL_MS 5000
 
 static _Thread_local struct worker *tls_worker;
 static struct main_state *the_main;
@@ -353,6 +357,37 @@ static int request_rebuild(lx_models_done_cb cb, void *ud)
     return 0;
 }
 
+/* Rebuild the config from the file and the store, and install it. */
+static bool rebuild(struct main_state *m)
+{
+    struct lx_error err = {0};
+    struct lx_config *cfg = load_config(m, &err);
+    if (!cfg) {
+        LX_ERROR("config rebuild refused, keeping the running config: %s", err.msg);
+        return false;
+    }
+    install(m, cfg);
+    LX_INFO("config rebuilt with the stored models: %zu model group(s), %zu deployment(s)",
+            cfg->n_groups, cfg->n_deployments);
+    return true;
+}
+
+/*
+ * Another gateway on the same database may add or delete models: look every
+ * few seconds (one small query) and rebuild when the stored models changed.
+ */
+static void on_models_poll(uv_timer_t *t)
+{
+    struct main_state *m = t->data;
+    if (!m->store || !m->cfg->general.store_model_in_db || m->signals_seen) {
+        return;
+    }
+    if (lx_models_store_changed(m->store)) {
+        LX_INFO("the stored models changed in the database");
+        rebuild(m);
+    }
+}
+
 static void rebuild_complete(struct rebuild_req *r, int rc)
 {
     r->rc = rc;
@@ -382,20 +417,11 @@ static void on_rebuild(uv_async_t *a)
     m->pending = NULL;
     uv_mutex_unlock(&m->rebuild_lock);
     if (todo) {
-        struct lx_error err = {0};
-        struct lx_config *cfg = load_config(m, &err);
-        if (cfg) {
-            install(m, cfg);
-            LX_INFO("config rebuilt with the stored models: %zu model group(s), %zu "
-                    "deployment(s)",
-                    cfg->n_groups, cfg->n_deployments);
-        } else {
-            LX_ERROR("config rebuild refused, keeping the running config: %s", err.msg);
-        }
+        bool ok = rebuild(m);
         while (todo) {
             struct rebuild_req *r = todo;
             todo = r->next;
-            if (!cfg) {
+            if (!ok) {
                 rebuild_complete(r, LX_ECONFIG);
                 continue;
             }
@@ -524,6 +550,11 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     uv_mutex_init(&m.rebuild_lock);
     the_main = &m;
     lx_models_set_reload_hook(request_rebuild);
+    uv_timer_init(loop, &m.models_poll);
+    m.models_poll.data = &m;
+    if (m.store) {
+        uv_timer_start(&m.models_poll, on_models_poll, LX_MODELS_POLL_MS, LX_MODELS_POLL_MS);
+    }
     uv_signal_t *sigs[] = {&m.sig_term, &m.sig_int, &m.sig_hup};
     int signums[] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
@@ -603,6 +634,7 @@ int lx_server_run(const struct lx_server_opts *opts, struct lx_config *cfg, stru
     the_main = NULL;
     uv_close((uv_handle_t *)&m.worker_exited, NULL);
     uv_close((uv_handle_t *)&m.rebuild_async, NULL);
+    uv_close((uv_handle_t *)&m.models_poll, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_mutex_destroy(&m.rebuild_lock);
     uv_loop_close(loop);

@@ -5,13 +5,12 @@
 // the database file.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 
 import OpenAI from 'openai';
 
+import { databaseBackends } from './lib/databases.mjs';
 import { startLlmux, startMock, mockDeployment, request, waitFor, MASTER_KEY, cleanupTempDirs } from './lib/harness.mjs';
 
 after(cleanupTempDirs);
@@ -28,44 +27,7 @@ function assertError(r, status, param) {
 const get = (px, p, key = MASTER_KEY) => request(px.baseURL, p, { method: 'GET', key });
 const post = (px, p, body, key = MASTER_KEY) => request(px.baseURL, p, { body, key });
 
-let startPostgres = null;
-try {
-  ({ startPostgres } = await import('./lib/postgres.mjs'));
-} catch { /* not available: SQLite only */ }
-
-// A backend opens an empty database: {url, rows(sql) -> [objects], exec(sql), dir (SQLite only)}.
-const backends = [
-  {
-    name: 'SQLite',
-    async open() {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'llmux-admin-db-'));
-      const file = path.join(dir, 'admin.db');
-      const run = (q) => execFileSync('sqlite3', ['-json', file, q], { encoding: 'utf8' }).trim();
-      return {
-        url: `sqlite:///${file}`,
-        dir,
-        rows: (q) => { const out = run(q); return out ? JSON.parse(out) : []; },
-        exec: (q) => { run(q); },
-        close: () => rm(dir, { recursive: true, force: true }),
-      };
-    },
-  },
-];
-if (startPostgres) {
-  backends.push({
-    name: 'PostgreSQL',
-    async open() {
-      const pg = await startPostgres();
-      const run = (q) => execFileSync('psql', [pg.url, '-At', '-c', q], { encoding: 'utf8' }).trim();
-      return {
-        url: pg.url,
-        rows: (q) => JSON.parse(run(`SELECT coalesce(json_agg(t), '[]') FROM (${q}) t`)),
-        exec: (q) => { run(q); },
-        close: () => pg.destroy(),
-      };
-    },
-  });
-}
+const backends = await databaseBackends();
 
 async function gateway(mock, db, { storeModels = true, env, workers = 2, extra = {} } = {}) {
   return startLlmux(

@@ -395,9 +395,15 @@ test('a client that leaves during a retry backoff: no retry is sent, the gateway
 test('retry_policy per error class; 400s are not retried; per-request num_retries and fallbacks', async () => {
   await bad.reset();
   const proxy = await startLlmux({
-    router_settings: { num_retries: 3, retry_after: 0, retry_policy: { InternalServerErrorRetries: 0, RateLimitErrorRetries: 2 } },
+    router_settings: {
+      num_retries: 3,
+      retry_after: 0,
+      retry_policy: { InternalServerErrorRetries: 0, RateLimitErrorRetries: 2 },
+      model_group_retry_policy: { p500g: { InternalServerErrorRetries: 1 } },
+    },
     model_list: [
       dep('p500', bad, { directives: { status: 500 } }),
+      dep('p500g', bad, { directives: { status: 500 } }),
       dep('p429', bad, { directives: { status: 429, retry_after: 0 } }),
       dep('p400', bad, { directives: { status: 400 } }),
       dep('good', mock, { id: 'good-1' }),
@@ -406,6 +412,9 @@ test('retry_policy per error class; 400s are not retried; per-request num_retrie
   try {
     assert.equal((await chat(proxy, 'p500')).status, 500);
     assert.equal(await requests(bad), 1, 'InternalServerErrorRetries: 0');
+    await bad.reset();
+    assert.equal((await chat(proxy, 'p500g')).status, 500);
+    assert.equal(await requests(bad), 2, "model_group_retry_policy: the group's own count");
     await bad.reset();
     const r429 = await chat(proxy, 'p429');
     assert.equal(r429.status, 429);

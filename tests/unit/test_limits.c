@@ -347,6 +347,32 @@ LX_TEST(limits_retarget_to_another_deployment)
     fx_fini(&f);
 }
 
+LX_TEST(limits_prune_idle_counters)
+{
+    struct fixture f;
+    fx_init(&f);
+    struct lx_limits_scope a = {"user:a", 10, -1, -1};
+    struct lx_limits_scope b = {"user:b", 10, -1, 1};
+    int rc;
+    lx_limits_req_end(admit1(&f, &a, 1, &rc), 0);
+    struct lx_limits_req *held = admit1(&f, &b, 1, &rc); /* still running */
+    LX_CHECK_INT(lx_limits_table_size(f.t), 2);
+    /* Same window: nothing goes, its counts still matter. */
+    LX_CHECK_INT(lx_limits_table_prune(f.t), 0);
+    lx_limits_table_set_now(f.t, T0 + 60);
+    /* Next window: the idle counter goes; the one a running request holds stays. */
+    LX_CHECK_INT(lx_limits_table_prune(f.t), 1);
+    LX_CHECK_INT(lx_limits_table_size(f.t), 1);
+    lx_limits_req_end(held, 0);
+    LX_CHECK_INT(lx_limits_table_prune(f.t), 1);
+    LX_CHECK_INT(lx_limits_table_size(f.t), 0);
+    /* A pruned scope starts again from zero. */
+    lx_limits_req_end(admit1(&f, &a, 1, &rc), 0);
+    LX_CHECK_INT(rc, 0);
+    LX_CHECK_INT(count_req(&f, "user:a"), 1);
+    fx_fini(&f);
+}
+
 LX_TEST(limits_scope_caps)
 {
     struct fixture f;
@@ -706,6 +732,6 @@ LX_TEST_MAIN(LX_RUN(limits_window_rollover), LX_RUN(limits_all_or_nothing),
              LX_RUN(limits_parallel_release), LX_RUN(limits_tokens_after_response),
              LX_RUN(limits_headers_most_constrained),
              LX_RUN(limits_scopes_from_config_and_identity), LX_RUN(limits_scope_caps),
-             LX_RUN(limits_retarget_to_another_deployment), LX_RUN(limits_threads_exact),
-             LX_RUN(limits_decode_replies), LX_RUN(limits_redis_unreachable_is_local),
-             LX_RUN(limits_redis_shared_fallback_resync))
+             LX_RUN(limits_prune_idle_counters), LX_RUN(limits_retarget_to_another_deployment),
+             LX_RUN(limits_threads_exact), LX_RUN(limits_decode_replies),
+             LX_RUN(limits_redis_unreachable_is_local), LX_RUN(limits_redis_shared_fallback_resync))

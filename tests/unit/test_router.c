@@ -80,14 +80,19 @@ LX_TEST(retry_policy_and_backoff)
                                  "router_settings:\n"
                                  "  retry_after: 2\n"
                                  "  retry_policy: {TimeoutErrorRetries: 4, "
-                                 "AuthenticationErrorRetries: 0}\n");
+                                 "AuthenticationErrorRetries: 0}\n"
+                                 "  model_group_retry_policy:\n"
+                                 "    gpt-4: {TimeoutErrorRetries: 1, RateLimitErrorRetries: 7}\n");
     LX_CHECK(cfg != NULL);
     if (!cfg) {
         return;
     }
-    LX_CHECK_INT(lx_router_policy_retries(cfg, LX_ERRC_TIMEOUT), 4);
-    LX_CHECK_INT(lx_router_policy_retries(cfg, LX_ERRC_AUTH), 0);
-    LX_CHECK_INT(lx_router_policy_retries(cfg, LX_ERRC_SERVER), -1);
+    LX_CHECK_INT(lx_router_policy_retries(cfg, "other", LX_ERRC_TIMEOUT), 4);
+    LX_CHECK_INT(lx_router_policy_retries(cfg, NULL, LX_ERRC_AUTH), 0);
+    LX_CHECK_INT(lx_router_policy_retries(cfg, "other", LX_ERRC_SERVER), -1);
+    LX_CHECK_INT(lx_router_policy_retries(cfg, "gpt-4", LX_ERRC_TIMEOUT), 1);
+    LX_CHECK_INT(lx_router_policy_retries(cfg, "gpt-4", LX_ERRC_RATE_LIMIT), 7);
+    LX_CHECK_INT(lx_router_policy_retries(cfg, "gpt-4", LX_ERRC_AUTH), 0); /* from retry_policy */
     /* retry-after within (0, 60] wins; never below router_settings.retry_after. */
     LX_CHECK_DBL(lx_router_backoff_s(cfg, 0, 7), 7);
     LX_CHECK_DBL(lx_router_backoff_s(cfg, 0, 1), 2);

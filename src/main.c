@@ -256,6 +256,7 @@ int main(int argc, char **argv)
         .store = store,
     };
     int rc = lx_server_run(&opts, cfg, &err);
+    lx_models_forget();
     /* Every worker closed its port on its own loop; now the store thread can stop. */
     lx_store_close(store);
     lx_config_unref(cfg);

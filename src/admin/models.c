@@ -60,6 +60,13 @@ static void fingerprint(const struct lx_store_result *res, unsigned char fp[32])
     }
 }
 
+void lx_models_forget(void)
+{
+    cJSON_Delete(last_loaded);
+    last_loaded = NULL;
+    has_fp = false;
+}
+
 bool lx_models_store_changed(struct lx_store *s)
 {
     struct lx_store_stmt st = {"SELECT model_id, updated_at FROM lx_models", NULL, 0};
@@ -485,6 +492,11 @@ void lx_admin__model_new(struct lx_admin_ctx *ctx)
         char id[37];
         lx_uuid4(id);
         m->model_id = lx_admin__dup(ctx, id);
+    }
+    if (lx_config_find_deployment(ctx->cfg, lx_str_c(m->model_id))) {
+        lx_admin_respond_error_param(ctx, 409, "model_info.id", "Model id = %s already exists",
+                                     m->model_id);
+        return;
     }
     /* The entry as the loader will see it: refused now rather than skipped at every load. */
     cJSON *entry = cJSON_CreateObject();

@@ -58,6 +58,9 @@ struct lx_config *lx_models_config_load(const char *path, struct lx_store *s, st
  */
 bool lx_models_store_changed(struct lx_store *s);
 
+/* Forget the models kept for rebuilds while the database is down (at exit; main thread). */
+void lx_models_forget(void);
+
 /* litellm_params of a deployment as JSON, secrets masked (what /model/info shows). */
 cJSON *lx_models_params_json(const struct lx_deployment *d);
 

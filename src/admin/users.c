@@ -136,7 +136,8 @@ struct user_new {
     long long budget_s, key_duration_s;
     int64_t max_budget, soft_budget;
     long long rpm, tpm, mpr;
-    const char **teams;
+    const char **teams;      /* team ids */
+    const char **team_roles; /* "user" or "admin", per team */
     size_t n_teams;
     bool auto_create_key;
     char key[28], token[65], key_name[16];
@@ -219,10 +220,11 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
     for (size_t i = 0; i < u->n_teams; i++) {
         p = lx_admin__batch_add(&b,
                                 "INSERT INTO lx_team_members (team_id, user_id, role, created_at) "
-                                "SELECT team_id, $2, 'user', $3 FROM lx_teams WHERE team_id = $1 "
+                                "SELECT team_id, $2, $4, $3 FROM lx_teams WHERE team_id = $1 "
                                 "ON CONFLICT (team_id, user_id) DO NOTHING",
-                                3);
+                                4);
         p[0] = LX_SP_T(u->teams[i]);
+        p[3] = LX_SP_T(u->team_roles[i]);
         p[1] = LX_SP_T(u->user_id);
         p[2] = LX_SP_I(now);
     }
@@ -304,6 +306,46 @@ static void user_new_checked(void *ud, int rc, const struct lx_store_result *res
     user_new_insert(ctx);
 }
 
+/*
+ * "teams": team ids, or LiteLLM's NewUserRequestTeam objects ({"team_id",
+ * "user_role": "user" | "admin"}).
+ */
+static int parse_teams(struct lx_admin_ctx *ctx, const cJSON *body, struct user_new *u)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(body, "teams");
+    if (!v || cJSON_IsNull(v)) {
+        return 0;
+    }
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > MAX_IDS) {
+        lx_admin_respond_error_param(ctx, 400, "teams",
+                                     "teams must be a list of team ids or {\"team_id\", "
+                                     "\"user_role\"} objects");
+        return -1;
+    }
+    size_t n = (size_t)cJSON_GetArraySize(v);
+    u->teams = lx_arena_alloc(&ctx->arena, (n + 1) * sizeof(*u->teams));
+    u->team_roles = lx_arena_alloc(&ctx->arena, (n + 1) * sizeof(*u->team_roles));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, v)
+    {
+        const cJSON *id = cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "team_id") : it;
+        const cJSON *role =
+            cJSON_IsObject(it) ? cJSON_GetObjectItemCaseSensitive(it, "user_role") : NULL;
+        const char *r = cJSON_IsString(role) ? role->valuestring : "user";
+        if (!cJSON_IsString(id) || !lx_admin__valid_id(id->valuestring) ||
+            (role && !cJSON_IsNull(role) && !cJSON_IsString(role)) ||
+            (strcmp(r, "user") != 0 && strcmp(r, "admin") != 0)) {
+            lx_admin_respond_error_param(ctx, 400, "teams",
+                                         "teams: each entry is a team id or {\"team_id\", "
+                                         "\"user_role\": \"user\" | \"admin\"}");
+            return -1;
+        }
+        u->teams[u->n_teams] = lx_admin__dup(ctx, id->valuestring);
+        u->team_roles[u->n_teams++] = strcmp(r, "admin") == 0 ? "admin" : "user";
+    }
+    return 0;
+}
+
 void lx_admin__user_new(struct lx_admin_ctx *ctx)
 {
     struct user_new *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
@@ -328,8 +370,7 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
         lx_admin__field_limit(ctx, body, "tpm_limit", &u->tpm, NULL) ||
         lx_admin__field_limit(ctx, body, "max_parallel_requests", &u->mpr, NULL) ||
         lx_admin_field_object_json(ctx, body, "metadata", &u->metadata, NULL) ||
-        lx_admin__strlist(ctx, body, "teams", MAX_IDS, &u->teams, &u->n_teams, NULL) ||
-        lx_admin__field_id(ctx, body, "team_id", &team_id, NULL) ||
+        parse_teams(ctx, body, u) || lx_admin__field_id(ctx, body, "team_id", &team_id, NULL) ||
         lx_admin_field_bool(ctx, body, "auto_create_key", &u->auto_create_key, NULL) ||
         lx_admin_field_str(ctx, body, "key_alias", &u->key_alias, NULL) ||
         lx_admin_field_duration(ctx, body, "duration", &u->key_duration, &u->key_duration_s,
@@ -353,9 +394,15 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
     if (team_id) {
         /* The deprecated single team_id joins the teams list. */
         const char **t = lx_arena_alloc(&ctx->arena, (u->n_teams + 1) * sizeof(*t));
-        memcpy(t, u->teams, u->n_teams * sizeof(*t));
-        t[u->n_teams++] = team_id;
+        const char **r = lx_arena_alloc(&ctx->arena, (u->n_teams + 1) * sizeof(*r));
+        if (u->n_teams) {
+            memcpy(t, u->teams, u->n_teams * sizeof(*t));
+            memcpy(r, u->team_roles, u->n_teams * sizeof(*r));
+        }
+        t[u->n_teams] = team_id;
+        r[u->n_teams++] = "user";
         u->teams = t;
+        u->team_roles = r;
     }
     struct lx_store_param p[3] = {LX_SP_T(u->user_id), LX_SP_T(u->user_email),
                                   LX_SP_T(u->auto_create_key ? u->key_alias : NULL)};

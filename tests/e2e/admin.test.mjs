@@ -267,6 +267,15 @@ for (const backend of backends) {
     assertError(await get(px, '/team/list', dave.key), 401);
     assertError(await get(px, '/team/list?user_id=carol', dave.key), 401);
 
+    // /user/new joins teams given by id or as {team_id, user_role}; unknown teams are skipped.
+    assert.equal((await post(px, '/user/new', { user_id: 'kim', teams: [other.team_id, 'no-such-team'], auto_create_key: false })).status, 200);
+    assert.equal((await post(px, '/user/new', { user_id: 'lee', teams: [{ team_id: other.team_id, user_role: 'admin' }], auto_create_key: false })).status, 200);
+    assertError(await post(px, '/user/new', { teams: [{ team_id: other.team_id, user_role: 'owner' }] }), 400, 'teams');
+    assertError(await post(px, '/user/new', { teams: 'x' }), 400, 'teams');
+    r = await get(px, `/team/info?team_id=${other.team_id}`);
+    const roles = Object.fromEntries(r.json.team_info.members_with_roles.map((m) => [m.user_id, m.role]));
+    assert.deepEqual(roles, { kim: 'user', lee: 'admin' });
+
     // /team/delete: unknown ids 404; deletes the team's keys and memberships.
     db.exec(`UPDATE lx_keys SET team_id = '${team.team_id}' WHERE user_id = 'dave'`);
     assertError(await post(px, '/team/delete', { team_ids: [team.team_id, 'ghost'] }), 404, 'team_ids');
@@ -336,6 +345,7 @@ for (const backend of backends) {
     assert.equal(dbEntry.litellm_params.temperature, 0.2);
     r = await get(px, `/model/info?litellm_model_id=${id}`);
     assert.equal(r.json.data.length, 1);
+    assertError(await post(px, '/model/new', { ...newModel, model_info: { id } }), 409, 'model_info.id');
     assertError(await get(px, '/model/info?litellm_model_id=unknown'), 404, 'litellm_model_id');
     r = await get(px, '/model/info', user.key);
     assert.equal(r.status, 200, 'any internal user may list models');

@@ -297,6 +297,36 @@ test('router_settings redis_password: the link authenticates; the password never
   }
 });
 
+test('SIGHUP to another Redis: counting moves to the new server', async () => {
+  const other = await startRedis();
+  const cfg = (r) => ({
+    model_list: [local('reload')],
+    rate_limit_config: { redis_host: r.host, redis_port: r.port },
+    general_settings: { master_key: MASTER_KEY, global_max_rpm: 100000 },
+  });
+  const proxy = await startLlmux(cfg(redis), { workers: 2 });
+  try {
+    await sleep(300);
+    const w = await freshWindow(15);
+    const key = `lx:rl:${w}:global:r`;
+    const base = Number(await redis.cmd('GET', key)) || 0;
+    for (let i = 0; i < 3; i++) assert.equal((await chat(proxy.baseURL, 'reload')).status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), base + 3);
+    await proxy.writeConfig(cfg(other));
+    proxy.proc.kill('SIGHUP');
+    await waitFor(() => /config reloaded/.test(proxy.logs()), { what: 'the reload' });
+    await sleep(300);
+    for (let i = 0; i < 4; i++) assert.equal((await chat(proxy.baseURL, 'reload')).status, 200);
+    assert.equal(Number(await redis.cmd('GET', key)), base + 3);
+    // The new server has the 4 new requests (all through it once connected, or pushed on connect).
+    await waitFor(async () => Number(await other.cmd('GET', key)) >= 4, { timeoutMs: 5000, what: 'counts on the new Redis' });
+    assert.equal(windowId(), w);
+  } finally {
+    await proxy.stop();
+    await other.stop();
+  }
+});
+
 test("the tutorial's Rate Limiting block loads and applies global_max_rpm", async () => {
   const yaml = `
 model_list:

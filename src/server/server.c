@@ -310,6 +310,12 @@ static void reload(struct main_state *m)
                 "keeping %s",
                 m->store ? lx_store_url_redacted(m->store) : "no database");
     }
+    const char *jd = cfg->general.spend_journal_dir;
+    const char *old_jd = m->start_cfg->general.spend_journal_dir;
+    if (m->ledger && ((jd == NULL) != (old_jd == NULL) || (jd && strcmp(jd, old_jd) != 0))) {
+        LX_WARN("general_settings.spend_journal_dir changed: restart llmux to use it; keeping %s",
+                lx_ledger_dir(m->ledger));
+    }
     install(m, cfg);
     LX_INFO("config reloaded from %s: %zu model group(s), %zu deployment(s)", m->config_path,
             cfg->n_groups, cfg->n_deployments);

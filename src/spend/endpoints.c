@@ -32,7 +32,7 @@ static double usd(int64_t nanos)
     return (double)nanos / (double)LX_NANO_PER_USD;
 }
 
-static int64_t with_pending(enum lx_budget_scope kind, const char *id, int64_t store_spend)
+int64_t lx_spend_current(enum lx_budget_scope kind, const char *id, int64_t store_spend)
 {
     struct lx_budget *b = atomic_load(&g_budget);
     if (!b || !id) {
@@ -107,7 +107,8 @@ static void on_user_spend(void *ud, int rc, const struct lx_store_result *res,
         lx_admin_respond_error_param(ctx, 404, "user_id", "User not found: %s", uid);
         return;
     }
-    int64_t spend = with_pending(LX_BUDGET_USER, uid, lx_store_cell_int(res, 0, "spend_nanos", 0));
+    int64_t spend =
+        lx_spend_current(LX_BUDGET_USER, uid, lx_store_cell_int(res, 0, "spend_nanos", 0));
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "user_id", uid);
     cJSON_AddNumberToObject(o, "total_spend", usd(spend));
@@ -458,9 +459,9 @@ static void on_top_keys(void *ud, int rc, const struct lx_store_result *res,
         const char *token = lx_store_cell(res, i, "token");
         cJSON *o = cJSON_CreateObject();
         add_str_or_null(o, "api_key", token);
-        cJSON_AddNumberToObject(
-            o, "total_spend",
-            usd(with_pending(LX_BUDGET_KEY, token, lx_store_cell_int(res, i, "spend_nanos", 0))));
+        cJSON_AddNumberToObject(o, "total_spend",
+                                usd(lx_spend_current(LX_BUDGET_KEY, token,
+                                                     lx_store_cell_int(res, i, "spend_nanos", 0))));
         add_str_or_null(o, "key_alias", lx_store_cell(res, i, "key_alias"));
         add_str_or_null(o, "key_name", lx_store_cell(res, i, "key_name"));
         add_str_or_null(o, "user_id", lx_store_cell(res, i, "user_id"));

@@ -18,12 +18,20 @@
 #ifndef LX_SPEND_ENDPOINTS_H
 #define LX_SPEND_ENDPOINTS_H
 
-#include "admin/admin.h"
+#include <stdint.h>
 
-struct lx_budget;
+#include "admin/admin.h"
+#include "spend/budget.h"
 
 /* The process's budgets, for the spend shown (NULL: store values only). Set at start. */
 void lx_spend_endpoints_set_budget(struct lx_budget *b);
+
+/*
+ * A key's, user's or team's spend to show, from a spend_nanos the caller
+ * just read from the store: adds what this process has spent and not
+ * committed yet (for /key/info, /user/info...). Any thread.
+ */
+int64_t lx_spend_current(enum lx_budget_scope kind, const char *id, int64_t store_spend);
 
 void lx_spend_user_spend(struct lx_admin_ctx *ctx);
 void lx_spend_global_spend(struct lx_admin_ctx *ctx);

@@ -82,7 +82,7 @@ struct lx_ledger {
     bool *batch_own;
     size_t n_batch;
     size_t n_batch_own;
-    bool store_down;
+    atomic_bool store_down; /* written by the ledger thread, read by stats */
     unsigned backoff_ms;
     uint64_t retry_at;
 
@@ -334,12 +334,12 @@ static bool run_batches(struct lx_ledger *l)
             }
             if (rc) {
                 atomic_fetch_add(&l->failures, 1);
-                if (!l->store_down) {
+                if (!atomic_load(&l->store_down)) {
                     LX_ERROR("spend ledger: the store is unavailable (%s); spend records wait in "
                              "the journal at %s and are retried",
                              err.msg[0] ? err.msg : lx_strerror(rc), l->dir);
                 }
-                l->store_down = true;
+                atomic_store(&l->store_down, true);
                 l->backoff_ms =
                     l->backoff_ms ? LX_MIN(l->backoff_ms * 2, BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
                 l->retry_at = lx_mono_ms() + l->backoff_ms;
@@ -351,10 +351,10 @@ static bool run_batches(struct lx_ledger *l)
                 lx_budget_on_commit(l->budget, &l->batch[i], l->batch_own[i]);
             }
         }
-        if (l->store_down) {
+        if (atomic_load(&l->store_down)) {
             LX_INFO("spend ledger: the store is back; committing the journal");
         }
-        l->store_down = false;
+        atomic_store(&l->store_down, false);
         l->backoff_ms = 0;
         atomic_fetch_add(&l->committed, l->n_batch);
         atomic_fetch_sub(&l->unread, (int_least64_t)l->n_batch_own);
@@ -385,7 +385,7 @@ static void ledger_main(void *arg)
     uv_mutex_lock(&l->lock);
     while (!l->stop) {
         now = lx_mono_ms();
-        bool backoff = l->store_down && now < l->retry_at;
+        bool backoff = atomic_load(&l->store_down) && now < l->retry_at;
         bool full = atomic_load(&l->unread) >= (int_least64_t)l->batch_max && !backoff;
         if (!l->flush_req && !full) {
             uint64_t until = LX_MIN(next_sync, backoff ? l->retry_at : next_batch);
@@ -408,7 +408,7 @@ static void ledger_main(void *arg)
         }
         bool due =
             now >= next_batch || flush || atomic_load(&l->unread) >= (int_least64_t)l->batch_max;
-        if (due && (!l->store_down || flush || now >= l->retry_at)) {
+        if (due && (!atomic_load(&l->store_down) || flush || now >= l->retry_at)) {
             run_batches(l);
             next_batch = lx_mono_ms() + l->batch_ms;
         }
@@ -577,7 +577,7 @@ void lx_ledger_get_stats(struct lx_ledger *l, struct lx_ledger_stats *out)
     for (struct seg *s = l->segs; s; s = s->next) {
         out->segments++;
     }
-    out->store_down = l->store_down;
+    out->store_down = atomic_load(&l->store_down);
     uv_mutex_unlock(&l->lock);
 }
 

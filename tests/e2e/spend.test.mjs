@@ -95,6 +95,14 @@ test('spend_journal_dir puts the journal where configured', async () => {
     assert.equal(r.status, 200);
     assert.ok(readdirSync(jdir).some((f) => f.endsWith('.lxj')), 'a live segment in spend_journal_dir');
     await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs') === '1', { what: '1 row' });
+    // The journal directory is fixed at start: a reload that moves it says so and keeps it.
+    await proxy.writeConfig(config(db, { spend_journal_dir: path.join(dir, 'elsewhere') }));
+    proxy.proc.kill('SIGHUP');
+    await waitFor(() => /spend_journal_dir changed: restart llmux to use it/.test(proxy.logs()), { what: 'reload warning' });
+    const r2 = await request(proxy.baseURL, '/chat/completions', { body: chatBody('local') });
+    assert.equal(r2.status, 200);
+    await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs') === '2', { what: '2 rows' });
+    assert.ok(!existsSync(path.join(dir, 'elsewhere')));
   } finally {
     assert.equal(await proxy.stop(), 0);
   }

@@ -243,6 +243,21 @@ for (const backend of backends) {
     assertError(await get(px, '/team/info'), 400, 'team_id');
     assertError(await get(px, '/team/info?team_id=missing'), 404);
 
+    // /team/block stops the team's keys at once; /team/unblock restarts them.
+    const teamKey = await post(px, '/key/generate', { team_id: team.team_id });
+    assert.equal(teamKey.status, 200, teamKey.text);
+    await chat(px, teamKey.json.key, 'config-model');
+    r = await post(px, '/team/block', { team_id: team.team_id });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.blocked, true);
+    await assert.rejects(chat(px, teamKey.json.key, 'config-model'), (e) => e.status === 401 || e.status === 403);
+    r = await post(px, '/team/unblock', { team_id: team.team_id });
+    assert.equal(r.json.blocked, false);
+    await chat(px, teamKey.json.key, 'config-model');
+    assertError(await post(px, '/team/block', { team_id: 'missing' }), 404, 'team_id');
+    assertError(await post(px, '/team/block', {}), 400, 'team_id');
+    assertError(await post(px, '/team/block', { team_id: team.team_id }, carol.key), 403);
+
     // /team/update.
     r = await post(px, '/team/update', { team_id: team.team_id, max_budget: 250, blocked: true, team_alias: 'Research 2' });
     assert.equal(r.status, 200, r.text);

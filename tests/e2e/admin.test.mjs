@@ -365,10 +365,20 @@ for (const backend of backends) {
     assert.ok(db.rows(`SELECT COUNT(*) AS n FROM lx_audit_log WHERE table_name = 'lx_models' AND object_id = '${id}' AND action = 'created'`)[0].n === 1);
     assert.ok(!JSON.stringify(db.rows('SELECT before_value, updated_values FROM lx_audit_log')).includes(PROVIDER_SECRET));
 
+    // A secret given as a document (an object of credentials) is encrypted whole.
+    const DOC_SECRET = 'doc-secret-5e0b7a1f';
+    r = await post(px, '/model/new', { model_name: 'doc-model', litellm_params: { model: 'openai/gpt-4o-mini', api_base: mock.apiBase(), client_secret: { k: DOC_SECRET } } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.litellm_params.client_secret, '********');
+    assert.ok(!JSON.stringify(db.rows('SELECT litellm_params FROM lx_models')).includes(DOC_SECRET));
+    assert.ok(!(await get(px, '/model/info')).text.includes(DOC_SECRET));
+
     // Restart: the stored model is loaded at start.
     assert.equal(await px.stop(), 0);
     px = await gateway(mock, db, { workers: 2 });
     await chat(px, MASTER_KEY, 'db-model');
+    await chat(px, MASTER_KEY, 'doc-model');
+    assert.deepEqual(JSON.parse((await mock.last()).body).client_secret, { k: DOC_SECRET }, 'decrypted back into a document');
     // SIGHUP rebuilds from the file and the store: the stored model stays.
     px.proc.kill('SIGHUP');
     await waitFor(() => /config reloaded/.test(px.logs()), { what: 'the reload' });

@@ -176,6 +176,40 @@ general_settings:
   }
 });
 
+test('model_info.mode: fallback inside one group: the first healthy deployment serves, the next stands by; /v1/messages clients fall back too', async () => {
+  await bad.reset();
+  await spare.reset();
+  const proxy = await startLlmux({
+    router_settings: { fallbacks: [{ 'msg-primary': ['msg-backup'] }] },
+    model_list: [
+      dep('ordered', spare, { id: 'ord-primary', info: { mode: 'fallback' } }),
+      dep('ordered', mock, { id: 'ord-standby', info: { mode: 'fallback' } }),
+      dep('ordered-broken', bad, { id: 'ob-primary', directives: { status: 502 }, info: { mode: 'fallback' } }),
+      dep('ordered-broken', mock, { id: 'ob-standby', info: { mode: 'fallback' } }),
+      dep('msg-primary', bad, { directives: { status: 500 } }),
+      dep('msg-backup', mock, { id: 'msg-backup-1' }),
+    ],
+  });
+  try {
+    assert.deepEqual((await spread(proxy, 'ordered', 20, 2)).counts, { 'ord-primary': 20 });
+    const { counts, statuses } = await spread(proxy, 'ordered-broken', 10, 1);
+    assert.deepEqual(statuses, { 200: 10 });
+    assert.deepEqual(counts, { 'ob-standby': 10 });
+    const r = await request(proxy.baseURL, '/v1/messages', {
+      body: { model: 'msg-primary', max_tokens: 20, messages: [{ role: 'user', content: 'Hi' }] },
+    });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.type, 'message');
+    assert.equal(r.headers.get('x-litellm-model-id'), 'msg-backup-1');
+    // On the OpenAI routes, the request's own (empty) list replaces the configured one.
+    const e = await chat(proxy, 'msg-primary', { fallbacks: [] });
+    assert.equal(e.status, 500, e.text);
+    assert.equal(e.headers.get('x-litellm-attempted-fallbacks'), '0');
+  } finally {
+    await proxy.stop();
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Strategies
 

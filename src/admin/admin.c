@@ -53,6 +53,8 @@ static const struct lx_admin_route routes[] = {
     {LX_HTTP_GET, "/team/list", LX_PERM_SELF_OR_READ, lx_admin__team_list},
     {LX_HTTP_POST, "/team/member_add", LX_PERM_SELF_WRITE, lx_admin__team_member_add},
     {LX_HTTP_POST, "/team/member_delete", LX_PERM_SELF_WRITE, lx_admin__team_member_delete},
+    {LX_HTTP_POST, "/team/block", LX_PERM_ADMIN, lx_admin__team_block},
+    {LX_HTTP_POST, "/team/unblock", LX_PERM_ADMIN, lx_admin__team_unblock},
 
     /* models.c */
     {LX_HTTP_POST, "/model/new", LX_PERM_ADMIN, lx_admin__model_new},

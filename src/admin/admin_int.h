@@ -49,6 +49,8 @@ void lx_admin__team_delete(struct lx_admin_ctx *ctx);
 void lx_admin__team_list(struct lx_admin_ctx *ctx);
 void lx_admin__team_member_add(struct lx_admin_ctx *ctx);
 void lx_admin__team_member_delete(struct lx_admin_ctx *ctx);
+void lx_admin__team_block(struct lx_admin_ctx *ctx);
+void lx_admin__team_unblock(struct lx_admin_ctx *ctx);
 
 /* models.c */
 void lx_admin__model_new(struct lx_admin_ctx *ctx);

@@ -13,8 +13,10 @@
 #include "admin/models.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "admin/admin_int.h"
@@ -102,36 +104,68 @@ static cJSON *replace_named(cJSON *obj, cJSON *it, cJSON *v)
     return v;
 }
 
+/* A secret that was a JSON document (an object of credentials, say) is stored as JSON_TAG + the
+ * encrypted JSON text. */
+#define JSON_TAG "json:"
+
 /*
- * Encrypt (enc) or decrypt every secret string of a litellm_params object in
- * place. On a decryption failure *bad names the parameter (never its value).
+ * Encrypt (enc) or decrypt every secret parameter of a litellm_params object
+ * in place: strings, and documents (objects, arrays) as their JSON text. On a
+ * decryption failure *bad names the parameter (never its value).
  */
 static int crypt_params(cJSON *lp, const struct lx_secret_key *key, bool enc, const char **bad)
 {
     cJSON *it;
     cJSON_ArrayForEach(it, lp)
     {
-        if (!cJSON_IsString(it) || !it->string || !lx_secret_param_is_secret(it->string)) {
+        if (!it->string || !lx_secret_param_is_secret(it->string)) {
             continue;
         }
-        char *out = NULL;
+        bool doc = cJSON_IsObject(it) || cJSON_IsArray(it);
+        if (!cJSON_IsString(it) && !(enc && doc)) {
+            continue;
+        }
+        char *out = NULL, *text = NULL;
         int rc;
         if (enc) {
-            rc = lx_secret_encrypt(key, it->string, it->valuestring, strlen(it->valuestring), &out);
-        } else if (!lx_secret_is_encrypted(it->valuestring)) {
-            continue; /* stored in clear by an older writer: used as is */
+            text = doc ? cJSON_PrintUnformatted(it) : NULL;
+            const char *plain = doc ? text : it->valuestring;
+            rc = plain ? lx_secret_encrypt(key, it->string, plain, strlen(plain), &out) : LX_ENOMEM;
+            if (rc == 0 && doc) {
+                size_t n = strlen(out) + sizeof(JSON_TAG);
+                char *tagged = lx_malloc(n);
+                snprintf(tagged, n, JSON_TAG "%s", out);
+                lx_free(out);
+                out = tagged;
+            }
+            if (text) {
+                OPENSSL_cleanse(text, strlen(text));
+                cJSON_free(text);
+            }
         } else {
-            rc = lx_secret_decrypt(key, it->string, it->valuestring, &out, NULL);
+            const char *v = it->valuestring;
+            doc = strncmp(v, JSON_TAG, sizeof(JSON_TAG) - 1) == 0;
+            if (doc) {
+                v += sizeof(JSON_TAG) - 1;
+            }
+            if (!lx_secret_is_encrypted(v)) {
+                continue; /* stored in clear by an older writer: used as is */
+            }
+            rc = lx_secret_decrypt(key, it->string, v, &out, NULL);
         }
         if (rc) {
             *bad = it->string;
             return rc;
         }
-        cJSON *v = cJSON_CreateString(out);
+        cJSON *v = (!enc && doc) ? cJSON_Parse(out) : cJSON_CreateString(out);
         if (enc) {
             lx_free(out);
         } else {
             lx_secret_free(out);
+        }
+        if (!v && !enc && doc) {
+            *bad = it->string;
+            return LX_EINVAL;
         }
         if (!v || !(v = replace_named(lp, it, v))) {
             return LX_ENOMEM;
@@ -146,7 +180,8 @@ static void mask_params(cJSON *lp)
     cJSON *it;
     cJSON_ArrayForEach(it, lp)
     {
-        if (it->string && lx_secret_param_is_secret(it->string) && cJSON_IsString(it)) {
+        if (it->string && lx_secret_param_is_secret(it->string) &&
+            (cJSON_IsString(it) || cJSON_IsObject(it) || cJSON_IsArray(it))) {
             cJSON *v = cJSON_CreateString(MASK);
             if (!v || !(v = replace_named(lp, it, v))) {
                 return;
@@ -522,7 +557,8 @@ void lx_admin__model_new(struct lx_admin_ctx *ctx)
         cJSON *it;
         cJSON_ArrayForEach(it, params)
         {
-            if (cJSON_IsString(it) && it->string && lx_secret_param_is_secret(it->string)) {
+            bool valued = cJSON_IsString(it) || cJSON_IsObject(it) || cJSON_IsArray(it);
+            if (valued && it->string && lx_secret_param_is_secret(it->string)) {
                 cJSON_Delete(entry);
                 lx_admin_respond_error_param(
                     ctx, 400, it->string,

@@ -10,6 +10,7 @@
  * /team/info a third its keys. As in LiteLLM, adding a member who has no
  * user record yet creates one, deleting a team deletes its keys, and
  * member_add / member_delete are open to the team's admins as well.
+ * /team/block and /team/unblock stop and restart every key of the team.
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,7 +25,7 @@
 #define MAX_IDS 1000
 #define MAX_MEMBERS 1000
 
-enum team_kind { T_NEW, T_UPDATE, T_ADD, T_DEL, T_INFO };
+enum team_kind { T_NEW, T_UPDATE, T_ADD, T_DEL, T_INFO, T_BLOCK };
 
 struct member {
     const char *user_id;    /* NULL when given by email only */
@@ -217,7 +218,8 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         return;
     }
     case T_NEW:
-    case T_DEL: {
+    case T_DEL:
+    case T_BLOCK: {
         cJSON *doc = t->team;
         t->team = NULL;
         op_answer(ctx, doc);
@@ -1048,4 +1050,38 @@ void lx_admin__team_list(struct lx_admin_ctx *ctx)
     if (rc) {
         lx_admin_respond_store_error(ctx, rc, NULL);
     }
+}
+
+/* ---- /team/block and /team/unblock ---- */
+
+static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
+{
+    struct team_op *t = op_new(ctx, T_BLOCK);
+    if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
+        return;
+    }
+    if (!t->team_id) {
+        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b, "UPDATE lx_teams SET blocked = $2, updated_at = $3 WHERE team_id = $1", 3);
+    p[0] = LX_SP_T(t->team_id);
+    p[1] = LX_SP_I(blocked ? 1 : 0);
+    p[2] = LX_SP_I(lx_wall_s());
+    add_audit(ctx, &b, blocked ? "blocked" : "unblocked", "lx_teams", t->team_id, NULL, NULL);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_row_done);
+}
+
+void lx_admin__team_block(struct lx_admin_ctx *ctx)
+{
+    team_set_blocked(ctx, true);
+}
+
+void lx_admin__team_unblock(struct lx_admin_ctx *ctx)
+{
+    team_set_blocked(ctx, false);
 }

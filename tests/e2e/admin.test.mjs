@@ -243,6 +243,21 @@ for (const backend of backends) {
     assertError(await get(px, '/team/info'), 400, 'team_id');
     assertError(await get(px, '/team/info?team_id=missing'), 404);
 
+    // /team/block stops the team's keys at once; /team/unblock restarts them.
+    const teamKey = await post(px, '/key/generate', { team_id: team.team_id });
+    assert.equal(teamKey.status, 200, teamKey.text);
+    await chat(px, teamKey.json.key, 'config-model');
+    r = await post(px, '/team/block', { team_id: team.team_id });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.blocked, true);
+    await assert.rejects(chat(px, teamKey.json.key, 'config-model'), (e) => e.status === 401 || e.status === 403);
+    r = await post(px, '/team/unblock', { team_id: team.team_id });
+    assert.equal(r.json.blocked, false);
+    await chat(px, teamKey.json.key, 'config-model');
+    assertError(await post(px, '/team/block', { team_id: 'missing' }), 404, 'team_id');
+    assertError(await post(px, '/team/block', {}), 400, 'team_id');
+    assertError(await post(px, '/team/block', { team_id: team.team_id }, carol.key), 403);
+
     // /team/update.
     r = await post(px, '/team/update', { team_id: team.team_id, max_budget: 250, blocked: true, team_alias: 'Research 2' });
     assert.equal(r.status, 200, r.text);
@@ -365,10 +380,20 @@ for (const backend of backends) {
     assert.ok(db.rows(`SELECT COUNT(*) AS n FROM lx_audit_log WHERE table_name = 'lx_models' AND object_id = '${id}' AND action = 'created'`)[0].n === 1);
     assert.ok(!JSON.stringify(db.rows('SELECT before_value, updated_values FROM lx_audit_log')).includes(PROVIDER_SECRET));
 
+    // A secret given as a document (an object of credentials) is encrypted whole.
+    const DOC_SECRET = 'doc-secret-5e0b7a1f';
+    r = await post(px, '/model/new', { model_name: 'doc-model', litellm_params: { model: 'openai/gpt-4o-mini', api_base: mock.apiBase(), client_secret: { k: DOC_SECRET } } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.litellm_params.client_secret, '********');
+    assert.ok(!JSON.stringify(db.rows('SELECT litellm_params FROM lx_models')).includes(DOC_SECRET));
+    assert.ok(!(await get(px, '/model/info')).text.includes(DOC_SECRET));
+
     // Restart: the stored model is loaded at start.
     assert.equal(await px.stop(), 0);
     px = await gateway(mock, db, { workers: 2 });
     await chat(px, MASTER_KEY, 'db-model');
+    await chat(px, MASTER_KEY, 'doc-model');
+    assert.deepEqual(JSON.parse((await mock.last()).body).client_secret, { k: DOC_SECRET }, 'decrypted back into a document');
     // SIGHUP rebuilds from the file and the store: the stored model stays.
     px.proc.kill('SIGHUP');
     await waitFor(() => /config reloaded/.test(px.logs()), { what: 'the reload' });

@@ -510,3 +510,26 @@ test('postgres: budgets, resets and the spend endpoints', { skip: !startPostgres
     await pg.destroy();
   }
 });
+
+test('team budget: keys of a team share it; team spend equals its rows', async () => {
+  const dir = mkdtempSync(path.join(work, 'team-'));
+  const db = path.join(dir, 'llmux.db');
+  const proxy = await startLlmux(budgetConfig(db), { workers: 2 });
+  try {
+    const c = costOf(await chat(proxy.baseURL, MASTER_KEY));
+    const team = await request(proxy.baseURL, '/team/new', { body: { team_alias: 'spenders', max_budget: 2.5 * c } });
+    assert.equal(team.status, 200, team.text);
+    const teamId = team.json.team_id;
+    const k1 = await generateKey(proxy.baseURL, { team_id: teamId });
+    const k2 = await generateKey(proxy.baseURL, { team_id: teamId });
+    const st = [];
+    for (const k of [k1, k2, k1, k2]) st.push((await chat(proxy.baseURL, k)).status);
+    assert.deepEqual(st, [200, 200, 200, 400]);
+    await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs WHERE applied = 0') === '0'
+      && sql(db, `SELECT COUNT(*) FROM lx_spend_logs WHERE team_id = '${teamId}'`) === '3', { what: 'team rows applied' });
+    assert.equal(sql(db, `SELECT spend_nanos FROM lx_teams WHERE team_id = '${teamId}'`),
+      sql(db, `SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE team_id = '${teamId}'`));
+  } finally {
+    assert.equal(await proxy.stop(), 0);
+  }
+});

@@ -202,10 +202,10 @@ LX_TEST(check_model)
 
 LX_TEST(row_json)
 {
-    char *cols[] = {"user_id", "max_budget_nanos", "spend_nanos", "created_at", "models",
-                    "metadata", "rpm_limit", "blocked", "token", "budget_reset_at"};
-    char *cells[] = {"u1", "12500000000", "0", "0", "[\"a\",\"b\"]", "{\"k\":1}", "7", "1", "abc",
-                     NULL};
+    char *cols[] = {"user_id",  "max_budget_nanos", "spend_nanos", "created_at", "models",
+                    "metadata", "rpm_limit",        "blocked",     "token",      "budget_reset_at"};
+    char *cells[] = {"u1",        "12500000000", "0", "0",   "[\"a\",\"b\"]",
+                     "{\"k\":1}", "7",           "1", "abc", NULL};
     struct lx_store_result r = {.n_rows = 1, .n_cols = 10, .cols = cols, .cells = cells};
     static const char *const skip[] = {"token", NULL};
     cJSON *o = lx_admin__row_json(&r, 0, skip);

@@ -1054,9 +1054,47 @@ void lx_admin__team_list(struct lx_admin_ctx *ctx)
 
 /* ---- /team/block and /team/unblock ---- */
 
+struct team_block {
+    struct team_op op; /* first: ctx->ud is read as a team_op by team_row_done */
+    bool blocked;
+};
+
+static void team_block_row(void *ud, int rc, const struct lx_store_result *res,
+                           const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct team_block *tb = ctx->ud;
+    struct team_op *t = &tb->op;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team_id=%s",
+                                     t->team_id);
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3);
+    struct lx_store_param *p = lx_admin__batch_add(
+        &b, "UPDATE lx_teams SET blocked = $2, updated_at = $3 WHERE team_id = $1", 3);
+    p[0] = LX_SP_T(t->team_id);
+    p[1] = LX_SP_I(tb->blocked ? 1 : 0);
+    p[2] = LX_SP_I(lx_wall_s());
+    add_audit(ctx, &b, tb->blocked ? "blocked" : "unblocked", "lx_teams", t->team_id, NULL, NULL);
+    select_team(&b, t->team_id);
+    exec_or_fail(ctx, &b, team_row_done);
+}
+
 static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
 {
-    struct team_op *t = op_new(ctx, T_BLOCK);
+    struct team_block *tb = lx_arena_alloc(&ctx->arena, sizeof(*tb));
+    memset(tb, 0, sizeof(*tb));
+    tb->op.kind = T_BLOCK;
+    tb->op.max_budget_in_team = LX_NO_LIMIT;
+    tb->blocked = blocked;
+    ctx->ud = tb;
+    struct team_op *t = &tb->op;
     if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
         return;
     }
@@ -1065,15 +1103,9 @@ static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
         return;
     }
     struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 3);
-    struct lx_store_param *p = lx_admin__batch_add(
-        &b, "UPDATE lx_teams SET blocked = $2, updated_at = $3 WHERE team_id = $1", 3);
-    p[0] = LX_SP_T(t->team_id);
-    p[1] = LX_SP_I(blocked ? 1 : 0);
-    p[2] = LX_SP_I(lx_wall_s());
-    add_audit(ctx, &b, blocked ? "blocked" : "unblocked", "lx_teams", t->team_id, NULL, NULL);
+    lx_admin__batch_init(&b, ctx, 1);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_row_done);
+    exec_or_fail(ctx, &b, team_block_row);
 }
 
 void lx_admin__team_block(struct lx_admin_ctx *ctx)

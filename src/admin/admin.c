@@ -60,6 +60,7 @@ static const struct lx_admin_route routes[] = {
     {LX_HTTP_POST, "/model/new", LX_PERM_ADMIN, lx_admin__model_new},
     {LX_HTTP_GET, "/model/info", LX_PERM_SELF_OR_READ, lx_admin__model_info},
     {LX_HTTP_POST, "/model/delete", LX_PERM_ADMIN, lx_admin__model_delete},
+    {LX_HTTP_POST, "/model/update", LX_PERM_ADMIN, lx_admin__model_update},
 
     /* spend and budgets (spend/endpoints.c) */
     {LX_HTTP_GET, "/user/spend", LX_PERM_SELF_OR_READ, lx_spend_user_spend},

@@ -56,6 +56,7 @@ void lx_admin__team_unblock(struct lx_admin_ctx *ctx);
 void lx_admin__model_new(struct lx_admin_ctx *ctx);
 void lx_admin__model_info(struct lx_admin_ctx *ctx);
 void lx_admin__model_delete(struct lx_admin_ctx *ctx);
+void lx_admin__model_update(struct lx_admin_ctx *ctx);
 
 /* rows.c: helpers of the user, team and model handlers */
 /* Unix seconds as "2026-11-21T08:00:00Z". */

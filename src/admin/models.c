@@ -488,6 +488,116 @@ static bool store_models_enabled(struct lx_admin_ctx *ctx)
     return true;
 }
 
+/*
+ * Validate, encrypt and store an entry {"model_name", "litellm_params" (secrets in clear),
+ * "model_info" (with id and db_model)}, taken over; then rebuild and answer. update: the row
+ * exists (UPDATE) rather than new (INSERT).
+ */
+static void store_entry(struct lx_admin_ctx *ctx, cJSON *entry, bool update)
+{
+    struct model_op *m = ctx->ud;
+    cJSON *params = cJSON_GetObjectItemCaseSensitive(entry, "litellm_params");
+    cJSON *info = cJSON_GetObjectItemCaseSensitive(entry, "model_info");
+    const char *name = cJSON_GetObjectItemCaseSensitive(entry, "model_name")->valuestring;
+    /* The entry as the loader will see it: refused now rather than skipped at every load. */
+    struct lx_error err = {0};
+    if (lx_config_check_model(entry, &err)) {
+        cJSON_Delete(entry);
+        lx_admin_respond_error_param(ctx, 400, "litellm_params", "Invalid model: %s", err.msg);
+        return;
+    }
+    const char *bad = NULL;
+    struct lx_secret_key key;
+    if (lx_secret_key_get(ctx->cfg->general.master_key, &key) != 0) {
+        /* Without a key nothing secret can be stored; a model without secrets is fine. */
+        cJSON *it;
+        cJSON_ArrayForEach(it, params)
+        {
+            bool valued = cJSON_IsString(it) || cJSON_IsObject(it) || cJSON_IsArray(it);
+            if (valued && it->string && lx_secret_param_is_secret(it->string)) {
+                cJSON_Delete(entry);
+                lx_admin_respond_error_param(
+                    ctx, 400, it->string,
+                    "litellm_params.%s cannot be stored: set LLMUX_SALT_KEY (or "
+                    "general_settings.master_key) to encrypt secrets at rest",
+                    it->string);
+                return;
+            }
+        }
+    }
+    int rc = crypt_params(params, &key, true, &bad);
+    memset(&key, 0, sizeof(key));
+    char *lp_s = rc ? NULL : cJSON_PrintUnformatted(params);
+    char *mi_s = rc ? NULL : cJSON_PrintUnformatted(info);
+    if (!lp_s || !mi_s) {
+        cJSON_free(lp_s);
+        cJSON_free(mi_s);
+        cJSON_Delete(entry);
+        lx_admin_respond_error(ctx, 500, "cannot encrypt the model's secrets");
+        return;
+    }
+    /* What the answer and the audit log show: the entry with secrets masked. */
+    mask_params(params);
+    m->answer = cJSON_CreateObject();
+    cJSON_AddStringToObject(m->answer, "model_id", m->model_id);
+    cJSON_AddStringToObject(m->answer, "model_name", name);
+    cJSON_AddItemToObject(m->answer, "litellm_params", cJSON_Duplicate(params, true));
+    cJSON_AddItemToObject(m->answer, "model_info", cJSON_Duplicate(info, true));
+    if (!update) {
+        cJSON_AddStringToObject(m->answer, "created_by", lx_admin_caller_name(ctx));
+    }
+    cJSON_AddStringToObject(m->answer, "updated_by", lx_admin_caller_name(ctx));
+
+    int64_t now = lx_wall_s();
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 2);
+    struct lx_store_param *p;
+    if (update) {
+        p = lx_admin__batch_add(&b,
+                                "UPDATE lx_models SET model_name = $2, litellm_params = $3, "
+                                "model_info = $4, updated_at = $5 WHERE model_id = $1",
+                                5);
+        p[4] = LX_SP_I(now);
+    } else {
+        p = lx_admin__batch_add(
+            &b,
+            "INSERT INTO lx_models (model_id, model_name, litellm_params, model_info, created_by, "
+            "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            6);
+        p[4] = LX_SP_T(lx_admin_caller_name(ctx));
+        p[5] = LX_SP_I(now);
+    }
+    p[0] = LX_SP_T(m->model_id);
+    p[1] = LX_SP_T(lx_admin__dup(ctx, name));
+    p[2] = LX_SP_T(lx_admin__dup(ctx, lp_s));
+    p[3] = LX_SP_T(lx_admin__dup(ctx, mi_s));
+    cJSON_free(lp_s);
+    cJSON_free(mi_s);
+    char *audit = cJSON_PrintUnformatted(entry);
+    cJSON_Delete(entry);
+    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
+    lx_admin_audit_stmt(ctx, a, update ? "updated" : "created", "lx_models", m->model_id, NULL,
+                        audit ? lx_admin__dup(ctx, audit) : NULL, lx_admin__batch_slot(&b));
+    cJSON_free(audit);
+    rc = lx_store_exec(ctx->port, b.stmts, b.n, model_new_done, ctx);
+    if (rc) {
+        cJSON_Delete(m->answer);
+        m->answer = NULL;
+        lx_admin_respond_store_error(ctx, rc, NULL);
+    }
+}
+
+/* model_info with its id and db_model set by llmux. */
+static cJSON *info_with_id(const cJSON *mi, const char *id)
+{
+    cJSON *info = cJSON_IsObject(mi) ? cJSON_Duplicate(mi, true) : cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "id");
+    cJSON_AddStringToObject(info, "id", id);
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "db_model");
+    cJSON_AddTrueToObject(info, "db_model");
+    return info;
+}
+
 void lx_admin__model_new(struct lx_admin_ctx *ctx)
 {
     if (!store_models_enabled(ctx)) {
@@ -533,88 +643,137 @@ void lx_admin__model_new(struct lx_admin_ctx *ctx)
                                      m->model_id);
         return;
     }
-    /* The entry as the loader will see it: refused now rather than skipped at every load. */
     cJSON *entry = cJSON_CreateObject();
     cJSON_AddStringToObject(entry, "model_name", name->valuestring);
-    cJSON *params = cJSON_Duplicate(lp, true);
-    cJSON_AddItemToObject(entry, "litellm_params", params);
-    cJSON *info = cJSON_IsObject(mi) ? cJSON_Duplicate(mi, true) : cJSON_CreateObject();
+    cJSON_AddItemToObject(entry, "litellm_params", cJSON_Duplicate(lp, true));
+    cJSON_AddItemToObject(entry, "model_info", info_with_id(mi, m->model_id));
+    store_entry(ctx, entry, false);
+}
+
+/* ---- /model/update ---- */
+
+/* Overlay the non-null members of `over` on `base` (both objects). */
+static void overlay(cJSON *base, const cJSON *over)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, over)
+    {
+        if (!it->string || cJSON_IsNull(it)) {
+            continue;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(base, it->string);
+        cJSON_AddItemToObject(base, it->string, cJSON_Duplicate(it, true));
+    }
+}
+
+static void model_update_row(void *ud, int rc, const struct lx_store_result *res,
+                             const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct model_op *m = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    if (res->n_rows == 0) {
+        if (lx_config_find_deployment(ctx->cfg, lx_str_c(m->model_id))) {
+            lx_admin_respond_error_param(ctx, 400, "model_info.id",
+                                         "Model id = %s is defined in the config file, not "
+                                         "stored: change it in the config file",
+                                         m->model_id);
+        } else {
+            lx_admin_respond_error_param(ctx, 404, "model_info.id",
+                                         "Model with id=%s not found in db", m->model_id);
+        }
+        return;
+    }
+    const cJSON *body = ctx->body;
+    const char *lps = lx_store_cell(res, 0, "litellm_params");
+    const char *mis = lx_store_cell(res, 0, "model_info");
+    cJSON *params = lps ? cJSON_Parse(lps) : NULL;
+    cJSON *old_info = mis ? cJSON_Parse(mis) : NULL;
+    if (!cJSON_IsObject(params)) {
+        cJSON_Delete(params);
+        params = cJSON_CreateObject();
+    }
+    /* The stored secrets in clear, unless the update gives them again. */
+    const char *bad = NULL;
+    struct lx_secret_key key;
+    bool has_key = lx_secret_key_get(ctx->cfg->general.master_key, &key) == 0;
+    struct lx_secret_key none = {{0}, false};
+    const cJSON *new_lp = cJSON_GetObjectItemCaseSensitive(body, "litellm_params");
+    rc = crypt_params(params, has_key ? &key : &none, false, &bad);
+    /* A secret that does not decrypt but is given again is dropped; the rest still decrypt. */
+    while (rc == LX_EINVAL && bad && cJSON_GetObjectItemCaseSensitive(new_lp, bad)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(params, bad);
+        bad = NULL;
+        rc = crypt_params(params, has_key ? &key : &none, false, &bad);
+    }
+    memset(&key, 0, sizeof(key));
+    if (rc) {
+        char which[128];
+        snprintf(which, sizeof(which), "%s", bad ? bad : "?"); /* bad lives in params */
+        cJSON_Delete(params);
+        cJSON_Delete(old_info);
+        lx_admin_respond_error_param(ctx, 400, "litellm_params",
+                                     "the stored litellm_params.%s does not decrypt (another "
+                                     "LLMUX_SALT_KEY or master key): give it again",
+                                     which);
+        return;
+    }
+    overlay(params, new_lp);
+    cJSON *info = info_with_id(old_info, m->model_id);
+    cJSON_Delete(old_info);
+    overlay(info, cJSON_GetObjectItemCaseSensitive(body, "model_info"));
     cJSON_DeleteItemFromObjectCaseSensitive(info, "id");
     cJSON_AddStringToObject(info, "id", m->model_id);
     cJSON_DeleteItemFromObjectCaseSensitive(info, "db_model");
     cJSON_AddTrueToObject(info, "db_model");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "model_name");
+    cJSON *entry = cJSON_CreateObject();
+    cJSON_AddStringToObject(entry, "model_name",
+                            cJSON_IsString(name) && name->valuestring[0]
+                                ? name->valuestring
+                                : lx_store_cell(res, 0, "model_name"));
+    cJSON_AddItemToObject(entry, "litellm_params", params);
     cJSON_AddItemToObject(entry, "model_info", info);
-    struct lx_error err = {0};
-    if (lx_config_check_model(entry, &err)) {
-        cJSON_Delete(entry);
-        lx_admin_respond_error_param(ctx, 400, "litellm_params", "Invalid model: %s", err.msg);
-        return;
-    }
-    const char *bad = NULL;
-    struct lx_secret_key key;
-    if (lx_secret_key_get(ctx->cfg->general.master_key, &key) != 0) {
-        /* Without a key nothing secret can be stored; a model without secrets is fine. */
-        cJSON *it;
-        cJSON_ArrayForEach(it, params)
-        {
-            bool valued = cJSON_IsString(it) || cJSON_IsObject(it) || cJSON_IsArray(it);
-            if (valued && it->string && lx_secret_param_is_secret(it->string)) {
-                cJSON_Delete(entry);
-                lx_admin_respond_error_param(
-                    ctx, 400, it->string,
-                    "litellm_params.%s cannot be stored: set LLMUX_SALT_KEY (or "
-                    "general_settings.master_key) to encrypt secrets at rest",
-                    it->string);
-                return;
-            }
-        }
-    }
-    int rc = crypt_params(params, &key, true, &bad);
-    memset(&key, 0, sizeof(key));
-    char *lp_s = rc ? NULL : cJSON_PrintUnformatted(params);
-    char *mi_s = rc ? NULL : cJSON_PrintUnformatted(info);
-    if (!lp_s || !mi_s) {
-        cJSON_free(lp_s);
-        cJSON_free(mi_s);
-        cJSON_Delete(entry);
-        lx_admin_respond_error(ctx, 500, "cannot encrypt the model's secrets");
-        return;
-    }
-    /* What the answer and the audit log show: the entry with secrets masked. */
-    mask_params(params);
-    m->answer = cJSON_CreateObject();
-    cJSON_AddStringToObject(m->answer, "model_id", m->model_id);
-    cJSON_AddStringToObject(m->answer, "model_name", name->valuestring);
-    cJSON_AddItemToObject(m->answer, "litellm_params", cJSON_Duplicate(params, true));
-    cJSON_AddItemToObject(m->answer, "model_info", cJSON_Duplicate(info, true));
-    cJSON_AddStringToObject(m->answer, "created_by", lx_admin_caller_name(ctx));
-    cJSON_AddStringToObject(m->answer, "updated_by", lx_admin_caller_name(ctx));
+    store_entry(ctx, entry, true);
+}
 
-    int64_t now = lx_wall_s();
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 2);
-    struct lx_store_param *p = lx_admin__batch_add(
-        &b,
-        "INSERT INTO lx_models (model_id, model_name, litellm_params, model_info, created_by, "
-        "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        6);
-    p[0] = LX_SP_T(m->model_id);
-    p[1] = LX_SP_T(lx_admin__dup(ctx, name->valuestring));
-    p[2] = LX_SP_T(lx_admin__dup(ctx, lp_s));
-    p[3] = LX_SP_T(lx_admin__dup(ctx, mi_s));
-    p[4] = LX_SP_T(lx_admin_caller_name(ctx));
-    p[5] = LX_SP_I(now);
-    cJSON_free(lp_s);
-    cJSON_free(mi_s);
-    char *audit = cJSON_PrintUnformatted(entry);
-    cJSON_Delete(entry);
-    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
-    lx_admin_audit_stmt(ctx, a, "created", "lx_models", m->model_id, NULL,
-                        audit ? lx_admin__dup(ctx, audit) : NULL, lx_admin__batch_slot(&b));
-    cJSON_free(audit);
-    rc = lx_store_exec(ctx->port, b.stmts, b.n, model_new_done, ctx);
+void lx_admin__model_update(struct lx_admin_ctx *ctx)
+{
+    if (!store_models_enabled(ctx)) {
+        return;
+    }
+    const cJSON *body = ctx->body;
+    const cJSON *mi = cJSON_GetObjectItemCaseSensitive(body, "model_info");
+    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(mi, "id");
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(body, "litellm_params");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "model_name");
+    if (!cJSON_IsString(idj) || !lx_admin__valid_id(idj->valuestring)) {
+        lx_admin_respond_error_param(ctx, 400, "model_info.id",
+                                     "model_info.id (the model to update) is required");
+        return;
+    }
+    if ((lp && !cJSON_IsNull(lp) && !cJSON_IsObject(lp)) || (mi && !cJSON_IsObject(mi))) {
+        lx_admin_respond_error_param(ctx, 400, "litellm_params",
+                                     "litellm_params and model_info must be objects");
+        return;
+    }
+    if (name && !cJSON_IsNull(name) && !cJSON_IsString(name)) {
+        lx_admin_respond_error_param(ctx, 400, "model_name", "model_name must be a string");
+        return;
+    }
+    struct model_op *m = lx_arena_alloc(&ctx->arena, sizeof(*m));
+    memset(m, 0, sizeof(*m));
+    ctx->ud = m;
+    m->model_id = lx_admin__dup(ctx, idj->valuestring);
+    struct lx_store_param p[1] = {LX_SP_T(m->model_id)};
+    struct lx_store_stmt s = {"SELECT model_id, model_name, litellm_params, model_info FROM "
+                              "lx_models WHERE model_id = $1",
+                              p, 1};
+    int rc = lx_store_exec(ctx->port, &s, 1, model_update_row, ctx);
     if (rc) {
-        cJSON_Delete(m->answer);
         lx_admin_respond_store_error(ctx, rc, NULL);
     }
 }

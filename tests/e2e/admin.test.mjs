@@ -380,6 +380,22 @@ for (const backend of backends) {
     assert.ok(db.rows(`SELECT COUNT(*) AS n FROM lx_audit_log WHERE table_name = 'lx_models' AND object_id = '${id}' AND action = 'created'`)[0].n === 1);
     assert.ok(!JSON.stringify(db.rows('SELECT before_value, updated_values FROM lx_audit_log')).includes(PROVIDER_SECRET));
 
+    // /model/update: merged into the stored entry; the stored secret is kept (re-encrypted).
+    r = await post(px, '/model/update', { model_info: { id, tier: 'gold' }, litellm_params: { temperature: 0.7 } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.litellm_params.temperature, 0.7);
+    assert.equal(r.json.litellm_params.api_key, '********');
+    assert.equal(r.json.model_info.tier, 'gold');
+    await chat(px, MASTER_KEY, 'db-model');
+    const updated = await mock.last();
+    assert.equal(updated.headers.authorization, `Bearer ${PROVIDER_SECRET}`);
+    assert.equal(JSON.parse(updated.body).temperature, 0.7);
+    assert.match(JSON.parse(db.rows(`SELECT litellm_params FROM lx_models WHERE model_id = '${id}'`)[0].litellm_params).api_key, /^lxenc:v1:/);
+    assertError(await post(px, '/model/update', { litellm_params: { temperature: 1 } }), 400, 'model_info.id');
+    assertError(await post(px, '/model/update', { model_info: { id: 'nope' } }), 404, 'model_info.id');
+    assertError(await post(px, '/model/update', { model_info: { id }, litellm_params: { model: 'bogus/x' } }), 400, 'litellm_params');
+    assertError(await post(px, '/model/update', { model_info: { id }, litellm_params: { temperature: 1 } }, user.key), 403);
+
     // A secret given as a document (an object of credentials) is encrypted whole.
     const DOC_SECRET = 'doc-secret-5e0b7a1f';
     r = await post(px, '/model/new', { model_name: 'doc-model', litellm_params: { model: 'openai/gpt-4o-mini', api_base: mock.apiBase(), client_secret: { k: DOC_SECRET } } });

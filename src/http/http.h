@@ -67,8 +67,14 @@ struct lx_http_request {
     bool expect_continue;
     uint8_t http_minor;
     uint64_t start_ns; /* monotonic time the first byte arrived */
-    /* x-request-id from the client when sane, else a fresh UUID; NUL-terminated. */
+    /*
+     * The call id: a fresh UUID per request, answered in x-litellm-call-id and
+     * used as the spend-log row's request_id (unique, so it cannot collide
+     * with another call's). NUL-terminated.
+     */
     char id[LX_HTTP_REQUEST_ID_MAX + 1];
+    /* The client's x-request-id when sane (echoed back as x-request-id), else "". */
+    char client_id[LX_HTTP_REQUEST_ID_MAX + 1];
     struct lx_http_conn *conn;
     struct lx_str peer; /* "ip:port" of the client */
 };

@@ -415,11 +415,10 @@ static int on_headers_complete(llhttp_t *p)
     c->head_request = r->method == LX_HTTP_HEAD;
 
     struct lx_str rid = lx_http_header_get(r, LX_STR("x-request-id"));
+    lx_uuid4(r->id);
     if (request_id_ok(rid)) {
-        memcpy(r->id, rid.p, rid.n);
-        r->id[rid.n] = '\0';
-    } else {
-        lx_uuid4(r->id);
+        memcpy(r->client_id, rid.p, rid.n);
+        r->client_id[rid.n] = '\0';
     }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > srv->limits.max_body_bytes) {
         return fail_parse(c, 413, "Request body too large");
@@ -575,7 +574,8 @@ static struct lx_str build_head(struct lx_http_conn *c, int status,
 {
     struct lx_http_request *r = c->req;
     struct lx_str date = http_date();
-    size_t cap = 256 + strlen(r->id) + date.n + header_block_size(headers, n_headers);
+    size_t cap =
+        256 + strlen(r->id) + strlen(r->client_id) + date.n + header_block_size(headers, n_headers);
     char *out = lx_arena_alloc(&r->arena, cap);
     const char *reason = lx_http_reason(status);
     int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\ndate: ", status, reason);
@@ -591,6 +591,11 @@ static struct lx_str build_head(struct lx_http_conn *c, int status,
     append_mem(out, &off, "x-litellm-call-id: ", 19);
     append_mem(out, &off, r->id, strlen(r->id));
     append_mem(out, &off, "\r\n", 2);
+    if (r->client_id[0]) {
+        append_mem(out, &off, "x-request-id: ", 14);
+        append_mem(out, &off, r->client_id, strlen(r->client_id));
+        append_mem(out, &off, "\r\n", 2);
+    }
     if (content_length >= 0) {
         off += (size_t)snprintf(out + off, cap - off, "content-length: %lld\r\n", content_length);
     } else if (c->chunked) {
@@ -614,8 +619,9 @@ static void access_log(struct lx_http_conn *c)
         return;
     }
     double ms = (double)(lx_mono_ns() - r->start_ns) / 1e6;
-    LX_INFO("%s \"%.*s %.*s HTTP/1.%u\" %d %zu %.3fms id=%s", c->peer, LX_STR_FMT(r->method_name),
-            LX_STR_FMT(r->path), r->http_minor, c->status, c->bytes_out, ms, r->id);
+    LX_INFO("%s \"%.*s %.*s HTTP/1.%u\" %d %zu %.3fms id=%s%s%s", c->peer,
+            LX_STR_FMT(r->method_name), LX_STR_FMT(r->path), r->http_minor, c->status, c->bytes_out,
+            ms, r->id, r->client_id[0] ? " request_id=" : "", r->client_id);
 }
 
 static int finish_response(struct lx_http_conn *c)

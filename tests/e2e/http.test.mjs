@@ -79,7 +79,7 @@ test('pipelining: three requests written at once get three responses in order', 
     const r2 = await c.readResponse();
     const r3 = await c.readResponse();
     assert.deepEqual([r1.status, r2.status, r3.status], [200, 200, 200]);
-    assert.deepEqual([r1.headers['x-litellm-call-id'], r2.headers['x-litellm-call-id'], r3.headers['x-litellm-call-id']], ['pipe-1', 'pipe-2', 'pipe-3']);
+    assert.deepEqual([r1.headers['x-request-id'], r2.headers['x-request-id'], r3.headers['x-request-id']], ['pipe-1', 'pipe-2', 'pipe-3']);
     assert.equal(r1.json.object, 'chat.completion');
     assert.equal(r2.json.object, 'list');
     assert.match(r3.text, /data: \[DONE\]/);
@@ -100,7 +100,7 @@ test('pipelining: a slow upstream answer first still comes back first', async ()
     for (let i = 0; i < 3; i++) {
       const r = await c.readResponse();
       assert.equal(r.status, 200, r.text);
-      ids.push(r.headers['x-litellm-call-id']);
+      ids.push(r.headers['x-request-id']);
       if (i === 0) assert.equal(r.json.choices[0].message.content, 'Hello! This is llmux-mock.');
     }
     assert.deepEqual(ids, ['slow-1', 'fast-2', 'fast-3']);

@@ -232,12 +232,14 @@ test('the upstream request: provider key, substituted model, no Expect, unknown 
   assert.equal(last2.user, 'u-42');
 });
 
-test('x-litellm-call-id echoes x-request-id; model headers name the deployment', async () => {
+test('x-request-id is echoed, x-litellm-call-id is a fresh id per call; model headers name the deployment', async () => {
   const { data, response } = await client.chat.completions
     .create({ model: 'gpt-4o', messages: MESSAGES }, { headers: { 'x-request-id': 'e2e-req-0042' } })
     .withResponse();
   assert.equal(data.model, 'gpt-4o-mini');
-  assert.equal(response.headers.get('x-litellm-call-id'), 'e2e-req-0042');
+  assert.equal(response.headers.get('x-request-id'), 'e2e-req-0042');
+  // The call id is llmux's own (it keys the spend-log row), whatever the client sends.
+  assert.match(response.headers.get('x-litellm-call-id'), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   assert.equal(response.headers.get('x-litellm-model-group'), 'gpt-4o');
   assert.ok(response.headers.get('x-litellm-model-id'), 'x-litellm-model-id present');
   assert.equal(response.headers.get('x-litellm-model-api-base'), mock.apiBase());
@@ -259,14 +261,16 @@ test('x-litellm-call-id echoes x-request-id; model headers name the deployment',
   const s = await client.chat.completions
     .create({ model: 'gpt-4o', messages: MESSAGES, stream: true }, { headers: { 'x-request-id': 'e2e-stream-7' } })
     .withResponse();
-  assert.equal(s.response.headers.get('x-litellm-call-id'), 'e2e-stream-7');
+  assert.equal(s.response.headers.get('x-request-id'), 'e2e-stream-7');
+  assert.notEqual(s.response.headers.get('x-litellm-call-id'), 'e2e-stream-7');
   assert.equal(s.response.headers.get('x-litellm-model-group'), 'gpt-4o');
   for await (const _ of s.data) { /* drain */ }
 
   // Non-LLM responses carry a call id too.
   const h = await fetch(`${proxy.baseURL}/health`, { headers: { 'x-request-id': 'e2e-health-1' } });
   await h.arrayBuffer();
-  assert.equal(h.headers.get('x-litellm-call-id'), 'e2e-health-1');
+  assert.equal(h.headers.get('x-request-id'), 'e2e-health-1');
+  assert.ok(h.headers.get('x-litellm-call-id'));
 });
 
 test('mock_response deployment answers without any upstream (non-stream and stream)', async () => {

@@ -85,6 +85,27 @@ test('every answered call is one spend_logs row, streams and failures included',
   assert.deepEqual(readdirSync(journal).filter((f) => f.endsWith('.lxj')), []);
 });
 
+test('calls that reuse a client x-request-id are each billed: the row key is the call id', async () => {
+  const dir = mkdtempSync(path.join(work, 'rid-'));
+  const db = path.join(dir, 'llmux.db');
+  const proxy = await startLlmux(config(db), { workers: 2 });
+  try {
+    const ids = new Set();
+    for (let i = 0; i < 3; i++) {
+      const r = await request(proxy.baseURL, '/chat/completions', {
+        body: chatBody('gpt-4o'), headers: { 'x-request-id': 'client-reused-id' },
+      });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-request-id'), 'client-reused-id');
+      ids.add(r.headers.get('x-litellm-call-id'));
+    }
+    assert.equal(ids.size, 3);
+    await waitFor(() => sql(db, 'SELECT COUNT(*) FROM lx_spend_logs') === '3', { what: '3 rows' });
+  } finally {
+    assert.equal(await proxy.stop(), 0);
+  }
+});
+
 test('spend_journal_dir puts the journal where configured', async () => {
   const dir = mkdtempSync(path.join(work, 'dir-'));
   const db = path.join(dir, 'llmux.db');

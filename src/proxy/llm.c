@@ -109,6 +109,8 @@ struct call {
     struct lx_buf strip_body; /* the body without the router's own request keys */
     char hdr_retries[16];
     char hdr_fallbacks[16];
+    long
+        prompt_est; /* enable_pre_call_checks: estimated prompt tokens; 0 = not yet, -1 = unknown */
     /* Rate limits: the admission of this call, ended (slots released) in call_free. */
     struct lx_str model; /* the model asked for (request arena) */
     struct lx_limits_req *limits;
@@ -1452,6 +1454,45 @@ static void set_deployment(struct call *c, const struct lx_deployment *dep)
     c->api_base = q ? (struct lx_str){base.p, (size_t)(q - base.p)} : base;
 }
 
+/* enable_pre_call_checks: the prompt's estimated tokens (computed once), -1 when unknown. */
+static long prompt_estimate(struct call *c)
+{
+    if (c->prompt_est == 0) {
+        c->prompt_est = -1;
+        if (ensure_json(c) == 0) {
+            const char *k = c->ep == LX_EP_CHAT          ? "messages"
+                            : c->ep == LX_EP_COMPLETIONS ? "prompt"
+                                                         : "input";
+            c->prompt_est = estimate_tokens(cJSON_GetObjectItemCaseSensitive(c->json, k));
+        }
+    }
+    return c->prompt_est;
+}
+
+/* A deployment's context window: model_info.max_input_tokens, else the price table's; -1. */
+static long long max_input_tokens(const struct lx_deployment *d)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(d->model_info, "max_input_tokens");
+    if (cJSON_IsNumber(m) && m->valuedouble >= 1) {
+        return (long long)m->valuedouble;
+    }
+    struct lx_price p;
+    if (lx_price_resolve(lx_prices_builtin(), d, NULL, &p, NULL) && p.max_input_tokens > 0) {
+        return p.max_input_tokens;
+    }
+    return -1;
+}
+
+/* With enable_pre_call_checks: the prompt does not fit the deployment's context window. */
+static bool too_small(struct call *c, const struct lx_deployment *d)
+{
+    if (!c->cfg->router.enable_pre_call_checks) {
+        return false;
+    }
+    long long max = max_input_tokens(d);
+    return max > 0 && prompt_estimate(c) > max;
+}
+
 /*
  * The router's pick among the deployments of the current group that the
  * rate limits do not know to be over their rpm/tpm this minute. When every
@@ -1470,6 +1511,11 @@ static const struct lx_deployment *pick_deployment(struct call *c, uint64_t *out
     const struct lx_deployment *d = NULL;
     for (size_t i = 0; i <= c->rr.group->n; i++) {
         d = lx_router_pick(&c->rr, out_wait_ms);
+        if (d && too_small(c, d)) {
+            lx_router_note_tried(&c->rr, d); /* never sent a prompt it cannot take */
+            d = NULL;
+            continue;
+        }
         if (!d || !lx_limits_deployment_full(lim, d)) {
             break;
         }
@@ -1535,11 +1581,49 @@ static void attempt_go(struct call *c)
 }
 
 /*
+ * enable_pre_call_checks: true when some deployment of the group can take the
+ * prompt; otherwise the call moves on as after a context-window error
+ * (context_window_fallbacks, else a 400 saying so) and false is returned.
+ */
+static bool group_fits(struct call *c)
+{
+    const struct lx_model_group *g = c->rr.group;
+    long long largest = -1;
+    for (size_t i = 0; i < g->n; i++) {
+        const struct lx_deployment *d = g->deployments[i];
+        if (c->rr.pinned && d != c->rr.pinned) {
+            continue;
+        }
+        if (!too_small(c, d)) {
+            return true;
+        }
+        largest = LX_MAX(largest, max_input_tokens(d));
+    }
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "This model's maximum context length is %lld tokens. However, your messages resulted "
+             "in about %ld tokens (model group '%s', checked before the call).",
+             largest, prompt_estimate(c), g->name);
+    LX_INFO("%s (id=%s)", msg, c->req->id);
+    keep_error_msg(c, 400, msg);
+    c->retry_after[0] = '\0';
+    if (next_fallback(c, LX_ERRC_CONTEXT_WINDOW)) {
+        attempt(c);
+        return false;
+    }
+    respond_kept_error(c);
+    return false;
+}
+
+/*
  * One attempt on a deployment of the current group. The first one passes the
  * rate-limit admission; retries and fallbacks belong to the call it admitted.
  */
 static void attempt(struct call *c)
 {
+    if (c->cfg->router.enable_pre_call_checks && !group_fits(c)) {
+        return;
+    }
     uint64_t wait_ms = 0;
     const struct lx_deployment *dep = pick_deployment(c, &wait_ms, true);
     if (!dep) {

@@ -504,6 +504,38 @@ test("context_window_fallbacks on the provider's context-length error; other fal
   }
 });
 
+test('enable_pre_call_checks: a prompt larger than a deployment\'s context window never reaches it', async () => {
+  await bad.reset();
+  const proxy = await startLlmux({
+    router_settings: { enable_pre_call_checks: true, context_window_fallbacks: [{ tiny: ['roomy'] }] },
+    model_list: [
+      dep('mixed', bad, { id: 'mixed-small', info: { max_input_tokens: 10 } }),
+      dep('mixed', mock, { id: 'mixed-large', info: { max_input_tokens: 100000 } }),
+      dep('tiny', bad, { id: 'tiny-1', info: { max_input_tokens: 10 } }),
+      dep('tiny-alone', bad, { id: 'tiny-2', info: { max_input_tokens: 10 } }),
+      dep('roomy', mock, { id: 'roomy-1' }),
+    ],
+  });
+  const long = [{ role: 'user', content: 'word '.repeat(60) }]; // about 75 tokens
+  try {
+    for (let i = 0; i < 10; i++) {
+      const r = await chat(proxy, 'mixed', { messages: long });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.headers.get('x-litellm-model-id'), 'mixed-large');
+    }
+    const f = await chat(proxy, 'tiny', { messages: long });
+    assert.equal(f.status, 200, f.text);
+    assert.equal(f.headers.get('x-litellm-model-id'), 'roomy-1');
+    const e = await chat(proxy, 'tiny-alone', { messages: long });
+    assert.equal(e.status, 400, e.text);
+    assert.match(e.json.error.message, /maximum context length is 10 tokens/);
+    assert.equal(await requests(bad), 0, 'no deployment got a prompt it cannot take');
+    assert.equal((await chat(proxy, 'tiny-alone')).status, 200, 'a short prompt fits');
+  } finally {
+    await proxy.stop();
+  }
+});
+
 test('content_policy_fallbacks, default_fallbacks and max_fallbacks', async () => {
   const proxy = await startLlmux({
     router_settings: {

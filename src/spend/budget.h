@@ -75,6 +75,28 @@ int lx_budget_check(struct lx_budget *b, const struct lx_config *cfg, const stru
 int64_t lx_budget_spend(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
                         int64_t store_spend, int64_t read_at_ms);
 
+/*
+ * The local view of a scope (what lx_budget_spend returns) and, in
+ * *out_read_wall_ms, the wall-clock ms of the store read it rests on (0 when
+ * none). Any thread.
+ */
+int64_t lx_budget_local_view(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
+                             int64_t store_spend, int64_t read_at_ms, int64_t *out_read_wall_ms);
+/* The local view of the global total. Any thread. */
+int64_t lx_budget_local_global(struct lx_budget *b);
+
+/*
+ * What Redis said about a scope's shared counter (spend/shared.h): it exists
+ * (else value is ignored) with `value` nano-USD for the budget period
+ * `period` (the scope's budget_reset_at; 0 without one), and the last admin
+ * reset was at mark_ms (wall ms; 0 = none). Checks of the same period then
+ * use max(local view, value), or value alone when mark_ms is newer than the
+ * local view's store read. Any thread.
+ */
+void lx_budget_note_shared(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
+                           int64_t period, bool exists, int64_t value, int64_t mark_ms);
+void lx_budget_note_shared_global(struct lx_budget *b, bool exists, int64_t value);
+
 /* Spend journaled by this process and not committed yet, over every scope. */
 int64_t lx_budget_pending_global(struct lx_budget *b);
 

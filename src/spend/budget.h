@@ -21,6 +21,19 @@
  * its start; calls already running finish, so the overshoot is at most the
  * calls in flight when the budget ran out.
  *
+ * With Redis (spend/shared.h), instances also share per-scope counters of
+ * the current budget period, and a check uses
+ *
+ *     spend = max(local view above, the scope's counter as last read)
+ *
+ * or the counter alone when it carries an admin reset mark newer than the
+ * local view's store read (that view predates the reset). Admission reads
+ * the counters just before the check, so other instances' spend counts at
+ * once, not after their batch and our next read. The counter noted is only
+ * the last one Redis returned (lx_budget_note_shared); a reset on this
+ * instance drops it. Without Redis, or while it is down, the local view
+ * (with the last counters seen) decides, as above.
+ *
  * A reset sets a scope's spend_nanos to minus what this process still has
  * pending for it: those calls ran before the reset and belong to the old
  * period, and their commits bring the scope back to 0. Resets run on the

@@ -46,10 +46,9 @@ const char lx_spend_shared__add_script[] =
     "return {v, m}\n";
 
 /* KEYS: counter, reset mark. ARGV: value, mark (wall ms), ttl. */
-const char lx_spend_shared__reset_script[] =
-    "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])\n"
-    "return 1\n";
+const char lx_spend_shared__reset_script[] = "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
+                                             "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])\n"
+                                             "return 1\n";
 
 static char add_sha[41], reset_sha[41];
 static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
@@ -99,8 +98,7 @@ struct target {
     int64_t store_spend;
 };
 
-static size_t collect(const struct lx_config *cfg, const struct lx_identity *id,
-                      struct target *out)
+static size_t collect(const struct lx_config *cfg, const struct lx_identity *id, struct target *out)
 {
     size_t n = 0;
     if (id && !id->is_master) {
@@ -140,8 +138,8 @@ static int put_keys(struct lx_buf *b, int kind, const char *id, int64_t period, 
     for (int k = 0; k < 2; k++) {
         size_t start = b->len;
         int rc = kind == KIND_GLOBAL ? lx_buf_printf(b, "lx:sp:g:0%s", k ? ":reset" : "")
-                                     : lx_buf_printf(b, "lx:sp:%c:%s:%lld%s", kind_letter[kind],
-                                                     id, (long long)period, k ? ":reset" : "");
+                                     : lx_buf_printf(b, "lx:sp:%c:%s:%lld%s", kind_letter[kind], id,
+                                                     (long long)period, k ? ":reset" : "");
         rc = rc ? rc : lx_buf_append(b, "", 1);
         if (rc) {
             return rc;

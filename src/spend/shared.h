@@ -117,8 +117,7 @@ struct lx_spend_shared__val {
  * Decode an MGET reply for n scopes (counter, mark per scope: nil or a
  * decimal integer). Returns 0 or LX_EUPSTREAM.
  */
-int lx_spend_shared__decode_mget(const redisReply *rep, size_t n,
-                                 struct lx_spend_shared__val *out);
+int lx_spend_shared__decode_mget(const redisReply *rep, size_t n, struct lx_spend_shared__val *out);
 /* Decode the add script's reply {counter, mark}. Returns 0 or LX_EUPSTREAM. */
 int lx_spend_shared__decode_add(const redisReply *rep, struct lx_spend_shared__val *out);
 

@@ -1,7 +1,8 @@
 /*
- * Log line formatting and output. The level is a plain int read without
- * synchronisation on the hot path; it changes only at start and on reload,
- * and a stale read only means one line more or less.
+ * Log line formatting and output. The level and the JSON switch are relaxed
+ * atomics read on the hot path; they change only at start and on reload, and
+ * a stale read only means one line more or less, or one line in the old
+ * format.
  */
 #include "log/log.h"
 
@@ -15,8 +16,8 @@
 #include "core/error.h"
 #include "core/time.h"
 
-int lx_log_level_current = LX_LOG_INFO;
-static bool json_mode;
+atomic_int lx_log_level_current = LX_LOG_INFO;
+static atomic_bool json_mode;
 
 #define LINE_MAX_BYTES 4096
 #define TBUF_BYTES 16384
@@ -27,12 +28,12 @@ static _Thread_local char tbuf[TBUF_BYTES];
 
 void lx_log_set_level(enum lx_log_level level)
 {
-    lx_log_level_current = (int)level;
+    atomic_store_explicit(&lx_log_level_current, (int)level, memory_order_relaxed);
 }
 
 void lx_log_set_json(bool json)
 {
-    json_mode = json;
+    atomic_store_explicit(&json_mode, json, memory_order_relaxed);
 }
 
 int lx_log_parse_level(const char *s, enum lx_log_level *out)
@@ -144,7 +145,7 @@ void lx_log_msg(enum lx_log_level level, const char *fmt, ...)
     size_t msg_len = (size_t)mn < sizeof(msg) ? (size_t)mn : sizeof(msg) - 1;
     lx_wall_iso8601(ts, sizeof(ts));
     size_t n;
-    if (json_mode) {
+    if (atomic_load_explicit(&json_mode, memory_order_relaxed)) {
         n = (size_t)snprintf(line, sizeof(line),
                              "{\"timestamp\":\"%s\",\"level\":\"%s\",\"message\":\"", ts,
                              level_name(level));

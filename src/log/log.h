@@ -12,6 +12,7 @@
 #ifndef LX_LOG_LOG_H
 #define LX_LOG_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "core/compiler.h"
@@ -24,7 +25,8 @@ enum lx_log_level {
     LX_LOG_CRITICAL = 50,
 };
 
-extern int lx_log_level_current;
+/* Changed at start and on reloads while other threads log: relaxed atomics. */
+extern atomic_int lx_log_level_current;
 
 void lx_log_set_level(enum lx_log_level level);
 /* "DEBUG", "INFO", "WARNING"/"WARN", "ERROR", "CRITICAL" (any case). Returns 0 or LX_EINVAL. */
@@ -36,7 +38,8 @@ void lx_log_msg(enum lx_log_level level, const char *fmt, ...) LX_PRINTF(2, 3);
 void lx_log_thread_buffer(bool on);
 void lx_log_flush(void);
 
-#define LX_LOG_ENABLED(lvl) ((int)(lvl) >= lx_log_level_current)
+#define LX_LOG_ENABLED(lvl)                                                                        \
+    ((int)(lvl) >= atomic_load_explicit(&lx_log_level_current, memory_order_relaxed))
 #define LX_LOG(lvl, ...)                                                                           \
     do {                                                                                           \
         if (LX_LOG_ENABLED(lvl)) {                                                                 \

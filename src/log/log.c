@@ -1,8 +1,7 @@
 /*
- * Log line formatting and output. The level and the JSON switch are relaxed
- * atomics read on the hot path; they change only at start and on reload, and
- * a stale read only means one line more or less, or one line in the old
- * format.
+ * Log line formatting and output. The level is a plain int read without
+ * synchronisation on the hot path; it changes only at start and on reload,
+ * and a stale read only means one line more or less.
  */
 #include "log/log.h"
 
@@ -17,7 +16,7 @@
 #include "core/time.h"
 
 atomic_int lx_log_level_current = LX_LOG_INFO;
-static atomic_bool json_mode;
+static atomic_bool json_mode; /* set by a reload while workers log */
 
 #define LINE_MAX_BYTES 4096
 #define TBUF_BYTES 16384

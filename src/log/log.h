@@ -25,7 +25,7 @@ enum lx_log_level {
     LX_LOG_CRITICAL = 50,
 };
 
-/* Changed at start and on reloads while other threads log: relaxed atomics. */
+/* Atomic: a reload sets it while workers read it. */
 extern atomic_int lx_log_level_current;
 
 void lx_log_set_level(enum lx_log_level level);

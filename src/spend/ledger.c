@@ -512,6 +512,11 @@ int lx_ledger_flush(struct lx_ledger *l, uint64_t timeout_ms)
             rc = LX_ETIMEDOUT;
             break;
         }
+        if (l->pass_done >= target && atomic_load(&l->store_down)) {
+            /* A whole pass found the store down: the journal keeps the records. */
+            rc = LX_EUNAVAIL;
+            break;
+        }
         if (l->pass_done >= target) {
             target = l->pass_started + 1; /* a pass ran but left a backlog: ask again */
         }
@@ -532,7 +537,12 @@ void lx_ledger_stop(struct lx_ledger *l, uint64_t timeout_ms)
         for (struct seg *s = head(l); s; s = s->next) {
             atomic_store(&s->closed, true);
         }
-        if (timeout_ms && lx_ledger_flush(l, timeout_ms) != 0) {
+        int frc = timeout_ms ? lx_ledger_flush(l, timeout_ms) : 0;
+        if (frc == LX_EUNAVAIL) {
+            LX_ERROR("spend ledger: the store is unreachable; %s keeps the journal for the next "
+                     "start",
+                     l->dir);
+        } else if (frc) {
             LX_ERROR("spend ledger: the store did not take the journal within %" PRIu64
                      " ms; %s keeps it for the next start",
                      timeout_ms, l->dir);

@@ -96,7 +96,8 @@ void lx_ledger_stop(struct lx_ledger *l, uint64_t timeout_ms);
 
 /*
  * Wait until every record written before the call is committed. Returns 0,
- * or LX_ETIMEDOUT after timeout_ms (the store is down). Blocking; not on a
+ * LX_EUNAVAIL as soon as a pass finds the store unreachable (the journal
+ * keeps the records), or LX_ETIMEDOUT after timeout_ms. Blocking; not on a
  * loop thread.
  */
 int lx_ledger_flush(struct lx_ledger *l, uint64_t timeout_ms);

@@ -334,11 +334,14 @@ LX_TEST(request_id)
     int fd = client();
     send_all(fd, "GET /echo HTTP/1.1\r\nX-Request-Id: abc-123\r\n\r\n");
     char *r = recv_some(fd, 200, &eof);
-    LX_CHECK(strstr(r, "x-litellm-call-id: abc-123\r\n") != NULL);
+    /* The client's id is echoed; the call id stays llmux's own UUID. */
+    LX_CHECK(strstr(r, "x-request-id: abc-123\r\n") != NULL);
+    const char *cid = strstr(r, "x-litellm-call-id: ");
+    LX_CHECK(cid && cid[19 + 8] == '-' && cid[19 + 36] == '\r');
     send_all(fd, "GET /echo HTTP/1.1\r\nX-Request-Id: bad id\r\n\r\n");
     r = recv_some(fd, 200, &eof);
     const char *id = strstr(r, "x-litellm-call-id: ");
-    LX_CHECK(id && strstr(r, "bad id") == NULL);
+    LX_CHECK(id && strstr(r, "bad id") == NULL && strstr(r, "x-request-id") == NULL);
     LX_CHECK(id && id[19 + 8] == '-' && id[19 + 36] == '\r');
     close(fd);
     stop();

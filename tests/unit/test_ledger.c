@@ -381,7 +381,8 @@ LX_TEST(test_ledger_store_down_then_back)
         struct lx_spend_record r = rec(id, 7);
         LX_CHECK_INT(lx_ledger_record(w, &r), 0);
     }
-    LX_CHECK_INT(lx_ledger_flush(l, 300), LX_ETIMEDOUT);
+    /* A pass that finds the store down ends the wait: a stop does not hang on it. */
+    LX_CHECK_INT(lx_ledger_flush(l, 60000), LX_EUNAVAIL);
     struct lx_ledger_stats st;
     lx_ledger_get_stats(l, &st);
     LX_CHECK(st.store_down);

@@ -426,6 +426,22 @@ for (const backend of backends) {
     assertError(await get(px, `/model/info?litellm_model_id=${id}`), 404);
     await chat(px, MASTER_KEY, 'config-model');
 
+    // A tampered secret in the database: at the next rebuild the model is skipped with a
+    // warning naming it, the others stay.
+    const tampered = (await post(px, '/model/new', { ...newModel, model_name: 'tampered' })).json.model_id;
+    await chat(px, MASTER_KEY, 'tampered');
+    const lpRow = JSON.parse(db.rows(`SELECT litellm_params FROM lx_models WHERE model_id = '${tampered}'`)[0].litellm_params);
+    const flip = lpRow.api_key.length - 8;
+    lpRow.api_key = lpRow.api_key.slice(0, flip) + (lpRow.api_key[flip] === 'A' ? 'B' : 'A') + lpRow.api_key.slice(flip + 1);
+    db.exec(`UPDATE lx_models SET litellm_params = '${JSON.stringify(lpRow)}' WHERE model_id = '${tampered}'`);
+    const reloads = (px.logs().match(/config reloaded/g) || []).length;
+    px.proc.kill('SIGHUP');
+    await waitFor(() => (px.logs().match(/config reloaded/g) || []).length > reloads, { what: 'the reload' });
+    assert.match(px.logs(), new RegExp(`stored model 'tampered' \\(id ${tampered}\\) skipped`));
+    await assert.rejects(chat(px, MASTER_KEY, 'tampered'), (e) => e.status >= 400 && e.status < 500);
+    await chat(px, MASTER_KEY, 'doc-model');
+    assert.equal((await post(px, '/model/delete', { id: tampered })).status, 200);
+
     // A wrong salt key: the model is skipped with a warning naming it, not its secret.
     assert.equal((await post(px, '/model/new', { ...newModel, model_name: 'salted' })).status, 200);
     assert.equal(await px.stop(), 0);

@@ -309,20 +309,6 @@ void lx_admin_dispatch(const struct lx_admin_route *r, struct lx_http_request *r
 
 /* ---- query strings ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 bool lx_admin__url_decode(struct lx_str in, char *out, size_t cap)
 {
     size_t o = 0;
@@ -334,8 +320,8 @@ bool lx_admin__url_decode(struct lx_str in, char *out, size_t cap)
             if (i + 2 >= in.n) {
                 return false;
             }
-            int hi = hexval(in.p[i + 1]);
-            int lo = hexval(in.p[i + 2]);
+            int hi = lx_hex_digit(in.p[i + 1]);
+            int lo = lx_hex_digit(in.p[i + 2]);
             if (hi < 0 || lo < 0) {
                 return false;
             }

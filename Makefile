@@ -29,6 +29,7 @@ e2e: build
 bench:
 	@scripts/deps.sh --bench
 	@bench/run.sh
+	@BENCH_NO_BUILD=1 bench/paths.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -164,6 +164,9 @@ static void ctx_free(struct lx_admin_ctx *ctx)
     if (ctx->body) {
         cJSON_Delete(ctx->body);
     }
+    if (ctx->ud_free && ctx->ud) {
+        ctx->ud_free(ctx->ud);
+    }
     lx_identity_unref(ctx->caller);
     lx_config_unref(ctx->cfg);
     lx_arena_fini(&ctx->arena);
@@ -194,6 +197,12 @@ void lx_admin_respond_json(struct lx_admin_ctx *ctx, int status, const cJSON *do
         }
     }
     ctx_free(ctx);
+}
+
+void lx_admin_answer(struct lx_admin_ctx *ctx, cJSON *doc)
+{
+    lx_admin_respond_json(ctx, 200, doc);
+    cJSON_Delete(doc);
 }
 
 static void respond_verror(struct lx_admin_ctx *ctx, int status, const char *param, const char *fmt,
@@ -246,6 +255,15 @@ void lx_admin_respond_store_error(struct lx_admin_ctx *ctx, int rc, const struct
                  err && err->msg[0] ? err->msg : lx_strerror(rc));
         lx_admin_respond_error(ctx, 500, "Internal error while updating the database");
         return;
+    }
+}
+
+void lx_admin_exec(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, size_t n,
+                   lx_store_cb cb)
+{
+    int rc = lx_store_exec(ctx->port, stmts, n, cb, ctx);
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, NULL);
     }
 }
 
@@ -309,20 +327,6 @@ void lx_admin_dispatch(const struct lx_admin_route *r, struct lx_http_request *r
 
 /* ---- query strings ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 bool lx_admin__url_decode(struct lx_str in, char *out, size_t cap)
 {
     size_t o = 0;
@@ -334,8 +338,8 @@ bool lx_admin__url_decode(struct lx_str in, char *out, size_t cap)
             if (i + 2 >= in.n) {
                 return false;
             }
-            int hi = hexval(in.p[i + 1]);
-            int lo = hexval(in.p[i + 2]);
+            int hi = lx_hex_digit(in.p[i + 1]);
+            int lo = lx_hex_digit(in.p[i + 2]);
             if (hi < 0 || lo < 0) {
                 return false;
             }
@@ -482,7 +486,7 @@ int lx_admin_field_duration(struct lx_admin_ctx *ctx, const cJSON *obj, const ch
     return 0;
 }
 
-static const char *print_arena(struct lx_admin_ctx *ctx, const cJSON *v)
+const char *lx_admin__print(struct lx_admin_ctx *ctx, const cJSON *v)
 {
     char *s = cJSON_PrintUnformatted(v);
     if (!s) {
@@ -510,7 +514,7 @@ int lx_admin_field_strlist_json(struct lx_admin_ctx *ctx, const cJSON *obj, cons
             return bad_field(ctx, name, "a list of strings");
         }
     }
-    const char *s = print_arena(ctx, v);
+    const char *s = lx_admin__print(ctx, v);
     if (!s) {
         lx_admin_respond_error(ctx, 500, "out of memory");
         return -1;
@@ -529,7 +533,7 @@ int lx_admin_field_object_json(struct lx_admin_ctx *ctx, const cJSON *obj, const
     if (!cJSON_IsObject(v)) {
         return bad_field(ctx, name, "an object");
     }
-    const char *s = print_arena(ctx, v);
+    const char *s = lx_admin__print(ctx, v);
     if (!s) {
         lx_admin_respond_error(ctx, 500, "out of memory");
         return -1;

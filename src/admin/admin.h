@@ -44,7 +44,9 @@ struct lx_admin_ctx {
      */
     struct lx_arena arena;
     const struct lx_admin_route *route;
-    void *ud; /* the handler's own state, freed by the handler before it answers */
+    void *ud; /* the handler's own state */
+    /* When set, frees ud with the context (after the answer); else ud lives in the arena. */
+    void (*ud_free)(void *ud);
 };
 
 typedef void (*lx_admin_handler_fn)(struct lx_admin_ctx *ctx);
@@ -134,6 +136,8 @@ void lx_admin_audit_stmt(struct lx_admin_ctx *ctx, struct lx_admin_audit *a, con
 
 /* Answer with a JSON document and free the context (its references and body). */
 void lx_admin_respond_json(struct lx_admin_ctx *ctx, int status, const cJSON *doc);
+/* Answer 200 with doc, which is taken over (freed), and free the context. */
+void lx_admin_answer(struct lx_admin_ctx *ctx, cJSON *doc);
 /* Answer with an OpenAI-shaped error and free the context. */
 void lx_admin_respond_error(struct lx_admin_ctx *ctx, int status, const char *fmt, ...)
     LX_PRINTF(3, 4);
@@ -142,5 +146,14 @@ void lx_admin_respond_error_param(struct lx_admin_ctx *ctx, int status, const ch
                                   const char *fmt, ...) LX_PRINTF(4, 5);
 /* Map a store failure to 503 (unavailable), 409 (conflict) or 500, and answer. */
 void lx_admin_respond_store_error(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err);
+
+/*
+ * Run statements on the context's port, cb(ctx, ...) with the result. When
+ * they cannot be queued, answers with lx_admin_respond_store_error (the
+ * context is then gone and cb never runs). The statements and their
+ * parameters must live until the call returns.
+ */
+void lx_admin_exec(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, size_t n,
+                   lx_store_cb cb);
 
 #endif

@@ -14,6 +14,8 @@ struct lx_str lx_admin__query_find(struct lx_str q, const char *name);
 
 /* The {key} of a /key/{key}/regenerate path (with or without /v1), or p == NULL. */
 struct lx_str lx_admin__path_key(struct lx_str path);
+/* v as compact JSON text in the context's arena; NULL for NULL or out of memory. */
+const char *lx_admin__print(struct lx_admin_ctx *ctx, const cJSON *v);
 
 /* keys.c */
 void lx_admin__key_generate(struct lx_admin_ctx *ctx);
@@ -69,6 +71,8 @@ void lx_admin__iso_time(int64_t s, char out[32]);
 cJSON *lx_admin__row_json(const struct lx_store_result *r, size_t row, const char *const *skip);
 /* A copy in the context's arena (NULL stays NULL). */
 const char *lx_admin__dup(struct lx_admin_ctx *ctx, const char *s);
+/* The handler's state: size zeroed bytes in the context's arena, set as ctx->ud. */
+void *lx_admin__state(struct lx_admin_ctx *ctx, size_t size);
 /* A batch of statements whose arrays live in the context's arena. */
 struct lx_admin__batch {
     struct lx_admin_ctx *ctx;
@@ -81,6 +85,22 @@ struct lx_store_param *lx_admin__batch_add(struct lx_admin__batch *b, const char
                                            size_t n_params);
 /* Append an empty statement slot (for lx_admin_audit_stmt). */
 struct lx_store_stmt *lx_admin__batch_slot(struct lx_admin__batch *b);
+/* Append an audit row; before and after are stored as their JSON text (NULL stays NULL). */
+void lx_admin__batch_audit(struct lx_admin__batch *b, const char *action, const char *table,
+                           const char *id, const cJSON *before, const cJSON *after);
+/* Append a statement whose n parameters are the strings ids[0..n-1]. */
+void lx_admin__batch_add_ids(struct lx_admin__batch *b, const char *sql, const char *const *ids,
+                             size_t n);
+/* Run the batch (lx_admin_exec). */
+void lx_admin__batch_exec(struct lx_admin__batch *b, lx_store_cb cb);
+/*
+ * An UPDATE's parameter for a column of the row read before (row 0 of r):
+ * the body's value when present (an int < 0 is NULL), else the row's.
+ */
+struct lx_store_param lx_admin__keep_text(const struct lx_store_result *r, const char *col,
+                                          const char *v, bool present);
+struct lx_store_param lx_admin__keep_int(const struct lx_store_result *r, const char *col,
+                                         long long v, bool present);
 /*
  * head + "($first,...,$first+n-1)" + tail in the context's arena: the SQL
  * lives until the answer, after the statement ran.
@@ -91,5 +111,26 @@ const char *lx_admin__sql_in(struct lx_admin_ctx *ctx, const char *head, size_t 
 int lx_admin__strlist(struct lx_admin_ctx *ctx, const cJSON *body, const char *name, size_t max,
                       const char ***out, size_t *out_n, bool *out_present);
 void lx_admin__add_strlist(cJSON *o, const char *name, const char *const *items, size_t n);
+
+/*
+ * /user/delete and /team/delete: the records named by a list of ids go with
+ * their keys and team memberships, in one batch with an audit row per record.
+ * What differs between the two is in the table.
+ */
+struct lx_admin__owner {
+    const char *table;       /* "lx_users" */
+    const char *id_col;      /* "user_id", also the column of lx_keys and lx_team_members */
+    const char *ids_field;   /* the body's list: "user_ids" */
+    const char *noun;        /* in messages: "User" */
+    const char *kind;        /* in messages: "user" */
+    const char *audit_after; /* the audit rows' updated_values: "{}" or NULL */
+    lx_store_cb done;        /* answers; ctx->ud is the struct lx_admin__delete */
+};
+struct lx_admin__delete {
+    const struct lx_admin__owner *owner;
+    const char **ids;
+    size_t n;
+};
+void lx_admin__delete_owners(struct lx_admin_ctx *ctx, const struct lx_admin__owner *o);
 
 #endif

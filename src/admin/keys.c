@@ -176,14 +176,9 @@ static const char *audit_body(struct lx_admin_ctx *ctx)
     }
     cJSON_DeleteItemFromObjectCaseSensitive(copy, "key");
     cJSON_DeleteItemFromObjectCaseSensitive(copy, "new_key");
-    char *s = cJSON_PrintUnformatted(copy);
+    const char *s = lx_admin__print(ctx, copy);
     cJSON_Delete(copy);
-    if (!s) {
-        return NULL;
-    }
-    char *out = lx_arena_strndup(&ctx->arena, s, strlen(s));
-    cJSON_free(s);
-    return out;
+    return s;
 }
 
 /* ---- the settable fields of a key ---- */
@@ -382,8 +377,10 @@ struct generate {
     char *sql;
 };
 
-static void generate_free(struct generate *g)
+/* ctx->ud_free of /key/generate: the raw key does not outlive the answer. */
+static void generate_free(void *ud)
 {
+    struct generate *g = ud;
     OPENSSL_cleanse(g->key, sizeof(g->key));
     lx_free(g);
 }
@@ -394,8 +391,6 @@ static void on_generated(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct generate *g = ctx->ud;
     if (rc == LX_ECONFLICT) {
-        generate_free(g);
-        ctx->ud = NULL;
         if (ctx->body && cJSON_GetObjectItemCaseSensitive(ctx->body, "key_alias")) {
             lx_admin_respond_error_param(ctx, 400, "key_alias",
                                          "Key with this alias or key value already exists. "
@@ -406,8 +401,6 @@ static void on_generated(void *ud, int rc, const struct lx_store_result *res,
         return;
     }
     if (rc || res->n_rows == 0) {
-        generate_free(g);
-        ctx->ud = NULL;
         lx_admin_respond_store_error(ctx, rc ? rc : LX_EINTERNAL, err);
         return;
     }
@@ -418,10 +411,7 @@ static void on_generated(void *ud, int rc, const struct lx_store_result *res,
     cJSON_AddItemToObject(o, "duration",
                           cJSON_IsString(dur) ? cJSON_CreateString(dur->valuestring)
                                               : cJSON_CreateNull());
-    generate_free(g);
-    ctx->ud = NULL;
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 /* Queue the user upsert, the key insert and the audit row. */
@@ -460,12 +450,7 @@ static void generate_write(struct lx_admin_ctx *ctx)
     lx_admin_audit_stmt(ctx, &g->audit, "created", "lx_keys", g->token, NULL, audit_body(ctx),
                         &st[n++]);
     st[n++] = (struct lx_store_stmt){g->sql, g->params, np};
-    int rc = lx_store_exec(ctx->port, st, n, on_generated, ctx);
-    if (rc) {
-        generate_free(g);
-        ctx->ud = NULL;
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, st, n, on_generated);
 }
 
 static void on_team_checked(void *ud, int rc, const struct lx_store_result *res,
@@ -475,8 +460,6 @@ static void on_team_checked(void *ud, int rc, const struct lx_store_result *res,
     struct generate *g = ctx->ud;
     if (rc || res->n_rows == 0) {
         const char *team = g->ks.team_id; /* in the body, which the context owns */
-        generate_free(g);
-        ctx->ud = NULL;
         if (rc) {
             lx_admin_respond_store_error(ctx, rc, err);
         } else {
@@ -492,16 +475,14 @@ void lx_admin__key_generate(struct lx_admin_ctx *ctx)
 {
     struct generate *g = LX_NEW(struct generate);
     ctx->ud = g;
+    ctx->ud_free = generate_free;
     if (collect_fields(ctx, &g->ks)) {
-        generate_free(g);
         return;
     }
     const struct lx_identity *c = ctx->caller;
     if (!lx_admin_is_admin(c)) {
         /* internal_user: keys for themselves only. */
         if (!c->user_id) {
-            generate_free(g);
-            ctx->ud = NULL;
             lx_admin_respond_error(ctx, 403,
                                    "Only keys tied to a user may create keys. Your role=%s",
                                    lx_user_role_name(c->role));
@@ -515,14 +496,11 @@ void lx_admin__key_generate(struct lx_admin_ctx *ctx)
     const char *custom = NULL;
     bool has_custom = false;
     if (lx_admin_field_str(ctx, ctx->body, "key", &custom, &has_custom)) {
-        generate_free(g);
         return;
     }
     if (has_custom) {
         size_t n = strlen(custom);
         if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= sizeof(g->key)) {
-            generate_free(g);
-            ctx->ud = NULL;
             lx_admin_respond_error_param(ctx, 400, "key",
                                          "Invalid value for 'key': a custom key must start with "
                                          "'sk-' and be at most 255 characters");
@@ -530,8 +508,6 @@ void lx_admin__key_generate(struct lx_admin_ctx *ctx)
         }
         memcpy(g->key, custom, n + 1);
     } else if (lx_auth_key_generate(g->key, sizeof(g->key))) {
-        generate_free(g);
-        ctx->ud = NULL;
         lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
         return;
     }
@@ -540,12 +516,7 @@ void lx_admin__key_generate(struct lx_admin_ctx *ctx)
     if (g->ks.team_id) {
         struct lx_store_param p[] = {LX_SP_T(g->ks.team_id)};
         struct lx_store_stmt st = {"SELECT team_id FROM lx_teams WHERE team_id = $1", p, 1};
-        int rc = lx_store_exec(ctx->port, &st, 1, on_team_checked, ctx);
-        if (rc) {
-            generate_free(g);
-            ctx->ud = NULL;
-            lx_admin_respond_store_error(ctx, rc, NULL);
-        }
+        lx_admin_exec(ctx, &st, 1, on_team_checked);
         return;
     }
     generate_write(ctx);
@@ -575,33 +546,28 @@ struct key_op {
     bool blocked;      /* block/unblock */
 };
 
-static void op_free(struct lx_admin_ctx *ctx)
+/* ctx->ud_free of the key operations: a new raw key does not outlive the answer. */
+static void op_free(void *ud)
 {
-    struct key_op *op = ctx->ud;
-    if (op) {
-        OPENSSL_cleanse(op->new_key, sizeof(op->new_key));
-        lx_free(op);
-        ctx->ud = NULL;
-    }
+    struct key_op *op = ud;
+    OPENSSL_cleanse(op->new_key, sizeof(op->new_key));
+    lx_free(op);
 }
 
-static void op_error(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
+static struct key_op *op_new(struct lx_admin_ctx *ctx)
 {
-    op_free(ctx);
-    lx_admin_respond_store_error(ctx, rc, err);
+    struct key_op *op = LX_NEW(struct key_op);
+    ctx->ud = op;
+    ctx->ud_free = op_free;
+    return op;
 }
 
 static const char *row_json_text(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
     cJSON *o = key_json(res, 0);
-    char *s = cJSON_PrintUnformatted(o);
+    const char *s = lx_admin__print(ctx, o);
     cJSON_Delete(o);
-    if (!s) {
-        return NULL;
-    }
-    char *out = lx_arena_strndup(&ctx->arena, s, strlen(s));
-    cJSON_free(s);
-    return out;
+    return s;
 }
 
 static void info_answer(struct lx_admin_ctx *ctx, const struct lx_store_result *res);
@@ -612,17 +578,15 @@ static void on_key_read(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct key_op *op = ctx->ud;
     if (rc) {
-        op_error(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
     if (res->n_rows == 0) {
-        op_free(ctx);
         respond_not_found(ctx);
         return;
     }
     if (!owns(ctx, lx_store_cell(res, 0, "user_id"), lx_store_cell(res, 0, "token"),
               op->next == info_answer)) {
-        op_free(ctx);
         respond_forbidden_key(ctx);
         return;
     }
@@ -637,16 +601,12 @@ static void on_key_read(void *ud, int rc, const struct lx_store_result *res,
 static void key_op_start(struct lx_admin_ctx *ctx, struct key_op *op, const char *key,
                          key_read_fn next)
 {
-    ctx->ud = op;
     op->key_param = key;
     op->next = next;
     lx_auth_token_of(lx_str_c(key), op->token);
     op->p3[0] = LX_SP_T(op->token);
     struct lx_store_stmt st = {"SELECT * FROM lx_keys WHERE token = $1", op->p3, 1};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_key_read, ctx);
-    if (rc) {
-        op_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_key_read);
 }
 
 /* The body's "key" (required). NULL when an answer has been sent. */
@@ -670,9 +630,7 @@ static void info_answer(struct lx_admin_ctx *ctx, const struct lx_store_result *
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "key", op->key_param);
     cJSON_AddItemToObject(o, "info", key_json(res, 0));
-    op_free(ctx);
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 void lx_admin__key_info(struct lx_admin_ctx *ctx)
@@ -687,7 +645,7 @@ void lx_admin__key_info(struct lx_admin_ctx *ctx)
         }
         key = ctx->caller->token;
     }
-    key_op_start(ctx, LX_NEW(struct key_op), key, info_answer);
+    key_op_start(ctx, op_new(ctx), key, info_answer);
 }
 
 /* ---- /key/update, /key/block, /key/unblock ---- */
@@ -698,27 +656,23 @@ static void on_key_written(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct key_op *op = ctx->ud;
     if (rc == LX_ECONFLICT) {
-        op_free(ctx);
         lx_admin_respond_error_param(ctx, 400, "key_alias",
                                      "Key with this alias already exists. Unique key aliases "
                                      "across all keys are required.");
         return;
     }
     if (rc) {
-        op_error(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
     if (res->n_rows == 0) {
-        op_free(ctx);
         respond_not_found(ctx);
         return;
     }
     lx_auth_invalidate_token(op->token);
     cJSON *o = key_json(res, 0);
     cJSON_AddStringToObject(o, "key", op->key_param);
-    op_free(ctx);
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 /* UPDATE the collected columns of op->ks (plus updated_at) with an audit row. */
@@ -742,10 +696,7 @@ static void write_update(struct lx_admin_ctx *ctx, const char *action)
     lx_admin_audit_stmt(ctx, &op->audit, action, "lx_keys", op->token, op->before, audit_body(ctx),
                         &st[0]);
     st[1] = (struct lx_store_stmt){op->sql, op->params, np};
-    int rc = lx_store_exec(ctx->port, st, 2, on_key_written, ctx);
-    if (rc) {
-        op_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, st, 2, on_key_written);
 }
 
 static void update_write(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
@@ -760,10 +711,8 @@ void lx_admin__key_update(struct lx_admin_ctx *ctx)
     if (!key) {
         return;
     }
-    struct key_op *op = LX_NEW(struct key_op);
-    ctx->ud = op;
+    struct key_op *op = op_new(ctx);
     if (collect_fields(ctx, &op->ks)) {
-        lx_free(op);
         return;
     }
     key_op_start(ctx, op, key, update_write);
@@ -783,7 +732,7 @@ static void block(struct lx_admin_ctx *ctx, bool blocked)
     if (!key) {
         return;
     }
-    struct key_op *op = LX_NEW(struct key_op);
+    struct key_op *op = op_new(ctx);
     op->blocked = blocked;
     key_op_start(ctx, op, key, block_write);
 }
@@ -806,21 +755,18 @@ static void on_regenerated(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct key_op *op = ctx->ud;
     if (rc == LX_ECONFLICT) {
-        op_free(ctx);
         lx_admin_respond_error_param(ctx, 400, "new_key", "This key value is already in use");
         return;
     }
     if (rc || res->n_rows == 0) {
-        op_error(ctx, rc ? rc : LX_EINTERNAL, err);
+        lx_admin_respond_store_error(ctx, rc ? rc : LX_EINTERNAL, err);
         return;
     }
     lx_auth_invalidate_token(op->token);
     cJSON *o = key_json(res, 0);
     cJSON_AddStringToObject(o, "key", op->new_key);
     cJSON_AddStringToObject(o, "token_id", op->new_token);
-    op_free(ctx);
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 static void regenerate_write(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
@@ -868,10 +814,7 @@ static void regenerate_write(struct lx_admin_ctx *ctx, const struct lx_store_res
                         &st[n++]);
     op->p3[0] = LX_SP_T(op->new_token);
     st[n++] = (struct lx_store_stmt){"SELECT * FROM lx_keys WHERE token = $1", op->p3, 1};
-    int rc = lx_store_exec(ctx->port, st, n, on_regenerated, ctx);
-    if (rc) {
-        op_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, st, n, on_regenerated);
 }
 
 void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
@@ -892,7 +835,7 @@ void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
     if (!key) {
         return;
     }
-    struct key_op *op = LX_NEW(struct key_op);
+    struct key_op *op = op_new(ctx);
     const char *custom = NULL;
     bool has_custom = false;
     const char *grace_text = NULL;
@@ -900,13 +843,11 @@ void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
     if (lx_admin_field_str(ctx, ctx->body, "new_key", &custom, &has_custom) ||
         lx_admin_field_duration(ctx, ctx->body, "grace_period", &grace_text, &op->grace_s,
                                 &has_grace)) {
-        lx_free(op);
         return;
     }
     if (has_custom) {
         size_t n = strlen(custom);
         if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= sizeof(op->new_key)) {
-            lx_free(op);
             lx_admin_respond_error_param(ctx, 400, "new_key",
                                          "Invalid value for 'new_key': a custom key must start "
                                          "with 'sk-' and be at most 255 characters");
@@ -914,7 +855,6 @@ void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
         }
         memcpy(op->new_key, custom, n + 1);
     } else if (lx_auth_key_generate(op->new_key, sizeof(op->new_key))) {
-        lx_free(op);
         lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
         return;
     }
@@ -938,19 +878,6 @@ struct del {
     struct lx_store_stmt *stmts;
 };
 
-static void del_free(struct lx_admin_ctx *ctx)
-{
-    struct del *d = ctx->ud;
-    if (d) {
-        lx_free(d->params);
-        lx_free(d->tokens);
-        lx_free(d->audits);
-        lx_free(d->stmts);
-        lx_free(d);
-        ctx->ud = NULL;
-    }
-}
-
 static void on_deleted(void *ud, int rc, const struct lx_store_result *res,
                        const struct lx_error *err)
 {
@@ -958,7 +885,6 @@ static void on_deleted(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct del *d = ctx->ud;
     if (rc) {
-        del_free(ctx);
         lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
@@ -970,9 +896,7 @@ static void on_deleted(void *ud, int rc, const struct lx_store_result *res,
     for (size_t i = 0; i < d->n; i++) {
         cJSON_AddItemToArray(list, cJSON_CreateString(d->items[i]));
     }
-    del_free(ctx);
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 static void on_delete_read(void *ud, int rc, const struct lx_store_result *res,
@@ -981,46 +905,37 @@ static void on_delete_read(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct del *d = ctx->ud;
     if (rc) {
-        del_free(ctx);
         lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
     if (res->n_rows == 0) {
-        del_free(ctx);
         lx_admin_respond_error_param(ctx, 404, "keys",
                                      "Key not found in database: none of the given keys exist");
         return;
     }
     if (res->n_rows < d->n) {
-        size_t found = res->n_rows, asked = d->n;
-        del_free(ctx);
         lx_admin_respond_error_param(ctx, 404, "keys",
                                      "Failed to delete all keys: %zu of %zu not found in database",
-                                     asked - found, asked);
+                                     d->n - res->n_rows, d->n);
         return;
     }
     for (size_t i = 0; i < res->n_rows; i++) {
         if (!owns(ctx, lx_store_cell(res, i, "user_id"), lx_store_cell(res, i, "token"), false)) {
-            del_free(ctx);
             respond_forbidden_key(ctx);
             return;
         }
     }
     d->n_tokens = res->n_rows;
-    d->tokens = lx_calloc(d->n_tokens, sizeof(*d->tokens));
-    d->audits = lx_calloc(d->n_tokens, sizeof(*d->audits));
-    d->stmts = lx_calloc(d->n_tokens + 1, sizeof(*d->stmts));
+    d->tokens = lx_arena_alloc(&ctx->arena, d->n_tokens * sizeof(*d->tokens));
+    d->audits = lx_arena_alloc(&ctx->arena, d->n_tokens * sizeof(*d->audits));
+    d->stmts = lx_arena_alloc(&ctx->arena, (d->n_tokens + 1) * sizeof(*d->stmts));
     for (size_t i = 0; i < d->n_tokens; i++) {
         snprintf(d->tokens[i], sizeof(d->tokens[i]), "%s", lx_store_cell(res, i, "token"));
         lx_admin_audit_stmt(ctx, &d->audits[i], "deleted", "lx_keys", d->tokens[i], NULL, NULL,
                             &d->stmts[i]);
     }
     d->stmts[d->n_tokens] = (struct lx_store_stmt){d->delete_sql, d->params, d->n};
-    rc = lx_store_exec(ctx->port, d->stmts, d->n_tokens + 1, on_deleted, ctx);
-    if (rc) {
-        del_free(ctx);
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, d->stmts, d->n_tokens + 1, on_deleted);
 }
 
 void lx_admin__key_delete(struct lx_admin_ctx *ctx)
@@ -1049,12 +964,11 @@ void lx_admin__key_delete(struct lx_admin_ctx *ctx)
                                      MAX_KEYS_PER_DELETE);
         return;
     }
-    struct del *d = LX_NEW(struct del);
-    ctx->ud = d;
+    struct del *d = lx_admin__state(ctx, sizeof(*d));
     d->by_alias = by_alias;
     d->n = (size_t)n;
     d->items = lx_arena_alloc(&ctx->arena, d->n * sizeof(*d->items));
-    d->params = lx_calloc(d->n, sizeof(*d->params));
+    d->params = lx_arena_alloc(&ctx->arena, d->n * sizeof(*d->params));
     struct lx_buf in;
     lx_buf_init(&in, 16u * MAX_KEYS_PER_DELETE);
     size_t i = 0;
@@ -1082,7 +996,6 @@ void lx_admin__key_delete(struct lx_admin_ctx *ctx)
     }
     if (bad) {
         lx_buf_fini(&in);
-        del_free(ctx);
         lx_admin_respond_error_param(ctx, 400, name, "Invalid value for '%s': expected strings",
                                      name);
         return;
@@ -1095,11 +1008,7 @@ void lx_admin__key_delete(struct lx_admin_ctx *ctx)
                                     (int)in.len, in.data);
     lx_buf_fini(&in);
     struct lx_store_stmt st = {d->select_sql, d->params, d->n};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_delete_read, ctx);
-    if (rc) {
-        del_free(ctx);
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_delete_read);
 }
 
 /* ---- /key/list ---- */
@@ -1112,19 +1021,12 @@ struct list {
     int64_t total;
 };
 
-static void list_free(struct lx_admin_ctx *ctx)
-{
-    lx_free(ctx->ud);
-    ctx->ud = NULL;
-}
-
 static void on_list_page(void *ud, int rc, const struct lx_store_result *res,
                          const struct lx_error *err)
 {
     struct lx_admin_ctx *ctx = ud;
     struct list *l = ctx->ud;
     if (rc) {
-        list_free(ctx);
         lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
@@ -1137,9 +1039,7 @@ static void on_list_page(void *ud, int rc, const struct lx_store_result *res,
     cJSON_AddNumberToObject(o, "total_count", (double)l->total);
     cJSON_AddNumberToObject(o, "current_page", (double)l->page);
     cJSON_AddNumberToObject(o, "total_pages", (double)((l->total + l->size - 1) / l->size));
-    list_free(ctx);
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 /* The casts type NULL parameters for PostgreSQL (an untyped NULL has no type to infer). */
@@ -1155,7 +1055,6 @@ static void on_list_count(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct list *l = ctx->ud;
     if (rc || res->n_rows == 0) {
-        list_free(ctx);
         lx_admin_respond_store_error(ctx, rc ? rc : LX_EINTERNAL, err);
         return;
     }
@@ -1165,11 +1064,7 @@ static void on_list_count(void *ud, int rc, const struct lx_store_result *res,
     struct lx_store_stmt st = {"SELECT * FROM lx_keys" LIST_WHERE
                                " ORDER BY created_at DESC, token LIMIT $5 OFFSET $6",
                                l->p, 6};
-    rc = lx_store_exec(ctx->port, &st, 1, on_list_page, ctx);
-    if (rc) {
-        list_free(ctx);
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_list_page);
 }
 
 static int query_int(struct lx_admin_ctx *ctx, const char *name, long long dflt, long long lo,
@@ -1219,8 +1114,7 @@ void lx_admin__key_list(struct lx_admin_ctx *ctx)
             token = c->token;
         }
     }
-    struct list *l = LX_NEW(struct list);
-    ctx->ud = l;
+    struct list *l = lx_admin__state(ctx, sizeof(*l));
     l->page = page;
     l->size = size;
     l->full =
@@ -1230,9 +1124,5 @@ void lx_admin__key_list(struct lx_admin_ctx *ctx)
     l->p[2] = LX_SP_T(alias && alias[0] ? alias : NULL);
     l->p[3] = LX_SP_T(token);
     struct lx_store_stmt st = {"SELECT COUNT(*) AS n FROM lx_keys" LIST_WHERE, l->p, 4};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_list_count, ctx);
-    if (rc) {
-        list_free(ctx);
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_list_count);
 }

@@ -193,6 +193,15 @@ static void mask_params(cJSON *lp)
 
 /* ---- loading at start and on rebuilds ---- */
 
+/* A stored model's model_info: its id, and db_model true. */
+static void set_id(cJSON *info, const char *id)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "id");
+    cJSON_AddStringToObject(info, "id", id);
+    cJSON_DeleteItemFromObjectCaseSensitive(info, "db_model");
+    cJSON_AddTrueToObject(info, "db_model");
+}
+
 cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cfg,
                              struct lx_error *err)
 {
@@ -238,10 +247,7 @@ cJSON *lx_models_load_stored(struct lx_store *s, const struct lx_config *file_cf
             cJSON_Delete(mi);
             continue;
         }
-        cJSON_DeleteItemFromObjectCaseSensitive(mi, "id");
-        cJSON_AddStringToObject(mi, "id", id);
-        cJSON_DeleteItemFromObjectCaseSensitive(mi, "db_model");
-        cJSON_AddTrueToObject(mi, "db_model");
+        set_id(mi, id);
         cJSON *m = cJSON_CreateObject();
         cJSON_AddStringToObject(m, "model_name", name);
         cJSON_AddItemToObject(m, "litellm_params", lp);
@@ -423,8 +429,7 @@ void lx_admin__model_info(struct lx_admin_ctx *ctx)
                                      "Model id = %s not found on litellm proxy", id);
         return;
     }
-    lx_admin_respond_json(ctx, 200, doc);
-    cJSON_Delete(doc);
+    lx_admin_answer(ctx, doc);
 }
 
 /* ---- /model/new and /model/delete ---- */
@@ -446,8 +451,7 @@ static void reloaded(void *ud, int rc)
     }
     cJSON *answer = m->answer; /* m lives in the context, which the answer frees */
     m->answer = NULL;
-    lx_admin_respond_json(ctx, 200, answer);
-    cJSON_Delete(answer);
+    lx_admin_answer(ctx, answer);
 }
 
 static void apply_and_answer(struct lx_admin_ctx *ctx)
@@ -573,12 +577,9 @@ static void store_entry(struct lx_admin_ctx *ctx, cJSON *entry, bool update)
     p[3] = LX_SP_T(lx_admin__dup(ctx, mi_s));
     cJSON_free(lp_s);
     cJSON_free(mi_s);
-    char *audit = cJSON_PrintUnformatted(entry);
+    lx_admin__batch_audit(&b, update ? "updated" : "created", "lx_models", m->model_id, NULL,
+                          entry);
     cJSON_Delete(entry);
-    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
-    lx_admin_audit_stmt(ctx, a, update ? "updated" : "created", "lx_models", m->model_id, NULL,
-                        audit ? lx_admin__dup(ctx, audit) : NULL, lx_admin__batch_slot(&b));
-    cJSON_free(audit);
     rc = lx_store_exec(ctx->port, b.stmts, b.n, model_new_done, ctx);
     if (rc) {
         cJSON_Delete(m->answer);
@@ -591,10 +592,7 @@ static void store_entry(struct lx_admin_ctx *ctx, cJSON *entry, bool update)
 static cJSON *info_with_id(const cJSON *mi, const char *id)
 {
     cJSON *info = cJSON_IsObject(mi) ? cJSON_Duplicate(mi, true) : cJSON_CreateObject();
-    cJSON_DeleteItemFromObjectCaseSensitive(info, "id");
-    cJSON_AddStringToObject(info, "id", id);
-    cJSON_DeleteItemFromObjectCaseSensitive(info, "db_model");
-    cJSON_AddTrueToObject(info, "db_model");
+    set_id(info, id);
     return info;
 }
 
@@ -628,9 +626,7 @@ void lx_admin__model_new(struct lx_admin_ctx *ctx)
                                      "model_info.id must be a non-empty string");
         return;
     }
-    struct model_op *m = lx_arena_alloc(&ctx->arena, sizeof(*m));
-    memset(m, 0, sizeof(*m));
-    ctx->ud = m;
+    struct model_op *m = lx_admin__state(ctx, sizeof(*m));
     if (cJSON_IsString(idj)) {
         m->model_id = lx_admin__dup(ctx, idj->valuestring);
     } else {
@@ -652,6 +648,34 @@ void lx_admin__model_new(struct lx_admin_ctx *ctx)
 
 /* ---- /model/update ---- */
 
+/*
+ * The stored row of the model to change was read: false when answered (a
+ * store error, or no such row: 400 for a model of the config file, else 404).
+ * fix says what to do with one of the config file ("change it in").
+ */
+static bool row_found(struct lx_admin_ctx *ctx, int rc, const struct lx_store_result *res,
+                      const struct lx_error *err, const char *param, const char *fix)
+{
+    const struct model_op *m = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return false;
+    }
+    if (res->n_rows) {
+        return true;
+    }
+    if (lx_config_find_deployment(ctx->cfg, lx_str_c(m->model_id))) {
+        lx_admin_respond_error_param(ctx, 400, param,
+                                     "Model id = %s is defined in the config file, not stored: "
+                                     "%s the config file",
+                                     m->model_id, fix);
+    } else {
+        lx_admin_respond_error_param(ctx, 404, param, "Model with id=%s not found in db",
+                                     m->model_id);
+    }
+    return false;
+}
+
 /* Overlay the non-null members of `over` on `base` (both objects). */
 static void overlay(cJSON *base, const cJSON *over)
 {
@@ -671,20 +695,7 @@ static void model_update_row(void *ud, int rc, const struct lx_store_result *res
 {
     struct lx_admin_ctx *ctx = ud;
     struct model_op *m = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    if (res->n_rows == 0) {
-        if (lx_config_find_deployment(ctx->cfg, lx_str_c(m->model_id))) {
-            lx_admin_respond_error_param(ctx, 400, "model_info.id",
-                                         "Model id = %s is defined in the config file, not "
-                                         "stored: change it in the config file",
-                                         m->model_id);
-        } else {
-            lx_admin_respond_error_param(ctx, 404, "model_info.id",
-                                         "Model with id=%s not found in db", m->model_id);
-        }
+    if (!row_found(ctx, rc, res, err, "model_info.id", "change it in")) {
         return;
     }
     const cJSON *body = ctx->body;
@@ -725,10 +736,7 @@ static void model_update_row(void *ud, int rc, const struct lx_store_result *res
     cJSON *info = info_with_id(old_info, m->model_id);
     cJSON_Delete(old_info);
     overlay(info, cJSON_GetObjectItemCaseSensitive(body, "model_info"));
-    cJSON_DeleteItemFromObjectCaseSensitive(info, "id");
-    cJSON_AddStringToObject(info, "id", m->model_id);
-    cJSON_DeleteItemFromObjectCaseSensitive(info, "db_model");
-    cJSON_AddTrueToObject(info, "db_model");
+    set_id(info, m->model_id);
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "model_name");
     cJSON *entry = cJSON_CreateObject();
     cJSON_AddStringToObject(entry, "model_name",
@@ -764,18 +772,13 @@ void lx_admin__model_update(struct lx_admin_ctx *ctx)
         lx_admin_respond_error_param(ctx, 400, "model_name", "model_name must be a string");
         return;
     }
-    struct model_op *m = lx_arena_alloc(&ctx->arena, sizeof(*m));
-    memset(m, 0, sizeof(*m));
-    ctx->ud = m;
+    struct model_op *m = lx_admin__state(ctx, sizeof(*m));
     m->model_id = lx_admin__dup(ctx, idj->valuestring);
     struct lx_store_param p[1] = {LX_SP_T(m->model_id)};
     struct lx_store_stmt s = {"SELECT model_id, model_name, litellm_params, model_info FROM "
                               "lx_models WHERE model_id = $1",
                               p, 1};
-    int rc = lx_store_exec(ctx->port, &s, 1, model_update_row, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, model_update_row);
 }
 
 static void model_delete_done(void *ud, int rc, const struct lx_store_result *res,
@@ -800,20 +803,7 @@ static void model_delete_row(void *ud, int rc, const struct lx_store_result *res
 {
     struct lx_admin_ctx *ctx = ud;
     struct model_op *m = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    if (res->n_rows == 0) {
-        if (lx_config_find_deployment(ctx->cfg, lx_str_c(m->model_id))) {
-            lx_admin_respond_error_param(ctx, 400, "id",
-                                         "Model id = %s is defined in the config file, not "
-                                         "stored: remove it from the config file",
-                                         m->model_id);
-        } else {
-            lx_admin_respond_error_param(ctx, 404, "id", "Model with id=%s not found in db",
-                                         m->model_id);
-        }
+    if (!row_found(ctx, rc, res, err, "id", "remove it from")) {
         return;
     }
     /* The audit row keeps the model without its (encrypted) secrets. */
@@ -825,22 +815,16 @@ static void model_delete_row(void *ud, int rc, const struct lx_store_result *res
         mask_params(lp);
         cJSON_AddItemToObject(before, "litellm_params", lp);
     }
-    char *before_s = cJSON_PrintUnformatted(before);
-    cJSON_Delete(before);
+    cJSON *after = cJSON_CreateObject(); /* stored as "{}" */
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 2);
-    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
-    lx_admin_audit_stmt(ctx, a, "deleted", "lx_models", m->model_id,
-                        before_s ? lx_admin__dup(ctx, before_s) : NULL, "{}",
-                        lx_admin__batch_slot(&b));
-    cJSON_free(before_s);
+    lx_admin__batch_audit(&b, "deleted", "lx_models", m->model_id, before, after);
+    cJSON_Delete(before);
+    cJSON_Delete(after);
     struct lx_store_param *p =
         lx_admin__batch_add(&b, "DELETE FROM lx_models WHERE model_id = $1", 1);
     p[0] = LX_SP_T(m->model_id);
-    rc = lx_store_exec(ctx->port, b.stmts, b.n, model_delete_done, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin__batch_exec(&b, model_delete_done);
 }
 
 void lx_admin__model_delete(struct lx_admin_ctx *ctx)
@@ -848,9 +832,7 @@ void lx_admin__model_delete(struct lx_admin_ctx *ctx)
     if (!store_models_enabled(ctx)) {
         return;
     }
-    struct model_op *m = lx_arena_alloc(&ctx->arena, sizeof(*m));
-    memset(m, 0, sizeof(*m));
-    ctx->ud = m;
+    struct model_op *m = lx_admin__state(ctx, sizeof(*m));
     if (lx_admin__field_id(ctx, ctx->body, "id", &m->model_id, NULL)) {
         return;
     }
@@ -862,8 +844,5 @@ void lx_admin__model_delete(struct lx_admin_ctx *ctx)
     struct lx_store_stmt s = {"SELECT model_id, model_name, litellm_params FROM lx_models WHERE "
                               "model_id = $1",
                               p, 1};
-    int rc = lx_store_exec(ctx->port, &s, 1, model_delete_row, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, model_delete_row);
 }

@@ -200,3 +200,126 @@ void lx_admin__add_strlist(cJSON *o, const char *name, const char *const *items,
         cJSON_AddItemToArray(a, cJSON_CreateString(items[i]));
     }
 }
+
+void *lx_admin__state(struct lx_admin_ctx *ctx, size_t size)
+{
+    void *p = lx_arena_alloc(&ctx->arena, size);
+    memset(p, 0, size);
+    ctx->ud = p;
+    return p;
+}
+
+static void batch_audit_text(struct lx_admin__batch *b, const char *action, const char *table,
+                             const char *id, const char *before, const char *after)
+{
+    struct lx_admin_audit *a = lx_arena_alloc(&b->ctx->arena, sizeof(*a));
+    lx_admin_audit_stmt(b->ctx, a, action, table, id, before, after, lx_admin__batch_slot(b));
+}
+
+void lx_admin__batch_audit(struct lx_admin__batch *b, const char *action, const char *table,
+                           const char *id, const cJSON *before, const cJSON *after)
+{
+    batch_audit_text(b, action, table, id, lx_admin__print(b->ctx, before),
+                     lx_admin__print(b->ctx, after));
+}
+
+void lx_admin__batch_add_ids(struct lx_admin__batch *b, const char *sql, const char *const *ids,
+                             size_t n)
+{
+    struct lx_store_param *p = lx_admin__batch_add(b, sql, n);
+    for (size_t i = 0; i < n; i++) {
+        p[i] = LX_SP_T(ids[i]);
+    }
+}
+
+void lx_admin__batch_exec(struct lx_admin__batch *b, lx_store_cb cb)
+{
+    lx_admin_exec(b->ctx, b->stmts, b->n, cb);
+}
+
+struct lx_store_param lx_admin__keep_text(const struct lx_store_result *r, const char *col,
+                                          const char *v, bool present)
+{
+    return LX_SP_T(present ? v : lx_store_cell(r, 0, col));
+}
+
+struct lx_store_param lx_admin__keep_int(const struct lx_store_result *r, const char *col,
+                                         long long v, bool present)
+{
+    if (present) {
+        return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
+    }
+    return lx_store_cell(r, 0, col) ? LX_SP_I(lx_store_cell_int(r, 0, col, 0)) : LX_SP_NUL;
+}
+
+/* ---- deleting users or teams ---- */
+
+#define MAX_DELETE_IDS 1000
+
+/* "<head><id_col> IN ($1,...,$n)" in the context's arena. */
+static const char *sql_ids(struct lx_admin_ctx *ctx, const char *head, const char *table,
+                           const char *id_col, size_t n)
+{
+    return lx_admin__sql_in(
+        ctx, lx_arena_printf(&ctx->arena, "%s%s WHERE %s IN ", head, table, id_col), 1, n, "");
+}
+
+static void delete_rows(void *ud, int rc, const struct lx_store_result *res,
+                        const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    struct lx_admin__delete *d = ctx->ud;
+    const struct lx_admin__owner *o = d->owner;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        bool found = false;
+        for (size_t r = 0; r < res->n_rows && !found; r++) {
+            const char *id = lx_store_cell(res, r, o->id_col);
+            found = id && strcmp(id, d->ids[i]) == 0;
+        }
+        if (!found) {
+            lx_admin_respond_error_param(ctx, 404, o->ids_field, "%s not found, passed %s=%s",
+                                         o->noun, o->id_col, d->ids[i]);
+            return;
+        }
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 3 + res->n_rows);
+    lx_admin__batch_add_ids(&b, sql_ids(ctx, "DELETE FROM ", "lx_keys", o->id_col, d->n), d->ids,
+                            d->n);
+    lx_admin__batch_add_ids(&b, sql_ids(ctx, "DELETE FROM ", "lx_team_members", o->id_col, d->n),
+                            d->ids, d->n);
+    for (size_t r = 0; r < res->n_rows; r++) {
+        cJSON *before = lx_admin__row_json(res, r, NULL);
+        batch_audit_text(&b, "deleted", o->table,
+                         lx_admin__dup(ctx, lx_store_cell(res, r, o->id_col)),
+                         lx_admin__print(ctx, before), o->audit_after);
+        cJSON_Delete(before);
+    }
+    lx_admin__batch_add_ids(&b, sql_ids(ctx, "DELETE FROM ", o->table, o->id_col, d->n), d->ids,
+                            d->n);
+    lx_admin__batch_exec(&b, o->done);
+}
+
+void lx_admin__delete_owners(struct lx_admin_ctx *ctx, const struct lx_admin__owner *o)
+{
+    struct lx_admin__delete *d = lx_admin__state(ctx, sizeof(*d));
+    d->owner = o;
+    bool present = false;
+    if (lx_admin__strlist(ctx, ctx->body, o->ids_field, MAX_DELETE_IDS, &d->ids, &d->n, &present)) {
+        return;
+    }
+    if (!present || d->n == 0) {
+        lx_admin_respond_error_param(ctx, 400, o->ids_field, "No %s id passed in (%s)", o->kind,
+                                     o->ids_field);
+        return;
+    }
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    lx_admin__batch_add_ids(&b, sql_ids(ctx, "SELECT * FROM ", o->table, o->id_col, d->n), d->ids,
+                            d->n);
+    lx_admin__batch_exec(&b, delete_rows);
+}

@@ -22,7 +22,6 @@
 #include "core/time.h"
 #include "log/log.h"
 
-#define MAX_IDS 1000
 #define MAX_MEMBERS 1000
 
 enum team_kind { T_NEW, T_UPDATE, T_ADD, T_DEL, T_INFO, T_BLOCK };
@@ -50,10 +49,19 @@ static void op_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err
     lx_admin_respond_store_error(ctx, rc, err);
 }
 
-static void op_answer(struct lx_admin_ctx *ctx, cJSON *doc)
+/* A members_with_roles entry from a row of lx_team_members joined with lx_users. */
+static cJSON *member_json(const struct lx_store_result *res, size_t i)
 {
-    lx_admin_respond_json(ctx, 200, doc);
-    cJSON_Delete(doc);
+    cJSON *m = cJSON_CreateObject();
+    const char *email = lx_store_cell(res, i, "user_email");
+    cJSON_AddStringToObject(m, "user_id", lx_store_cell(res, i, "user_id"));
+    if (email) {
+        cJSON_AddStringToObject(m, "user_email", email);
+    } else {
+        cJSON_AddNullToObject(m, "user_email");
+    }
+    cJSON_AddStringToObject(m, "role", lx_store_cell(res, i, "role"));
+    return m;
 }
 
 /* Is the caller an admin of the team (a member with role admin)? members: the team's array. */
@@ -116,7 +124,7 @@ static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
         cJSON_AddItemToArray(keys, lx_admin__row_json(res, i, skip));
     }
     cJSON_AddItemToObject(doc, "team_memberships", tm);
-    op_answer(ctx, doc);
+    lx_admin_answer(ctx, doc);
 }
 
 static void team_members_done(void *ud, int rc, const struct lx_store_result *res,
@@ -130,15 +138,7 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
     }
     cJSON *members = cJSON_AddArrayToObject(t->team, "members_with_roles");
     for (size_t i = 0; i < res->n_rows; i++) {
-        cJSON *m = cJSON_CreateObject();
-        const char *email = lx_store_cell(res, i, "user_email");
-        cJSON_AddStringToObject(m, "user_id", lx_store_cell(res, i, "user_id"));
-        if (email) {
-            cJSON_AddStringToObject(m, "user_email", email);
-        } else {
-            cJSON_AddNullToObject(m, "user_email");
-        }
-        cJSON_AddStringToObject(m, "role", lx_store_cell(res, i, "role"));
+        cJSON *m = member_json(res, i);
         if (t->kind == T_INFO) {
             cJSON_AddNumberToObject(m, "spend",
                                     (double)lx_store_cell_int(res, i, "spend_nanos", 0) / 1e9);
@@ -177,7 +177,7 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         cJSON_AddStringToObject(doc, "team_id", t->team_id);
         cJSON_AddItemToObject(doc, "data", t->team);
         t->team = NULL;
-        op_answer(ctx, doc);
+        lx_admin_answer(ctx, doc);
         return;
     }
     case T_ADD: {
@@ -214,7 +214,7 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         }
         cJSON *doc = t->team;
         t->team = NULL;
-        op_answer(ctx, doc);
+        lx_admin_answer(ctx, doc);
         return;
     }
     case T_NEW:
@@ -222,7 +222,7 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
     case T_BLOCK: {
         cJSON *doc = t->team;
         t->team = NULL;
-        op_answer(ctx, doc);
+        lx_admin_answer(ctx, doc);
         return;
     }
     }
@@ -391,26 +391,6 @@ static void add_member_stmts(struct lx_admin_ctx *ctx, struct lx_admin__batch *b
     }
 }
 
-static void add_audit(struct lx_admin_ctx *ctx, struct lx_admin__batch *b, const char *action,
-                      const char *table, const char *id, const cJSON *before, const cJSON *after)
-{
-    char *bs = before ? cJSON_PrintUnformatted(before) : NULL;
-    char *as = after ? cJSON_PrintUnformatted(after) : NULL;
-    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
-    lx_admin_audit_stmt(ctx, a, action, table, id, bs ? lx_admin__dup(ctx, bs) : NULL,
-                        as ? lx_admin__dup(ctx, as) : NULL, lx_admin__batch_slot(b));
-    cJSON_free(bs);
-    cJSON_free(as);
-}
-
-static void exec_or_fail(struct lx_admin_ctx *ctx, struct lx_admin__batch *b, lx_store_cb cb)
-{
-    int rc = lx_store_exec(ctx->port, b->stmts, b->n, cb, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
-}
-
 static struct lx_store_param *select_team(struct lx_admin__batch *b, const char *team_id)
 {
     struct lx_store_param *p =
@@ -421,11 +401,9 @@ static struct lx_store_param *select_team(struct lx_admin__batch *b, const char 
 
 static struct team_op *op_new(struct lx_admin_ctx *ctx, enum team_kind kind)
 {
-    struct team_op *t = lx_arena_alloc(&ctx->arena, sizeof(*t));
-    memset(t, 0, sizeof(*t));
+    struct team_op *t = lx_admin__state(ctx, sizeof(*t));
     t->kind = kind;
     t->max_budget_in_team = LX_NO_LIMIT;
-    ctx->ud = t;
     return t;
 }
 
@@ -497,9 +475,9 @@ void lx_admin__team_new(struct lx_admin_ctx *ctx)
     p[11] = LX_SP_T(metadata ? metadata : "{}");
     p[12] = LX_SP_I(now);
     add_member_stmts(ctx, &b, t, now);
-    add_audit(ctx, &b, "created", "lx_teams", t->team_id, NULL, body);
+    lx_admin__batch_audit(&b, "created", "lx_teams", t->team_id, NULL, body);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_row_done);
+    lx_admin__batch_exec(&b, team_row_done);
 }
 
 /* ---- /team/info ---- */
@@ -516,25 +494,10 @@ void lx_admin__team_info(struct lx_admin_ctx *ctx)
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 1);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_row_done);
+    lx_admin__batch_exec(&b, team_row_done);
 }
 
 /* ---- /team/update ---- */
-
-static struct lx_store_param keep_text(const struct lx_store_result *r, const char *col,
-                                       const char *v, bool present)
-{
-    return LX_SP_T(present ? v : lx_store_cell(r, 0, col));
-}
-
-static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col, long long v,
-                                      bool present)
-{
-    if (present) {
-        return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
-    }
-    return lx_store_cell(r, 0, col) ? LX_SP_I(lx_store_cell_int(r, 0, col, 0)) : LX_SP_NUL;
-}
 
 static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
                             const struct lx_error *err)
@@ -585,24 +548,24 @@ static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
         "= $13 WHERE team_id = $1",
         13);
     p[0] = LX_SP_T(t->team_id);
-    p[1] = keep_text(res, "team_alias", alias, has_alias);
-    p[2] = keep_text(res, "models", models, has_models);
-    p[3] = keep_int(res, "max_budget_nanos", maxb, has_max);
-    p[4] = keep_int(res, "soft_budget_nanos", softb, has_soft);
-    p[5] = keep_text(res, "budget_duration", dur, has_dur);
-    p[6] = has_dur ? LX_SP_I(now + dur_s) : keep_int(res, "budget_reset_at", 0, false);
-    p[7] = keep_int(res, "rpm_limit", rpm, has_rpm);
-    p[8] = keep_int(res, "tpm_limit", tpm, has_tpm);
-    p[9] = keep_int(res, "max_parallel_requests", mpr, has_mpr);
+    p[1] = lx_admin__keep_text(res, "team_alias", alias, has_alias);
+    p[2] = lx_admin__keep_text(res, "models", models, has_models);
+    p[3] = lx_admin__keep_int(res, "max_budget_nanos", maxb, has_max);
+    p[4] = lx_admin__keep_int(res, "soft_budget_nanos", softb, has_soft);
+    p[5] = lx_admin__keep_text(res, "budget_duration", dur, has_dur);
+    p[6] = has_dur ? LX_SP_I(now + dur_s) : lx_admin__keep_int(res, "budget_reset_at", 0, false);
+    p[7] = lx_admin__keep_int(res, "rpm_limit", rpm, has_rpm);
+    p[8] = lx_admin__keep_int(res, "tpm_limit", tpm, has_tpm);
+    p[9] = lx_admin__keep_int(res, "max_parallel_requests", mpr, has_mpr);
     p[10] =
         has_blocked ? LX_SP_I(blocked ? 1 : 0) : LX_SP_I(lx_store_cell_int(res, 0, "blocked", 0));
-    p[11] = keep_text(res, "metadata", metadata, has_meta);
+    p[11] = lx_admin__keep_text(res, "metadata", metadata, has_meta);
     p[12] = LX_SP_I(now);
     cJSON *before = lx_admin__row_json(res, 0, NULL);
-    add_audit(ctx, &b, "updated", "lx_teams", t->team_id, before, body);
+    lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, before, body);
     cJSON_Delete(before);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_row_done);
+    lx_admin__batch_exec(&b, team_row_done);
 }
 
 void lx_admin__team_update(struct lx_admin_ctx *ctx)
@@ -618,7 +581,7 @@ void lx_admin__team_update(struct lx_admin_ctx *ctx)
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 1);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_update_row);
+    lx_admin__batch_exec(&b, team_update_row);
 }
 
 /* ---- /team/member_add and /team/member_delete ---- */
@@ -666,25 +629,44 @@ static bool is_member(const struct lx_store_result *res, const char *user_id,
     return false;
 }
 
+/*
+ * The team's members were read for member_add (adding) or member_delete:
+ * false when answered (no such team, the caller may not manage it).
+ */
+static bool members_checked(struct lx_admin_ctx *ctx, int rc, const struct lx_store_result *res,
+                            const struct lx_error *err, bool adding)
+{
+    const struct team_op *t = ctx->ud;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return false;
+    }
+    if (res->n_rows == 0) {
+        if (adding) {
+            lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found for team_id=%s",
+                                         t->team_id);
+        } else {
+            lx_admin_respond_error_param(ctx, 404, "team_id", "Team id=%s does not exist in db",
+                                         t->team_id);
+        }
+        return false;
+    }
+    if (!may_manage(ctx, res)) {
+        lx_admin_respond_error(ctx, 403,
+                               "Call not allowed. User not proxy admin OR team admin. "
+                               "route=/team/%s, team_id=%s",
+                               adding ? "member_add" : "member_delete", t->team_id);
+        return false;
+    }
+    return true;
+}
+
 static void member_add_checked(void *ud, int rc, const struct lx_store_result *res,
                                const struct lx_error *err)
 {
     struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    if (res->n_rows == 0) {
-        lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found for team_id=%s",
-                                     t->team_id);
-        return;
-    }
-    if (!may_manage(ctx, res)) {
-        lx_admin_respond_error(ctx, 403,
-                               "Call not allowed. User not proxy admin OR team admin. "
-                               "route=/team/member_add, team_id=%s",
-                               t->team_id);
+    if (!members_checked(ctx, rc, res, err, true)) {
         return;
     }
     for (size_t i = 0; i < t->n_members; i++) {
@@ -699,9 +681,9 @@ static void member_add_checked(void *ud, int rc, const struct lx_store_result *r
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 2 + 2 * t->n_members);
     add_member_stmts(ctx, &b, t, now);
-    add_audit(ctx, &b, "updated", "lx_teams", t->team_id, NULL, ctx->body);
+    lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, NULL, ctx->body);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_row_done);
+    lx_admin__batch_exec(&b, team_row_done);
 }
 
 void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
@@ -724,7 +706,7 @@ void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 1);
     select_members(&b, t->team_id);
-    exec_or_fail(ctx, &b, member_add_checked);
+    lx_admin__batch_exec(&b, member_add_checked);
 }
 
 static void member_delete_checked(void *ud, int rc, const struct lx_store_result *res,
@@ -733,20 +715,7 @@ static void member_delete_checked(void *ud, int rc, const struct lx_store_result
     struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
     const struct member *m = &t->members[0];
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    if (res->n_rows == 0) {
-        lx_admin_respond_error_param(ctx, 404, "team_id", "Team id=%s does not exist in db",
-                                     t->team_id);
-        return;
-    }
-    if (!may_manage(ctx, res)) {
-        lx_admin_respond_error(ctx, 403,
-                               "Call not allowed. User not proxy admin OR team admin. "
-                               "route=/team/member_delete, team_id=%s",
-                               t->team_id);
+    if (!members_checked(ctx, rc, res, err, false)) {
         return;
     }
     if (!is_member(res, m->user_id, m->user_email)) {
@@ -766,10 +735,10 @@ static void member_delete_checked(void *ud, int rc, const struct lx_store_result
     p[2] = LX_SP_T(m->user_email);
     cJSON *upd = cJSON_CreateObject();
     cJSON_AddStringToObject(upd, "removed_member", m->user_id ? m->user_id : m->user_email);
-    add_audit(ctx, &b, "updated", "lx_teams", t->team_id, NULL, upd);
+    lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, NULL, upd);
     cJSON_Delete(upd);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_row_done);
+    lx_admin__batch_exec(&b, team_row_done);
 }
 
 void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
@@ -795,29 +764,17 @@ void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 1);
     select_members(&b, t->team_id);
-    exec_or_fail(ctx, &b, member_delete_checked);
+    lx_admin__batch_exec(&b, member_delete_checked);
 }
 
 /* ---- /team/delete ---- */
-
-struct team_delete {
-    const char **ids;
-    size_t n;
-};
-
-static void bind_ids(struct lx_store_param *p, const char *const *ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        p[i] = LX_SP_T(ids[i]);
-    }
-}
 
 static void team_delete_done(void *ud, int rc, const struct lx_store_result *res,
                              const struct lx_error *err)
 {
     (void)res;
     struct lx_admin_ctx *ctx = ud;
-    struct team_delete *d = ctx->ud;
+    struct lx_admin__delete *d = ctx->ud;
     if (rc) {
         lx_admin_respond_store_error(ctx, rc, err);
         return;
@@ -828,70 +785,22 @@ static void team_delete_done(void *ud, int rc, const struct lx_store_result *res
         lx_auth_invalidate_team(d->ids[i]);
         cJSON_AddItemToArray(a, cJSON_CreateString(d->ids[i]));
     }
-    op_answer(ctx, o);
+    lx_admin_answer(ctx, o);
 }
 
-static void team_delete_rows(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
-{
-    struct lx_admin_ctx *ctx = ud;
-    struct team_delete *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    for (size_t i = 0; i < d->n; i++) {
-        bool found = false;
-        for (size_t r = 0; r < res->n_rows && !found; r++) {
-            const char *id = lx_store_cell(res, r, "team_id");
-            found = id && strcmp(id, d->ids[i]) == 0;
-        }
-        if (!found) {
-            lx_admin_respond_error_param(ctx, 404, "team_ids", "Team not found, passed team_id=%s",
-                                         d->ids[i]);
-            return;
-        }
-    }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 3 + res->n_rows);
-    struct lx_store_param *p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_keys WHERE team_id IN ", 1, d->n, ""), d->n);
-    bind_ids(p, d->ids, d->n);
-    p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_team_members WHERE team_id IN ", 1, d->n, ""),
-        d->n);
-    bind_ids(p, d->ids, d->n);
-    for (size_t r = 0; r < res->n_rows; r++) {
-        cJSON *before = lx_admin__row_json(res, r, NULL);
-        add_audit(ctx, &b, "deleted", "lx_teams",
-                  lx_admin__dup(ctx, lx_store_cell(res, r, "team_id")), before, NULL);
-        cJSON_Delete(before);
-    }
-    p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_teams WHERE team_id IN ", 1, d->n, ""), d->n);
-    bind_ids(p, d->ids, d->n);
-    exec_or_fail(ctx, &b, team_delete_done);
-}
+static const struct lx_admin__owner team_owner = {
+    .table = "lx_teams",
+    .id_col = "team_id",
+    .ids_field = "team_ids",
+    .noun = "Team",
+    .kind = "team",
+    .audit_after = NULL,
+    .done = team_delete_done,
+};
 
 void lx_admin__team_delete(struct lx_admin_ctx *ctx)
 {
-    struct team_delete *d = lx_arena_alloc(&ctx->arena, sizeof(*d));
-    memset(d, 0, sizeof(*d));
-    ctx->ud = d;
-    bool present = false;
-    if (lx_admin__strlist(ctx, ctx->body, "team_ids", MAX_IDS, &d->ids, &d->n, &present)) {
-        return;
-    }
-    if (!present || d->n == 0) {
-        lx_admin_respond_error_param(ctx, 400, "team_ids", "No team id passed in (team_ids)");
-        return;
-    }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    struct lx_store_param *p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "SELECT * FROM lx_teams WHERE team_id IN ", 1, d->n, ""), d->n);
-    bind_ids(p, d->ids, d->n);
-    exec_or_fail(ctx, &b, team_delete_rows);
+    lx_admin__delete_owners(ctx, &team_owner);
 }
 
 /* ---- /team/list ---- */
@@ -941,7 +850,7 @@ static void team_list_keys(void *ud, int rc, const struct lx_store_result *res,
     }
     cJSON *doc = l->teams;
     l->teams = NULL;
-    op_answer(ctx, doc);
+    lx_admin_answer(ctx, doc);
 }
 
 #define TEAM_LIST_FILTER                                                                           \
@@ -962,15 +871,7 @@ static void team_list_members(void *ud, int rc, const struct lx_store_result *re
         if (!t) {
             continue;
         }
-        cJSON *m = cJSON_CreateObject();
-        const char *email = lx_store_cell(res, i, "user_email");
-        cJSON_AddStringToObject(m, "user_id", lx_store_cell(res, i, "user_id"));
-        if (email) {
-            cJSON_AddStringToObject(m, "user_email", email);
-        } else {
-            cJSON_AddNullToObject(m, "user_email");
-        }
-        cJSON_AddStringToObject(m, "role", lx_store_cell(res, i, "role"));
+        cJSON *m = member_json(res, i);
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(t, "members_with_roles"), m);
         cJSON *tm = cJSON_CreateObject();
         cJSON_AddStringToObject(tm, "team_id", tid);
@@ -1027,9 +928,7 @@ static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
 
 void lx_admin__team_list(struct lx_admin_ctx *ctx)
 {
-    struct team_list *l = lx_arena_alloc(&ctx->arena, sizeof(*l));
-    memset(l, 0, sizeof(*l));
-    ctx->ud = l;
+    struct team_list *l = lx_admin__state(ctx, sizeof(*l));
     l->user_id = lx_admin_query(ctx, "user_id");
     if (l->user_id && !*l->user_id) {
         l->user_id = NULL;
@@ -1046,10 +945,7 @@ void lx_admin__team_list(struct lx_admin_ctx *ctx)
     struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
     struct lx_store_stmt s = {
         "SELECT * FROM lx_teams WHERE " TEAM_LIST_FILTER " ORDER BY team_alias, team_id", p, 1};
-    int rc = lx_store_exec(ctx->port, &s, 1, team_list_rows, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, team_list_rows);
 }
 
 /* ---- /team/block and /team/unblock ---- */
@@ -1081,19 +977,18 @@ static void team_block_row(void *ud, int rc, const struct lx_store_result *res,
     p[0] = LX_SP_T(t->team_id);
     p[1] = LX_SP_I(tb->blocked ? 1 : 0);
     p[2] = LX_SP_I(lx_wall_s());
-    add_audit(ctx, &b, tb->blocked ? "blocked" : "unblocked", "lx_teams", t->team_id, NULL, NULL);
+    lx_admin__batch_audit(&b, tb->blocked ? "blocked" : "unblocked", "lx_teams", t->team_id, NULL,
+                          NULL);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_row_done);
+    lx_admin__batch_exec(&b, team_row_done);
 }
 
 static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
 {
-    struct team_block *tb = lx_arena_alloc(&ctx->arena, sizeof(*tb));
-    memset(tb, 0, sizeof(*tb));
+    struct team_block *tb = lx_admin__state(ctx, sizeof(*tb));
     tb->op.kind = T_BLOCK;
     tb->op.max_budget_in_team = LX_NO_LIMIT;
     tb->blocked = blocked;
-    ctx->ud = tb;
     struct team_op *t = &tb->op;
     if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
         return;
@@ -1105,7 +1000,7 @@ static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 1);
     select_team(&b, t->team_id);
-    exec_or_fail(ctx, &b, team_block_row);
+    lx_admin__batch_exec(&b, team_block_row);
 }
 
 void lx_admin__team_block(struct lx_admin_ctx *ctx)

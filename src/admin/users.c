@@ -183,8 +183,7 @@ static void user_new_done(void *ud, int rc, const struct lx_store_result *res,
         cJSON_AddNullToObject(o, "key");
     }
     lx_auth_invalidate_user(u->user_id);
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 static void user_new_insert(struct lx_admin_ctx *ctx)
@@ -251,7 +250,6 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
         p[7] = LX_SP_I(now);
     }
 
-    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
     cJSON *after = cJSON_CreateObject();
     cJSON_AddStringToObject(after, "user_id", u->user_id);
     if (u->user_email) {
@@ -259,19 +257,13 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
     }
     cJSON_AddStringToObject(after, "user_role", u->user_role);
     cJSON_AddItemToObject(after, "models", cJSON_Parse(u->models));
-    char *after_s = cJSON_PrintUnformatted(after);
+    lx_admin__batch_audit(&b, "created", "lx_users", u->user_id, NULL, after);
     cJSON_Delete(after);
-    lx_admin_audit_stmt(ctx, a, "created", "lx_users", u->user_id, NULL,
-                        after_s ? lx_admin__dup(ctx, after_s) : NULL, lx_admin__batch_slot(&b));
-    cJSON_free(after_s);
 
     p = lx_admin__batch_add(&b, "SELECT * FROM lx_users WHERE user_id = $1", 1);
     p[0] = LX_SP_T(u->user_id);
 
-    int rc = lx_store_exec(ctx->port, b.stmts, b.n, user_new_done, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin__batch_exec(&b, user_new_done);
 }
 
 static void user_new_checked(void *ud, int rc, const struct lx_store_result *res,
@@ -348,12 +340,10 @@ static int parse_teams(struct lx_admin_ctx *ctx, const cJSON *body, struct user_
 
 void lx_admin__user_new(struct lx_admin_ctx *ctx)
 {
-    struct user_new *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
-    memset(u, 0, sizeof(*u));
+    struct user_new *u = lx_admin__state(ctx, sizeof(*u));
     u->max_budget = u->soft_budget = LX_NO_LIMIT;
     u->rpm = u->tpm = u->mpr = LX_NO_LIMIT;
     u->auto_create_key = true;
-    ctx->ud = u;
     const cJSON *body = ctx->body;
     const char *team_id = NULL;
     bool present = false;
@@ -411,10 +401,7 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
         "UNION ALL SELECT 'email', user_email FROM lx_users WHERE lower(user_email) = lower($2) "
         "UNION ALL SELECT 'alias', key_alias FROM lx_keys WHERE key_alias = $3",
         p, 3};
-    int rc = lx_store_exec(ctx->port, &s, 1, user_new_checked, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, user_new_checked);
 }
 
 /* ---- /user/info ---- */
@@ -452,8 +439,7 @@ static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
     }
     cJSON *doc = u->doc;
     u->doc = NULL;
-    lx_admin_respond_json(ctx, 200, doc);
-    cJSON_Delete(doc);
+    lx_admin_answer(ctx, doc);
 }
 
 static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
@@ -516,9 +502,7 @@ static void user_info_row(void *ud, int rc, const struct lx_store_result *res,
 
 void lx_admin__user_info(struct lx_admin_ctx *ctx)
 {
-    struct user_info *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
-    memset(u, 0, sizeof(*u));
-    ctx->ud = u;
+    struct user_info *u = lx_admin__state(ctx, sizeof(*u));
     u->user_id = lx_admin_query(ctx, "user_id");
     if (u->user_id && !*u->user_id) {
         u->user_id = NULL;
@@ -547,10 +531,7 @@ void lx_admin__user_info(struct lx_admin_ctx *ctx)
         s.sql = "SELECT 1 AS one";
         s.n_params = 0;
     }
-    int rc = lx_store_exec(ctx->port, &s, 1, user_info_row, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, user_info_row);
 }
 
 /* ---- /user/update ---- */
@@ -579,25 +560,7 @@ static void user_update_done(void *ud, int rc, const struct lx_store_result *res
     cJSON_AddStringToObject(o, "user_id", u->user_id);
     cJSON_AddItemToObject(o, "data",
                           res->n_rows ? lx_admin__row_json(res, 0, NULL) : cJSON_CreateNull());
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
-}
-
-/* A column's new value: the body's when present, else the row's. */
-static struct lx_store_param keep_text(const struct lx_store_result *r, const char *col,
-                                       const char *v, bool present)
-{
-    return LX_SP_T(present ? v : lx_store_cell(r, 0, col));
-}
-
-static struct lx_store_param keep_int(const struct lx_store_result *r, const char *col, long long v,
-                                      bool present)
-{
-    if (present) {
-        return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
-    }
-    const char *c = lx_store_cell(r, 0, col);
-    return c ? LX_SP_I(lx_store_cell_int(r, 0, col, 0)) : LX_SP_NUL;
+    lx_admin_answer(ctx, o);
 }
 
 static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
@@ -662,48 +625,36 @@ static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
         "spend_nanos = $14, updated_at = $15 WHERE user_id = $1",
         15);
     p[0] = LX_SP_T(u->user_id);
-    p[1] = keep_text(res, "user_email", email, has_email);
-    p[2] = keep_text(res, "user_alias", alias, has_alias);
-    p[3] = keep_text(res, "user_role", role, has_role);
-    p[4] = keep_text(res, "models", models, has_models);
-    p[5] = keep_int(res, "max_budget_nanos", maxb, has_max);
-    p[6] = keep_int(res, "soft_budget_nanos", softb, has_soft);
-    p[7] = keep_text(res, "budget_duration", dur, has_dur);
-    p[8] = has_dur ? LX_SP_I(now + dur_s) : keep_int(res, "budget_reset_at", 0, false);
-    p[9] = keep_int(res, "rpm_limit", rpm, has_rpm);
-    p[10] = keep_int(res, "tpm_limit", tpm, has_tpm);
-    p[11] = keep_int(res, "max_parallel_requests", mpr, has_mpr);
-    p[12] = keep_text(res, "metadata", metadata, has_meta);
+    p[1] = lx_admin__keep_text(res, "user_email", email, has_email);
+    p[2] = lx_admin__keep_text(res, "user_alias", alias, has_alias);
+    p[3] = lx_admin__keep_text(res, "user_role", role, has_role);
+    p[4] = lx_admin__keep_text(res, "models", models, has_models);
+    p[5] = lx_admin__keep_int(res, "max_budget_nanos", maxb, has_max);
+    p[6] = lx_admin__keep_int(res, "soft_budget_nanos", softb, has_soft);
+    p[7] = lx_admin__keep_text(res, "budget_duration", dur, has_dur);
+    p[8] = has_dur ? LX_SP_I(now + dur_s) : lx_admin__keep_int(res, "budget_reset_at", 0, false);
+    p[9] = lx_admin__keep_int(res, "rpm_limit", rpm, has_rpm);
+    p[10] = lx_admin__keep_int(res, "tpm_limit", tpm, has_tpm);
+    p[11] = lx_admin__keep_int(res, "max_parallel_requests", mpr, has_mpr);
+    p[12] = lx_admin__keep_text(res, "metadata", metadata, has_meta);
     p[13] = has_spend ? LX_SP_I(spend) : LX_SP_I(lx_store_cell_int(res, 0, "spend_nanos", 0));
     p[14] = LX_SP_I(now);
 
     cJSON *before = lx_admin__row_json(res, 0, NULL);
-    char *before_s = cJSON_PrintUnformatted(before);
-    cJSON_Delete(before);
     cJSON *upd = cJSON_Duplicate(body, true);
     cJSON_DeleteItemFromObjectCaseSensitive(upd, "password");
-    char *upd_s = upd ? cJSON_PrintUnformatted(upd) : NULL;
+    lx_admin__batch_audit(&b, "updated", "lx_users", u->user_id, before, upd);
+    cJSON_Delete(before);
     cJSON_Delete(upd);
-    struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
-    lx_admin_audit_stmt(ctx, a, "updated", "lx_users", u->user_id,
-                        before_s ? lx_admin__dup(ctx, before_s) : NULL,
-                        upd_s ? lx_admin__dup(ctx, upd_s) : NULL, lx_admin__batch_slot(&b));
-    cJSON_free(before_s);
-    cJSON_free(upd_s);
 
     p = lx_admin__batch_add(&b, "SELECT * FROM lx_users WHERE user_id = $1", 1);
     p[0] = LX_SP_T(u->user_id);
-    rc = lx_store_exec(ctx->port, b.stmts, b.n, user_update_done, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin__batch_exec(&b, user_update_done);
 }
 
 void lx_admin__user_update(struct lx_admin_ctx *ctx)
 {
-    struct user_update *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
-    memset(u, 0, sizeof(*u));
-    ctx->ud = u;
+    struct user_update *u = lx_admin__state(ctx, sizeof(*u));
     if (lx_admin__field_id(ctx, ctx->body, "user_id", &u->by_id, NULL) ||
         lx_admin_field_str(ctx, ctx->body, "user_email", &u->by_email, NULL)) {
         return;
@@ -718,115 +669,40 @@ void lx_admin__user_update(struct lx_admin_ctx *ctx)
                                        : "SELECT * FROM lx_users WHERE lower(user_email) = "
                                          "lower($1) ORDER BY created_at LIMIT 1",
                               p, 1};
-    int rc = lx_store_exec(ctx->port, &s, 1, user_update_row, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, user_update_row);
 }
 
 /* ---- /user/delete ---- */
-
-struct user_delete {
-    const char **ids;
-    size_t n;
-};
 
 static void user_delete_done(void *ud, int rc, const struct lx_store_result *res,
                              const struct lx_error *err)
 {
     struct lx_admin_ctx *ctx = ud;
-    struct user_delete *u = ctx->ud;
+    struct lx_admin__delete *d = ctx->ud;
     if (rc) {
         lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
-    for (size_t i = 0; i < u->n; i++) {
-        lx_auth_invalidate_user(u->ids[i]);
+    for (size_t i = 0; i < d->n; i++) {
+        lx_auth_invalidate_user(d->ids[i]);
     }
     /* LiteLLM answers with the number of deleted users. */
-    cJSON *n = cJSON_CreateNumber((double)res->changes);
-    lx_admin_respond_json(ctx, 200, n);
-    cJSON_Delete(n);
+    lx_admin_answer(ctx, cJSON_CreateNumber((double)res->changes));
 }
 
-static void bind_ids(struct lx_store_param *p, const char *const *ids, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        p[i] = LX_SP_T(ids[i]);
-    }
-}
-
-static void user_delete_rows(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
-{
-    struct lx_admin_ctx *ctx = ud;
-    struct user_delete *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    for (size_t i = 0; i < u->n; i++) {
-        bool found = false;
-        for (size_t r = 0; r < res->n_rows && !found; r++) {
-            const char *id = lx_store_cell(res, r, "user_id");
-            found = id && strcmp(id, u->ids[i]) == 0;
-        }
-        if (!found) {
-            lx_admin_respond_error_param(ctx, 404, "user_ids", "User not found, passed user_id=%s",
-                                         u->ids[i]);
-            return;
-        }
-    }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 3 + res->n_rows);
-    struct lx_store_param *p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_keys WHERE user_id IN ", 1, u->n, ""), u->n);
-    bind_ids(p, u->ids, u->n);
-    p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_team_members WHERE user_id IN ", 1, u->n, ""),
-        u->n);
-    bind_ids(p, u->ids, u->n);
-    for (size_t r = 0; r < res->n_rows; r++) {
-        cJSON *before = lx_admin__row_json(res, r, NULL);
-        char *before_s = cJSON_PrintUnformatted(before);
-        cJSON_Delete(before);
-        struct lx_admin_audit *a = lx_arena_alloc(&ctx->arena, sizeof(*a));
-        lx_admin_audit_stmt(
-            ctx, a, "deleted", "lx_users", lx_admin__dup(ctx, lx_store_cell(res, r, "user_id")),
-            before_s ? lx_admin__dup(ctx, before_s) : NULL, "{}", lx_admin__batch_slot(&b));
-        cJSON_free(before_s);
-    }
-    p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "DELETE FROM lx_users WHERE user_id IN ", 1, u->n, ""), u->n);
-    bind_ids(p, u->ids, u->n);
-    rc = lx_store_exec(ctx->port, b.stmts, b.n, user_delete_done, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
-}
+static const struct lx_admin__owner user_owner = {
+    .table = "lx_users",
+    .id_col = "user_id",
+    .ids_field = "user_ids",
+    .noun = "User",
+    .kind = "user",
+    .audit_after = "{}",
+    .done = user_delete_done,
+};
 
 void lx_admin__user_delete(struct lx_admin_ctx *ctx)
 {
-    struct user_delete *u = lx_arena_alloc(&ctx->arena, sizeof(*u));
-    memset(u, 0, sizeof(*u));
-    ctx->ud = u;
-    bool present = false;
-    if (lx_admin__strlist(ctx, ctx->body, "user_ids", MAX_IDS, &u->ids, &u->n, &present)) {
-        return;
-    }
-    if (!present || u->n == 0) {
-        lx_admin_respond_error_param(ctx, 400, "user_ids", "No user id passed in (user_ids)");
-        return;
-    }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    struct lx_store_param *p = lx_admin__batch_add(
-        &b, lx_admin__sql_in(ctx, "SELECT * FROM lx_users WHERE user_id IN ", 1, u->n, ""), u->n);
-    bind_ids(p, u->ids, u->n);
-    int rc = lx_store_exec(ctx->port, b.stmts, b.n, user_delete_rows, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin__delete_owners(ctx, &user_owner);
 }
 
 /* ---- /user/list ---- */
@@ -854,8 +730,7 @@ static void user_list_count(void *ud, int rc, const struct lx_store_result *res,
     cJSON_AddNumberToObject(o, "page", (double)u->page);
     cJSON_AddNumberToObject(o, "page_size", (double)u->page_size);
     cJSON_AddNumberToObject(o, "total_pages", (double)((total + u->page_size - 1) / u->page_size));
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 /* The filters of both statements: $1 role, $2 email part, $3 team, $4.. ids. */
@@ -925,10 +800,8 @@ static int query_int(struct lx_admin_ctx *ctx, const char *name, long long lo, l
 
 void lx_admin__user_list(struct lx_admin_ctx *ctx)
 {
-    struct user_list *u = lx_arena_alloc(&ctx->arena, sizeof(*u) + sizeof(struct user_list_q));
-    memset(u, 0, sizeof(*u) + sizeof(struct user_list_q));
+    struct user_list *u = lx_admin__state(ctx, sizeof(*u) + sizeof(struct user_list_q));
     struct user_list_q *q = (struct user_list_q *)(u + 1);
-    ctx->ud = u;
     u->page = 1;
     u->page_size = 25;
     if (query_int(ctx, "page", 1, 1000000, &u->page) ||
@@ -970,8 +843,5 @@ void lx_admin__user_list(struct lx_admin_ctx *ctx)
         "FROM lx_users u",
         6, q->n_ids, " ORDER BY u.created_at DESC, u.user_id LIMIT $4 OFFSET $5");
     struct lx_store_stmt s = {sql, q->p, 5 + q->n_ids};
-    int rc = lx_store_exec(ctx->port, &s, 1, user_list_rows, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, user_list_rows);
 }

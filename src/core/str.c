@@ -13,6 +13,20 @@ struct lx_str lx_str_trim(struct lx_str s)
     return s;
 }
 
+int lx_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
 int lx_str_to_u64(struct lx_str s, unsigned long long max, unsigned long long *out)
 {
     unsigned long long v = 0;

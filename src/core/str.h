@@ -60,4 +60,7 @@ struct lx_str lx_str_trim(struct lx_str s);
  */
 int lx_str_to_u64(struct lx_str s, unsigned long long max, unsigned long long *out);
 
+/* Value of a hexadecimal digit (either case), or -1. */
+int lx_hex_digit(char c);
+
 #endif

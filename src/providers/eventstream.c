@@ -7,41 +7,12 @@
  * (its prelude, once complete, says how much) before it is decoded. So the
  * buffer never holds more than one message and never more than the cap.
  *
- * The CRC table is built once, lazily and idempotently: two threads racing
- * on the first call write the same values.
  */
 #include "providers/eventstream.h"
 
-#include <stdatomic.h>
 #include <string.h>
 
-static uint32_t crc_table[256];
-static atomic_bool crc_ready;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) {
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        }
-        crc_table[i] = c;
-    }
-    atomic_store_explicit(&crc_ready, true, memory_order_release);
-}
-
-uint32_t lx_crc32(uint32_t crc, const void *p, size_t n)
-{
-    if (!atomic_load_explicit(&crc_ready, memory_order_acquire)) {
-        crc_init();
-    }
-    const unsigned char *b = p;
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) {
-        crc = crc_table[(crc ^ b[i]) & 0xFF] ^ (crc >> 8);
-    }
-    return ~crc;
-}
+#include "core/crc32.h"
 
 static uint32_t be32(const unsigned char *p)
 {

@@ -39,9 +39,6 @@
 /* Largest message accepted by default (AWS caps payloads at 16 MiB as well). */
 #define LX_EVENTSTREAM_MAX_MESSAGE (16u << 20)
 
-/* CRC-32/IEEE of p[0..n), continuing from crc (start with 0). */
-uint32_t lx_crc32(uint32_t crc, const void *p, size_t n);
-
 /*
  * One decoded message; slices are borrowed and valid only during the
  * callback. The well-known string headers are picked out (empty when absent

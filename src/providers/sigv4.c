@@ -85,27 +85,14 @@ int lx_sigv4_uri_encode(struct lx_buf *out, struct lx_str s, bool keep_slash)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Percent-decode s (invalid escapes stay literal) and encode it again. */
 static int reencode(struct lx_buf *out, struct lx_str s)
 {
     for (size_t i = 0; i < s.n; i++) {
         char c = s.p[i];
-        if (c == '%' && i + 2 < s.n && hexval(s.p[i + 1]) >= 0 && hexval(s.p[i + 2]) >= 0) {
-            c = (char)(hexval(s.p[i + 1]) << 4 | hexval(s.p[i + 2]));
+        if (c == '%' && i + 2 < s.n && lx_hex_digit(s.p[i + 1]) >= 0 &&
+            lx_hex_digit(s.p[i + 2]) >= 0) {
+            c = (char)(lx_hex_digit(s.p[i + 1]) << 4 | lx_hex_digit(s.p[i + 2]));
             i += 2;
         }
         int rc = lx_sigv4_uri_encode(out, (struct lx_str){&c, 1}, false);

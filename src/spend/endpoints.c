@@ -118,8 +118,7 @@ static void on_user_spend(void *ud, int rc, const struct lx_store_result *res,
     add_money_or_null(o, "soft_budget", lx_store_cell(res, 0, "soft_budget_nanos"));
     add_str_or_null(o, "budget_duration", lx_store_cell(res, 0, "budget_duration"));
     add_time_or_null(o, "budget_reset_at", lx_store_cell(res, 0, "budget_reset_at"));
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 void lx_spend_user_spend(struct lx_admin_ctx *ctx)
@@ -142,10 +141,7 @@ void lx_spend_user_spend(struct lx_admin_ctx *ctx)
     struct lx_store_stmt st = {"SELECT user_id, spend_nanos, max_budget_nanos, soft_budget_nanos,"
                                " budget_duration, budget_reset_at FROM lx_users WHERE user_id = $1",
                                &p, 1};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_user_spend, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_user_spend);
 }
 
 /* ---- /global/spend ---- */
@@ -169,18 +165,14 @@ static void on_global_spend(void *ud, int rc, const struct lx_store_result *res,
     } else {
         cJSON_AddNullToObject(o, "max_budget");
     }
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 void lx_spend_global_spend(struct lx_admin_ctx *ctx)
 {
     struct lx_store_stmt st = {"SELECT COALESCE(SUM(spend_nanos), 0) AS total FROM lx_spend_logs",
                                NULL, 0};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_global_spend, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_global_spend);
 }
 
 /* ---- /user/reset_budget ---- */
@@ -201,10 +193,9 @@ struct reset_op {
     int64_t reset_at;
 };
 
-static void reset_op_free(struct lx_admin_ctx *ctx)
+static void reset_op_free(void *ud)
 {
-    struct reset_op *op = ctx->ud;
-    ctx->ud = NULL;
+    struct reset_op *op = ud;
     lx_free(op->user_id);
     lx_free(op);
 }
@@ -213,7 +204,7 @@ static void reset_op_free(struct lx_admin_ctx *ctx)
 static void reset_answer(void *ud)
 {
     struct lx_admin_ctx *ctx = ud;
-    struct reset_op *op = ctx->ud;
+    const struct reset_op *op = ctx->ud;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "user_id", op->user_id);
     cJSON_AddNumberToObject(o, "spend", 0.0);
@@ -227,9 +218,7 @@ static void reset_answer(void *ud)
     snprintf(at, sizeof(at), "%lld", (long long)op->reset_at);
     add_time_or_null(o, "budget_reset_at", op->reset_at ? at : NULL);
     cJSON_AddStringToObject(o, "status", "success");
-    reset_op_free(ctx);
-    lx_admin_respond_json(ctx, 200, o);
-    cJSON_Delete(o);
+    lx_admin_answer(ctx, o);
 }
 
 static void on_reset_poll(void *ud, int rc, const struct lx_store_result *res,
@@ -240,7 +229,6 @@ static void on_reset_poll(void *ud, int rc, const struct lx_store_result *res,
     struct reset_op *op = ctx->ud;
     struct lx_budget *b = atomic_load(&g_budget);
     if (rc || !b) {
-        reset_op_free(ctx);
         lx_admin_respond_store_error(ctx, rc ? rc : LX_EUNAVAIL, err);
         return;
     }
@@ -249,30 +237,21 @@ static void on_reset_poll(void *ud, int rc, const struct lx_store_result *res,
     int64_t max = LX_NO_LIMIT, reset_at = 0;
     if (!lx_budget_reset_poll(b, op->ticket, &reset_rc, &found, &max, &reset_at)) {
         if (lx_mono_ms() > op->deadline) {
-            reset_op_free(ctx);
             lx_admin_respond_error(ctx, 503,
                                    "The budget reset did not run in time; the "
                                    "database may be unavailable. Try again.");
             return;
         }
         struct lx_store_stmt st = {"SELECT 1 AS one", NULL, 0};
-        rc = lx_store_exec(ctx->port, &st, 1, on_reset_poll, ctx);
-        if (rc) {
-            reset_op_free(ctx);
-            lx_admin_respond_store_error(ctx, rc, NULL);
-        }
+        lx_admin_exec(ctx, &st, 1, on_reset_poll);
         return;
     }
     if (reset_rc) {
-        reset_op_free(ctx);
         lx_admin_respond_store_error(ctx, reset_rc, NULL);
         return;
     }
     if (!found) {
-        char uid[512];
-        snprintf(uid, sizeof(uid), "%s", op->user_id);
-        reset_op_free(ctx);
-        lx_admin_respond_error_param(ctx, 404, "user_id", "User not found: %s", uid);
+        lx_admin_respond_error_param(ctx, 404, "user_id", "User not found: %s", op->user_id);
         return;
     }
     op->max_budget = max;
@@ -304,12 +283,9 @@ void lx_spend_user_reset_budget(struct lx_admin_ctx *ctx)
     op->deadline = lx_mono_ms() + RESET_WAIT_MS;
     op->ticket = lx_budget_request_reset(b, LX_BUDGET_USER, uid);
     ctx->ud = op;
+    ctx->ud_free = reset_op_free;
     struct lx_store_stmt st = {"SELECT 1 AS one", NULL, 0};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_reset_poll, ctx);
-    if (rc) {
-        reset_op_free(ctx);
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_reset_poll);
 }
 
 /* ---- /spend/logs ---- */
@@ -387,8 +363,7 @@ static void on_logs(void *ud, int rc, const struct lx_store_result *res, const s
                                 (double)lx_store_cell_int(res, i, "cache_read_tokens", 0));
         cJSON_AddItemToArray(arr, o);
     }
-    lx_admin_respond_json(ctx, 200, arr);
-    cJSON_Delete(arr);
+    lx_admin_answer(ctx, arr);
 }
 
 void lx_spend_logs(struct lx_admin_ctx *ctx)
@@ -444,10 +419,7 @@ void lx_spend_logs(struct lx_admin_ctx *ctx)
         " AND start_time_ms >= $4 AND start_time_ms < $5"
         " ORDER BY start_time_ms DESC LIMIT $6",
         p, 6};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_logs, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_logs);
 }
 
 /* ---- /global/spend/keys, /global/spend/models ---- */
@@ -485,8 +457,7 @@ static void on_top_keys(void *ud, int rc, const struct lx_store_result *res,
         add_str_or_null(o, "user_id", lx_store_cell(res, i, "user_id"));
         cJSON_AddItemToArray(arr, o);
     }
-    lx_admin_respond_json(ctx, 200, arr);
-    cJSON_Delete(arr);
+    lx_admin_answer(ctx, arr);
 }
 
 void lx_spend_global_keys(struct lx_admin_ctx *ctx)
@@ -500,10 +471,7 @@ void lx_spend_global_keys(struct lx_admin_ctx *ctx)
         "SELECT token, key_alias, key_name, user_id, spend_nanos FROM lx_keys"
         " ORDER BY spend_nanos DESC, token LIMIT $1",
         &p, 1};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_top_keys, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_top_keys);
 }
 
 static void on_top_models(void *ud, int rc, const struct lx_store_result *res,
@@ -521,8 +489,7 @@ static void on_top_models(void *ud, int rc, const struct lx_store_result *res,
         cJSON_AddNumberToObject(o, "total_spend", usd(lx_store_cell_int(res, i, "spend", 0)));
         cJSON_AddItemToArray(arr, o);
     }
-    lx_admin_respond_json(ctx, 200, arr);
-    cJSON_Delete(arr);
+    lx_admin_answer(ctx, arr);
 }
 
 void lx_spend_global_models(struct lx_admin_ctx *ctx)
@@ -535,8 +502,5 @@ void lx_spend_global_models(struct lx_admin_ctx *ctx)
     struct lx_store_stmt st = {"SELECT model, SUM(spend_nanos) AS spend FROM lx_spend_logs"
                                " GROUP BY model ORDER BY spend DESC, model LIMIT $1",
                                &p, 1};
-    int rc = lx_store_exec(ctx->port, &st, 1, on_top_models, ctx);
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &st, 1, on_top_models);
 }

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,36 +16,12 @@
 #include <dirent.h>
 
 #include "core/alloc.h"
+#include "core/crc32.h"
 
 #define N_STRS 12
 #define N_INTS 7
 #define STR_NULL 0xFFFFu
 #define VERSION 1
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) {
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        }
-        crc_table[i] = c;
-    }
-}
-
-uint32_t lx_journal_crc32(const void *p, size_t n)
-{
-    pthread_once(&crc_once, crc_init);
-    const uint8_t *b = p;
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c = crc_table[(c ^ b[i]) & 0xFF] ^ (c >> 8);
-    }
-    return c ^ 0xFFFFFFFFu;
-}
 
 static void put_u16(uint8_t *p, uint32_t v)
 {
@@ -145,7 +120,7 @@ int lx_journal_encode(const struct lx_spend_record *r, struct lx_buf *out)
     *p++ = r->is_failure ? 1 : 0;
     put_u32(f, LX_JOURNAL_MAGIC);
     put_u32(f + 4, (uint32_t)payload);
-    put_u32(f + 8, lx_journal_crc32(f + LX_JOURNAL_HEADER, payload));
+    put_u32(f + 8, lx_crc32(0, f + LX_JOURNAL_HEADER, payload));
     out->len = start + LX_JOURNAL_HEADER + payload;
     out->data[out->len] = '\0';
     return 0;
@@ -178,7 +153,7 @@ int lx_journal_decode(const void *data, size_t n, struct lx_spend_record *out, s
     }
     const uint8_t *p = f + LX_JOURNAL_HEADER;
     const uint8_t *end = p + len;
-    if (lx_journal_crc32(p, len) != get_u32(f + 8) || *p++ != VERSION) {
+    if (lx_crc32(0, p, len) != get_u32(f + 8) || *p++ != VERSION) {
         return LX_EINVAL;
     }
     const char *s[N_STRS];

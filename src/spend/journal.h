@@ -77,9 +77,6 @@ static inline const char *lx_spend_status(const struct lx_spend_record *r)
     return r->is_failure ? "failure" : "success";
 }
 
-/* CRC-32 (IEEE 802.3, as zlib's crc32) of n bytes. */
-uint32_t lx_journal_crc32(const void *p, size_t n);
-
 /*
  * Append r as one frame to out. Strings longer than LX_JOURNAL_MAX_STR are
  * cut. Returns 0, LX_EINVAL (request_id or call_type missing), or the

@@ -65,20 +65,6 @@ static const char *const pq_keywords[] = {
     "target_session_attrs",
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Percent-decode p[0..n) into a new string. %00 and bad escapes are LX_EINVAL. */
 static int decode(const char *p, size_t n, char **out)
 {
@@ -88,8 +74,8 @@ static int decode(const char *p, size_t n, char **out)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char c = p[i];
         if (c == '%') {
-            int hi = i + 2 < n ? hexval(p[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(p[i + 2]) : -1;
+            int hi = i + 2 < n ? lx_hex_digit(p[i + 1]) : -1;
+            int lo = i + 2 < n ? lx_hex_digit(p[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 rc = LX_EINVAL;
                 break;

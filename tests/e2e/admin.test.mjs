@@ -10,22 +10,13 @@ import path from 'node:path';
 
 import OpenAI from 'openai';
 
+import { assertError, get, post } from './lib/admin.mjs';
 import { databaseBackends } from './lib/databases.mjs';
 import { startLlmux, startMock, mockDeployment, request, waitFor, MASTER_KEY, cleanupTempDirs } from './lib/harness.mjs';
 
 after(cleanupTempDirs);
 
 const PROVIDER_SECRET = 'sk-stored-provider-key-7c1e55aa90';
-
-function assertError(r, status, param) {
-  assert.equal(r.status, status, r.text);
-  assert.equal(typeof r.json?.error?.message, 'string', r.text);
-  assert.equal(r.json.error.code, String(status), r.text);
-  if (param !== undefined) assert.equal(r.json.error.param, param, r.text);
-}
-
-const get = (px, p, key = MASTER_KEY) => request(px.baseURL, p, { method: 'GET', key });
-const post = (px, p, body, key = MASTER_KEY) => request(px.baseURL, p, { body, key });
 
 const backends = await databaseBackends();
 
@@ -153,8 +144,8 @@ for (const backend of backends) {
     assertError(await get(px, '/user/list?role=wizard'), 400, 'role');
 
     // /user/delete: unknown ids 404 (nothing deleted); deleting a user deletes their keys.
-    assertError(await post(px, '/user/delete', { user_ids: [ann.user_id, 'ghost'] }), 404, 'user_ids');
-    assertError(await post(px, '/user/delete', {}), 400, 'user_ids');
+    assertError(await post(px, '/user/delete', { user_ids: [ann.user_id, 'ghost'] }), 404, 'user_ids', 'User not found, passed user_id=ghost');
+    assertError(await post(px, '/user/delete', {}), 400, 'user_ids', 'No user id passed in (user_ids)');
     assertError(await post(px, '/user/delete', { user_ids: 'bob' }), 400, 'user_ids');
     r = await post(px, '/user/delete', { user_ids: [ann.user_id, 'list-0'] });
     assert.equal(r.status, 200, r.text);
@@ -168,6 +159,11 @@ for (const backend of backends) {
     const has = (action, id) => audit.some((a) => a.action === action && a.object_id === id);
     assert.ok(has('created', ann.user_id) && has('updated', ann.user_id) && has('deleted', ann.user_id), JSON.stringify(audit));
     assert.ok(has('created', 'bob') && has('updated', 'bob') && has('deleted', 'list-0'));
+    // A deletion's audit row keeps the record before it, and {} as the change.
+    const del = db.rows(`SELECT before_value, updated_values FROM lx_audit_log WHERE table_name = 'lx_users' AND action = 'deleted' AND object_id = '${ann.user_id}'`);
+    assert.equal(del.length, 1);
+    assert.equal(JSON.parse(del[0].before_value).user_email, 'ann@example.com');
+    assert.equal(del[0].updated_values, '{}');
   });
 
   test(`teams on ${backend.name}: create, info, update, members, list, delete, with bad input and role refusals`, async (t) => {
@@ -209,13 +205,15 @@ for (const backend of backends) {
     assert.ok(r.json.members_with_roles.some((m) => m.user_id === 'dave'));
     assert.deepEqual(r.json.updated_users.map((u) => u.user_id), ['dave']);
     assertError(await post(px, '/team/member_add', { team_id: team.team_id, member: { role: 'user', user_id: 'dave' } }), 400, 'member');
-    assertError(await post(px, '/team/member_add', { team_id: 'no-such-team', member: { user_id: 'dave' } }), 404, 'team_id');
+    assertError(await post(px, '/team/member_add', { team_id: 'no-such-team', member: { user_id: 'dave' } }), 404, 'team_id', 'Team not found for team_id=no-such-team');
     assertError(await post(px, '/team/member_add', { team_id: team.team_id }), 400, 'member');
     assertError(await post(px, '/team/member_add', { team_id: team.team_id, member: [{ user_id: 'z', role: 'boss' }] }), 400, 'member');
     r = await post(px, '/team/member_add', { team_id: team.team_id, member: [{ role: 'user', user_id: 'frank' }, { role: 'user', user_id: 'gina' }] }, carol.key);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.updated_users.length, 2);
-    assertError(await post(px, '/team/member_add', { team_id: team.team_id, member: { user_id: 'henry' } }, dave.key), 403);
+    const notAdmin = (route) => `Call not allowed. User not proxy admin OR team admin. route=/team/${route}, team_id=${team.team_id}`;
+    assertError(await post(px, '/team/member_add', { team_id: team.team_id, member: { user_id: 'henry' } }, dave.key), 403, undefined, notAdmin('member_add'));
+    assertError(await post(px, '/team/member_delete', { team_id: team.team_id, user_id: 'frank' }, dave.key), 403, undefined, notAdmin('member_delete'));
 
     // member_delete.
     r = await post(px, '/team/member_delete', { team_id: team.team_id, user_id: 'gina' });
@@ -223,7 +221,7 @@ for (const backend of backends) {
     assert.ok(!r.json.members_with_roles.some((m) => m.user_id === 'gina'));
     assertError(await post(px, '/team/member_delete', { team_id: team.team_id, user_id: 'gina' }), 400);
     assertError(await post(px, '/team/member_delete', { team_id: team.team_id }), 400, 'user_id');
-    assertError(await post(px, '/team/member_delete', { team_id: 'nope', user_id: 'dave' }), 404, 'team_id');
+    assertError(await post(px, '/team/member_delete', { team_id: 'nope', user_id: 'dave' }), 404, 'team_id', 'Team id=nope does not exist in db');
 
     // /user/info shows the teams; /team/info shows members, keys, memberships.
     r = await get(px, '/user/info?user_id=dave');
@@ -293,8 +291,8 @@ for (const backend of backends) {
 
     // /team/delete: unknown ids 404; deletes the team's keys and memberships.
     db.exec(`UPDATE lx_keys SET team_id = '${team.team_id}' WHERE user_id = 'dave'`);
-    assertError(await post(px, '/team/delete', { team_ids: [team.team_id, 'ghost'] }), 404, 'team_ids');
-    assertError(await post(px, '/team/delete', { team_ids: [] }), 400, 'team_ids');
+    assertError(await post(px, '/team/delete', { team_ids: [team.team_id, 'ghost'] }), 404, 'team_ids', 'Team not found, passed team_id=ghost');
+    assertError(await post(px, '/team/delete', { team_ids: [] }), 400, 'team_ids', 'No team id passed in (team_ids)');
     r = await post(px, '/team/delete', { team_ids: [team.team_id, other.team_id] });
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json.deleted_teams.sort(), [team.team_id, other.team_id].sort());
@@ -302,8 +300,12 @@ for (const backend of backends) {
     assert.equal(db.rows("SELECT COUNT(*) AS n FROM lx_keys WHERE user_id = 'dave'")[0].n, 0);
     assertError(await get(px, `/team/info?team_id=${team.team_id}`), 404);
 
-    const audit = db.rows(`SELECT action FROM lx_audit_log WHERE table_name = 'lx_teams' AND object_id = '${team.team_id}'`);
+    const audit = db.rows(`SELECT action, before_value, updated_values FROM lx_audit_log WHERE table_name = 'lx_teams' AND object_id = '${team.team_id}'`);
     assert.ok(['created', 'updated', 'deleted'].every((a) => audit.some((x) => x.action === a)), JSON.stringify(audit));
+    // A team's deletion keeps the record before it, and no change document.
+    const del = audit.find((x) => x.action === 'deleted');
+    assert.equal(JSON.parse(del.before_value).team_id, team.team_id);
+    assert.equal(del.updated_values, null);
   });
 
   test(`models on ${backend.name}: /model/new answers at once on every worker, masks and encrypts secrets, survives restart, /model/delete removes it`, async (t) => {
@@ -329,7 +331,7 @@ for (const backend of backends) {
     assertError(await post(px, '/model/new', { model_name: 'x', litellm_params: { model: 'nosuch/x' } }), 400, 'litellm_params');
     assertError(await post(px, '/model/new', { model_name: 'x', litellm_params: { model: 'openai/x', timeout: 'soon' } }), 400, 'litellm_params');
     assertError(await post(px, '/model/delete', {}), 400, 'id');
-    assertError(await post(px, '/model/delete', { id: 'nope' }), 404, 'id');
+    assertError(await post(px, '/model/delete', { id: 'nope' }), 404, 'id', 'Model with id=nope not found in db');
 
     let r = await post(px, '/model/new', newModel);
     assert.equal(r.status, 200, r.text);
@@ -392,7 +394,7 @@ for (const backend of backends) {
     assert.equal(JSON.parse(updated.body).temperature, 0.7);
     assert.match(JSON.parse(db.rows(`SELECT litellm_params FROM lx_models WHERE model_id = '${id}'`)[0].litellm_params).api_key, /^lxenc:v1:/);
     assertError(await post(px, '/model/update', { litellm_params: { temperature: 1 } }), 400, 'model_info.id');
-    assertError(await post(px, '/model/update', { model_info: { id: 'nope' } }), 404, 'model_info.id');
+    assertError(await post(px, '/model/update', { model_info: { id: 'nope' } }), 404, 'model_info.id', 'Model with id=nope not found in db');
     assertError(await post(px, '/model/update', { model_info: { id }, litellm_params: { model: 'bogus/x' } }), 400, 'litellm_params');
     assertError(await post(px, '/model/update', { model_info: { id }, litellm_params: { temperature: 1 } }, user.key), 403);
 
@@ -417,7 +419,8 @@ for (const backend of backends) {
 
     // A config model cannot be deleted through the API; the stored one can, and is gone at once.
     const cfgId = (await get(px, '/model/info')).json.data.find((m) => m.model_name === 'config-model').model_info.id;
-    assertError(await post(px, '/model/delete', { id: cfgId }), 400, 'id');
+    assertError(await post(px, '/model/delete', { id: cfgId }), 400, 'id', `Model id = ${cfgId} is defined in the config file, not stored: remove it from the config file`);
+    assertError(await post(px, '/model/update', { model_info: { id: cfgId } }), 400, 'model_info.id', `Model id = ${cfgId} is defined in the config file, not stored: change it in the config file`);
     r = await post(px, '/model/delete', { id });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.message, `Model: ${id} deleted successfully`);
@@ -425,6 +428,22 @@ for (const backend of backends) {
     assert.ok(gone.every((g) => g.status === 'rejected' && g.reason.status >= 400 && g.reason.status < 500), JSON.stringify(gone.map((g) => g.reason?.status)));
     assertError(await get(px, `/model/info?litellm_model_id=${id}`), 404);
     await chat(px, MASTER_KEY, 'config-model');
+
+    // A tampered secret in the database: at the next rebuild the model is skipped with a
+    // warning naming it, the others stay.
+    const tampered = (await post(px, '/model/new', { ...newModel, model_name: 'tampered' })).json.model_id;
+    await chat(px, MASTER_KEY, 'tampered');
+    const lpRow = JSON.parse(db.rows(`SELECT litellm_params FROM lx_models WHERE model_id = '${tampered}'`)[0].litellm_params);
+    const flip = lpRow.api_key.length - 8;
+    lpRow.api_key = lpRow.api_key.slice(0, flip) + (lpRow.api_key[flip] === 'A' ? 'B' : 'A') + lpRow.api_key.slice(flip + 1);
+    db.exec(`UPDATE lx_models SET litellm_params = '${JSON.stringify(lpRow)}' WHERE model_id = '${tampered}'`);
+    const reloads = (px.logs().match(/config reloaded/g) || []).length;
+    px.proc.kill('SIGHUP');
+    await waitFor(() => (px.logs().match(/config reloaded/g) || []).length > reloads, { what: 'the reload' });
+    assert.match(px.logs(), new RegExp(`stored model 'tampered' \\(id ${tampered}\\) skipped`));
+    await assert.rejects(chat(px, MASTER_KEY, 'tampered'), (e) => e.status >= 400 && e.status < 500);
+    await chat(px, MASTER_KEY, 'doc-model');
+    assert.equal((await post(px, '/model/delete', { id: tampered })).status, 200);
 
     // A wrong salt key: the model is skipped with a warning naming it, not its secret.
     assert.equal((await post(px, '/model/new', { ...newModel, model_name: 'salted' })).status, 200);

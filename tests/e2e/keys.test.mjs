@@ -6,64 +6,20 @@
 
 import { test, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { execFileSync } from 'node:child_process';
-import os from 'node:os';
-import path from 'node:path';
 import OpenAI from 'openai';
 
+import { assertError, post, get } from './lib/admin.mjs';
+import { databaseBackends } from './lib/databases.mjs';
 import {
   startLlmux, startMock, mockDeployment, request, cleanupTempDirs, sleep, MASTER_KEY,
 } from './lib/harness.mjs';
 
 after(cleanupTempDirs);
 
-// ---------------------------------------------------------------------------
-// Backends
+const backends = await databaseBackends();
 
-let startPostgres = null;
-try {
-  ({ startPostgres } = await import('./lib/postgres.mjs'));
-} catch { /* not available: SQLite only */ }
-
-const backends = [
-  {
-    name: 'sqlite',
-    async open() {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'llmux-keys-'));
-      const file = path.join(dir, 'keys.db');
-      return {
-        url: `sqlite:///${file}`,
-        query: (sql) => execFileSync('sqlite3', ['-json', file, sql], { encoding: 'utf8' }),
-        close: async () => {},
-      };
-    },
-  },
-];
-if (startPostgres) {
-  backends.push({
-    name: 'postgres',
-    async open() {
-      const pg = await startPostgres();
-      return {
-        url: pg.url,
-        query: (sql) => execFileSync('psql', [pg.url, '-At', '-c', sql], { encoding: 'utf8' }),
-        close: () => pg.destroy(),
-        pg,
-      };
-    },
-  });
-}
-
-function assertError(r, status, param) {
-  assert.equal(r.status, status, r.text);
-  assert.equal(typeof r.json?.error?.message, 'string', r.text);
-  assert.equal(r.json.error.code, String(status), r.text);
-  if (param !== undefined) assert.equal(r.json.error.param, param, r.text);
-}
-
-const get = (px, p, key = MASTER_KEY) => request(px.baseURL, p, { method: 'GET', key });
-const post = (px, p, body, key = MASTER_KEY) => request(px.baseURL, p, { body, key });
+// The rows of a query as JSON text, to search for values that must (not) be there.
+const dbText = (db, sql) => JSON.stringify(db.rows(sql));
 const sdk = (px, key) => new OpenAI({ apiKey: key, baseURL: px.baseURL, maxRetries: 0 });
 const chat = (px, key, model = 'gpt-4o') => request(px.baseURL, '/v1/chat/completions', {
   key, body: { model, messages: [{ role: 'user', content: 'hi' }] },
@@ -111,7 +67,7 @@ for (const backend of backends) {
       const res = await sdk(px, k.key).chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] });
       assert.equal(res.object, 'chat.completion');
       // The key is never stored: neither the raw key nor its masked middle.
-      assert.ok(!db.query('SELECT token, key_name FROM lx_keys').includes(k.key));
+      assert.ok(!dbText(db, 'SELECT token, key_name FROM lx_keys').includes(k.key));
     });
 
     test('/key/generate with every field; /key/info by key and by token', async () => {
@@ -356,9 +312,9 @@ for (const backend of backends) {
       const k = (await post(px, '/key/generate', { key_alias: `audit-${backend.name}` })).json;
       await post(px, '/key/update', { key: k.key, rpm_limit: 3 });
       await post(px, '/key/delete', { keys: [k.key] });
-      const rows = db.query(`SELECT action FROM lx_audit_log WHERE object_id = '${k.token}' ORDER BY changed_at`);
+      const rows = dbText(db, `SELECT action FROM lx_audit_log WHERE object_id = '${k.token}' ORDER BY changed_at`);
       for (const a of ['created', 'updated', 'deleted']) assert.ok(rows.includes(a), rows);
-      assert.ok(!db.query('SELECT * FROM lx_audit_log').includes(k.key));
+      assert.ok(!dbText(db, 'SELECT * FROM lx_audit_log').includes(k.key));
     });
 
     test('keys survive a restart', async () => {

@@ -81,6 +81,13 @@ LX_TEST(str_helpers)
     LX_CHECK_INT(lx_str_to_u64(LX_STR("18446744073709551616"), ~0ull, &v), -1);
     LX_CHECK_INT(lx_str_to_u64(LX_STR(""), 10, &v), -1);
     LX_CHECK_INT(lx_str_to_u64(LX_STR("1a"), 100, &v), -1);
+    LX_CHECK_INT(lx_hex_digit('0'), 0);
+    LX_CHECK_INT(lx_hex_digit('9'), 9);
+    LX_CHECK_INT(lx_hex_digit('a'), 10);
+    LX_CHECK_INT(lx_hex_digit('F'), 15);
+    LX_CHECK_INT(lx_hex_digit('g'), -1);
+    LX_CHECK_INT(lx_hex_digit('/'), -1);
+    LX_CHECK_INT(lx_hex_digit('\0'), -1);
     struct lx_str t = lx_str_trim(LX_STR("  a b \t"));
     LX_CHECK_MEM(t.p, t.n, "a b");
     LX_CHECK(lx_str_case_eq(LX_STR("Content-Length"), LX_STR("content-length")));

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/crc32.h"
 #include "core/error.h"
 #include "lx_test.h"
 #include "providers/eventstream.h"

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "core/crc32.h"
 #include "core/time.h"
 #include "lx_test.h"
 #include "spend/budget.h"
@@ -173,8 +174,8 @@ static void write_file(const char *dir, const char *name, const void *p, size_t 
 
 LX_TEST(test_crc32)
 {
-    LX_CHECK_INT(lx_journal_crc32("123456789", 9), 0xCBF43926u);
-    LX_CHECK_INT(lx_journal_crc32("", 0), 0);
+    LX_CHECK_INT(lx_crc32(0, "123456789", 9), 0xCBF43926u);
+    LX_CHECK_INT(lx_crc32(0, "", 0), 0);
 }
 
 LX_TEST(test_encode_decode)

@@ -426,20 +426,6 @@ static int apply_directive(struct lx_mock_directives *d, struct lx_str key, stru
     return 0;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    if (ch >= 'A' && ch <= 'F') {
-        return ch - 'A' + 10;
-    }
-    return -1;
-}
-
 /* RFC 3986 percent-decoding into the arena ('+' stays '+': this is a path). */
 static int url_decode(struct lx_str in, struct lx_str *out)
 {
@@ -456,8 +442,8 @@ static int url_decode(struct lx_str in, struct lx_str *out)
         if (i + 2 >= in.n) {
             return -1;
         }
-        int hi = hexval(in.p[i + 1]);
-        int lo = hexval(in.p[i + 2]);
+        int hi = lx_hex_digit(in.p[i + 1]);
+        int lo = lx_hex_digit(in.p[i + 2]);
         if (hi < 0 || lo < 0) {
             return -1;
         }

@@ -297,8 +297,8 @@ LX_TEST(shared_scripts_on_redis)
     LX_CHECK(get_int(c, "TTL %s", k) > 3500);
 
     /* An admin reset: counter and mark written together. */
-    redisReply *r = redisCommand(c, "EVAL %s 2 %s %s:reset 5 2000 3600",
-                                 lx_spend_shared__reset_script, k, k);
+    redisReply *r =
+        redisCommand(c, "EVAL %s 2 %s %s:reset 5 2000 3600", lx_spend_shared__reset_script, k, k);
     LX_CHECK(r && r->type == REDIS_REPLY_INTEGER);
     freeReplyObject(r);
     LX_CHECK_INT(get_int(c, "GET %s", k), 5);

@@ -26,23 +26,22 @@
 #define NO_PERIOD_TTL_S (30 * 86400)
 #define PERIOD_SLACK_S 60
 
-/* KEYS: counter, reset mark. ARGV: delta, floor, local view's read (wall ms), ttl. */
+/*
+ * KEYS: counter, reset mark. ARGV: delta, floor, local view's read (wall ms),
+ * ttl. A missing counter is created by the INCRBY at delta, then raised to
+ * the floor (which includes delta) unless the view is stale.
+ */
 const char lx_spend_shared__add_script[] =
     "local m = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
     "local floor = ARGV[2]\n"
     "if m > tonumber(ARGV[3]) then floor = ARGV[1] end\n"
-    "local v\n"
-    "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
-    "  v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
-    "  if v < tonumber(floor) then\n"
-    "    redis.call('SET', KEYS[1], floor)\n"
-    "    v = tonumber(floor)\n"
-    "  end\n"
-    "else\n"
-    "  redis.call('SET', KEYS[1], floor)\n"
+    "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+    "if v < tonumber(floor) then\n"
+    "  redis.call('SET', KEYS[1], floor, 'EX', ARGV[4])\n"
     "  v = tonumber(floor)\n"
+    "else\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "end\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return {v, m}\n";
 
 /* KEYS: counter, reset mark. ARGV: value, mark (wall ms), ttl. */

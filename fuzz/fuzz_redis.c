@@ -2,7 +2,8 @@
  * libFuzzer target for Redis replies: hiredis' redisReader parses the bytes
  * (as the worker's connection does), and every reply it yields goes through
  * our decoders of the rate-limit script's result (for each scope count the
- * first byte picks), the NOSCRIPT check and the integer-reply reader. The
+ * first byte picks, with and without budgets read alongside), the NOSCRIPT
+ * check and the integer-reply reader. The
  * bytes are fed whole and one byte at a time; both must yield the same
  * replies and decodings. A decoded reply must respect the script's shape.
  */
@@ -25,6 +26,7 @@ struct outcome {
     bool noscript[MAX_REPLIES];
     long long integer[MAX_REPLIES];
     bool failed; /* the reader reported a protocol error */
+    size_t budgets;
 };
 
 static void decode_one(const redisReply *rep, size_t scopes, struct outcome *o)
@@ -50,13 +52,33 @@ static void decode_one(const redisReply *rep, size_t scopes, struct outcome *o)
     } else if (o->rc[i] != -8 /* LX_EUPSTREAM */) {
         abort();
     }
+    /* The same reply as an admission that also read budgets (spend/shared.h). */
+    size_t budgets = o->budgets;
+    int rb = lx_limits__decode_admit_b(rep, scopes, budgets, &ar);
+    if (rb == 0) {
+        bool budget_bad = !ar.ok && (size_t)ar.bad >= scopes;
+        if ((ar.ok && ar.bad != -1) ||
+            (!ar.ok && (ar.bad < 0 || (size_t)ar.bad >= scopes + budgets)) ||
+            budget_bad != (ar.kind == LX_LIMITS_BUDGET) || (budgets == 0 && rb != o->rc[i])) {
+            abort();
+        }
+        for (size_t k = 0; k < budgets; k++) {
+            if (ar.b_mark[k] < 0 || (!ar.b_exists[k] && ar.b_exists[k] != 0)) {
+                abort();
+            }
+        }
+    } else if (rb != -8 /* LX_EUPSTREAM */) {
+        abort();
+    }
     o->noscript[i] = lx_limits__is_noscript(rep);
     o->integer[i] = lx_limits__int_reply(rep);
 }
 
-static void run(const uint8_t *data, size_t size, size_t step, size_t scopes, struct outcome *o)
+static void run(const uint8_t *data, size_t size, size_t step, size_t scopes, size_t budgets,
+                struct outcome *o)
 {
     memset(o, 0, sizeof(*o));
+    o->budgets = budgets;
     redisReader *rd = redisReaderCreate();
     rd->maxbuf = 0;
     size_t off = 0;
@@ -83,6 +105,27 @@ static void run(const uint8_t *data, size_t size, size_t step, size_t scopes, st
     redisReaderFree(rd);
 }
 
+/*
+ * hiredis allocates an array reply's element table from its declared count
+ * before the elements arrive: a huge "*N" only measures the allocator.
+ */
+static bool huge_array(const uint8_t *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] != '*') {
+            continue;
+        }
+        unsigned long v = 0;
+        for (size_t k = i + 1; k < n && k < i + 12 && d[k] >= '0' && d[k] <= '9'; k++) {
+            v = v * 10 + (unsigned long)(d[k] - '0');
+        }
+        if (v > 4096) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -91,12 +134,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     size_t scopes = data[0] % (LX_LIMITS_MAX_SCOPES + 2); /* also past the maximum */
+    size_t budgets = (data[0] / 16u) % (LX_LIMITS_MAX_BUDGETS + 2);
     data++;
     size--;
+    if (huge_array(data, size)) {
+        return 0;
+    }
     static struct outcome whole, bytes;
-    run(data, size, 0, scopes, &whole);
+    run(data, size, 0, scopes, budgets, &whole);
     if (size <= 4096) {
-        run(data, size, 1, scopes, &bytes);
+        run(data, size, 1, scopes, budgets, &bytes);
         /* Replies before a protocol error must be the same whichever way the bytes came. */
         int n = whole.n < bytes.n ? whole.n : bytes.n;
         if (!whole.failed && !bytes.failed && whole.n != bytes.n) {

@@ -84,6 +84,15 @@ struct slot {
     char name[LX_LIMITS_NAME_MAX + 1];
 };
 
+/* A budget read with the admission (limits.h: lx_limits_req_add_budget). */
+struct budget {
+    char key[LX_LIMITS_BUDGET_KEY_MAX + 1];
+    char mark[LX_LIMITS_BUDGET_KEY_MAX + 1];
+    long long max, local, read_ms;
+    bool exists; /* what the script read */
+    long long value, mark_ms;
+};
+
 struct lx_limits_req {
     struct lx_limits *l;
     size_t n;
@@ -99,11 +108,15 @@ struct lx_limits_req {
     void *ud;
     struct lx_buf cmd; /* Redis argument bytes */
     char hv[LX_LIMITS_MAX_HEADERS][24];
+    size_t n_budgets;
+    bool budgets_read; /* the admission was decided by the script: b_* hold its reads */
     struct slot s[LX_LIMITS_MAX_SCOPES];
+    struct budget b[LX_LIMITS_MAX_BUDGETS];
 };
 
 const char lx_limits__script[] =
-    "local n = #KEYS / 2\n"
+    "local m = tonumber(ARGV[#ARGV])\n"
+    "local n = (#KEYS - 2 * m) / 2\n"
     "local v = redis.call('MGET', unpack(KEYS))\n"
     "local ok, bad, kind = 1, 0, 0\n"
     "for i = 1, n do\n"
@@ -113,6 +126,15 @@ const char lx_limits__script[] =
     "  local tpm = tonumber(ARGV[2*i])\n"
     "  if ok == 1 and rpm >= 0 and r >= rpm then ok, bad, kind = 0, i, 1 end\n"
     "  if ok == 1 and tpm >= 0 and t >= tpm then ok, bad, kind = 0, i, 2 end\n"
+    "end\n"
+    "for j = 1, m do\n"
+    "  local c = tonumber(v[2*n+2*j-1]) or 0\n"
+    "  local mk = tonumber(v[2*n+2*j]) or 0\n"
+    "  local a = 2*n + 1 + 3*(j-1)\n"
+    "  local max, loc, rd = tonumber(ARGV[a+1]), tonumber(ARGV[a+2]), tonumber(ARGV[a+3])\n"
+    "  if ok == 1 and (c >= max or (loc >= max and not (mk > rd))) then\n"
+    "    ok, bad, kind = 0, n + j, 4\n"
+    "  end\n"
     "end\n"
     "local ttl = tonumber(ARGV[2*n+1])\n"
     "local out = {ok, bad, kind}\n"
@@ -124,6 +146,11 @@ const char lx_limits__script[] =
     "  end\n"
     "  out[#out+1] = r\n"
     "  out[#out+1] = tonumber(v[2*i]) or 0\n"
+    "end\n"
+    "for j = 1, m do\n"
+    "  out[#out+1] = v[2*n+2*j-1] and 1 or 0\n"
+    "  out[#out+1] = tonumber(v[2*n+2*j-1]) or 0\n"
+    "  out[#out+1] = tonumber(v[2*n+2*j]) or 0\n"
     "end\n"
     "return out\n";
 
@@ -593,6 +620,37 @@ bool lx_limits_req_wants_tokens(const struct lx_limits_req *r)
     return false;
 }
 
+int lx_limits_req_add_budget(struct lx_limits_req *r, const char *counter_key, const char *mark_key,
+                             int64_t max, int64_t local, int64_t local_read_ms)
+{
+    size_t kn = strlen(counter_key), mn = strlen(mark_key);
+    if (r->n_budgets >= LX_LIMITS_MAX_BUDGETS || kn > LX_LIMITS_BUDGET_KEY_MAX ||
+        mn > LX_LIMITS_BUDGET_KEY_MAX) {
+        return LX_ETOOBIG;
+    }
+    struct budget *b = &r->b[r->n_budgets++];
+    memcpy(b->key, counter_key, kn + 1);
+    memcpy(b->mark, mark_key, mn + 1);
+    b->max = max;
+    b->local = local;
+    b->read_ms = local_read_ms;
+    b->exists = false;
+    b->value = b->mark_ms = 0;
+    return 0;
+}
+
+bool lx_limits_req_budget_read(const struct lx_limits_req *r, size_t i, bool *out_exists,
+                               int64_t *out_value, int64_t *out_mark_ms)
+{
+    if (!r->budgets_read || i >= r->n_budgets) {
+        return false;
+    }
+    *out_exists = r->b[i].exists;
+    *out_value = r->b[i].value;
+    *out_mark_ms = r->b[i].mark_ms;
+    return true;
+}
+
 /* Take the in-flight slots of every scope with max_parallel, all or none; stripes locked. */
 static bool take_parallel(struct lx_limits_req *r)
 {
@@ -712,15 +770,23 @@ long long lx_limits__int_reply(const redisReply *rep)
 
 int lx_limits__decode_admit(const redisReply *rep, size_t n, struct lx_limits__admit_reply *out)
 {
+    return lx_limits__decode_admit_b(rep, n, 0, out);
+}
+
+int lx_limits__decode_admit_b(const redisReply *rep, size_t n, size_t m,
+                              struct lx_limits__admit_reply *out)
+{
     memset(out, 0, sizeof(*out));
     out->bad = -1;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || n > LX_LIMITS_MAX_SCOPES ||
-        rep->elements != 3 + 2 * n) {
+        m > LX_LIMITS_MAX_BUDGETS || rep->elements != 3 + 2 * n + 3 * m) {
         return LX_EUPSTREAM;
     }
     for (size_t i = 0; i < rep->elements; i++) {
+        /* Counts are never negative; a budget's counter (3 + 2n + 3j + 1) may be. */
+        bool money = i >= 3 + 2 * n && (i - 3 - 2 * n) % 3 == 1;
         if (!rep->element[i] || rep->element[i]->type != REDIS_REPLY_INTEGER ||
-            rep->element[i]->integer < 0) {
+            (rep->element[i]->integer < 0 && !money)) {
             return LX_EUPSTREAM;
         }
     }
@@ -732,7 +798,10 @@ int lx_limits__decode_admit(const redisReply *rep, size_t n, struct lx_limits__a
             return LX_EUPSTREAM;
         }
     } else if (ok == 0) {
-        if (bad < 1 || (size_t)bad > n || (kind != LX_LIMITS_RPM && kind != LX_LIMITS_TPM)) {
+        bool scope =
+            bad >= 1 && (size_t)bad <= n && (kind == LX_LIMITS_RPM || kind == LX_LIMITS_TPM);
+        bool budget = (size_t)bad > n && (size_t)bad <= n + m && kind == LX_LIMITS_BUDGET;
+        if (!scope && !budget) {
             return LX_EUPSTREAM;
         }
     } else {
@@ -744,6 +813,15 @@ int lx_limits__decode_admit(const redisReply *rep, size_t n, struct lx_limits__a
     for (size_t i = 0; i < n; i++) {
         out->requests[i] = rep->element[3 + 2 * i]->integer;
         out->tokens[i] = rep->element[4 + 2 * i]->integer;
+    }
+    for (size_t j = 0; j < m; j++) {
+        const size_t at = 3 + 2 * n + 3 * j;
+        if (rep->element[at]->integer > 1) {
+            return LX_EUPSTREAM;
+        }
+        out->b_exists[j] = rep->element[at]->integer == 1;
+        out->b_value[j] = rep->element[at + 1]->integer;
+        out->b_mark[j] = rep->element[at + 2]->integer;
     }
     return 0;
 }
@@ -785,7 +863,7 @@ static void on_admit_reply(void *ud, int result, const redisReply *reply);
 /* EVALSHA (or EVAL after NOSCRIPT) of the admission script. */
 static int send_admit(struct lx_limits_req *r, bool eval)
 {
-    enum { MAX_ARGS = 4 + 4 * LX_LIMITS_MAX_SCOPES + 1 };
+    enum { MAX_ARGS = 4 + 4 * LX_LIMITS_MAX_SCOPES + 5 * LX_LIMITS_MAX_BUDGETS + 2 };
     size_t offs[MAX_ARGS], lens[MAX_ARGS];
     const char *argv[MAX_ARGS];
     int argc = 0;
@@ -793,18 +871,28 @@ static int send_admit(struct lx_limits_req *r, bool eval)
     lx_buf_reset(b);
     int rc = put_arg(b, offs, lens, &argc, "%s", eval ? "EVAL" : "EVALSHA");
     rc = rc ? rc : put_arg(b, offs, lens, &argc, "%s", eval ? lx_limits__script : r->l->sha);
-    rc = rc ? rc : put_arg(b, offs, lens, &argc, "%zu", 2 * r->n);
+    rc = rc ? rc : put_arg(b, offs, lens, &argc, "%zu", 2 * r->n + 2 * r->n_budgets);
     for (size_t i = 0; i < r->n && !rc; i++) {
         const struct slot *s = &r->s[i];
         rc = put_arg(b, offs, lens, &argc, "lx:rl:%lld:%s:r", (long long)r->window, s->name);
         rc = rc ? rc
                 : put_arg(b, offs, lens, &argc, "lx:rl:%lld:%s:t", (long long)r->window, s->name);
     }
+    for (size_t j = 0; j < r->n_budgets && !rc; j++) {
+        rc = put_arg(b, offs, lens, &argc, "%s", r->b[j].key);
+        rc = rc ? rc : put_arg(b, offs, lens, &argc, "%s", r->b[j].mark);
+    }
     for (size_t i = 0; i < r->n && !rc; i++) {
         rc = put_arg(b, offs, lens, &argc, "%lld", r->s[i].rpm);
         rc = rc ? rc : put_arg(b, offs, lens, &argc, "%lld", r->s[i].tpm);
     }
     rc = rc ? rc : put_arg(b, offs, lens, &argc, "%d", ttl_s(r->l->t));
+    for (size_t j = 0; j < r->n_budgets && !rc; j++) {
+        rc = put_arg(b, offs, lens, &argc, "%lld", r->b[j].max);
+        rc = rc ? rc : put_arg(b, offs, lens, &argc, "%lld", r->b[j].local);
+        rc = rc ? rc : put_arg(b, offs, lens, &argc, "%lld", r->b[j].read_ms);
+    }
+    rc = rc ? rc : put_arg(b, offs, lens, &argc, "%zu", r->n_budgets);
     if (rc) {
         return rc;
     }
@@ -836,7 +924,13 @@ static void on_admit_reply(void *ud, int result, const redisReply *reply)
         }
     }
     struct lx_limits__admit_reply ar;
-    if (result == 0 && lx_limits__decode_admit(reply, r->n, &ar) == 0) {
+    if (result == 0 && lx_limits__decode_admit_b(reply, r->n, r->n_budgets, &ar) == 0) {
+        r->budgets_read = true;
+        for (size_t j = 0; j < r->n_budgets; j++) {
+            r->b[j].exists = ar.b_exists[j];
+            r->b[j].value = ar.b_value[j];
+            r->b[j].mark_ms = ar.b_mark[j];
+        }
         struct lockset ls;
         lock_all(r, &ls);
         for (size_t i = 0; i < r->n; i++) {
@@ -998,6 +1092,10 @@ void lx_limits_req_message(const struct lx_limits_req *r, char *out, size_t n)
 {
     if (r->st != RQ_REFUSED || r->bad < 0) {
         snprintf(out, n, "Rate limit exceeded.");
+        return;
+    }
+    if (r->kind == LX_LIMITS_BUDGET || (size_t)r->bad >= r->n) {
+        snprintf(out, n, "Budget has been exceeded!");
         return;
     }
     const struct slot *s = &r->s[r->bad];

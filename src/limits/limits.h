@@ -59,6 +59,8 @@
 
 #define LX_LIMITS_WINDOW_S 60
 #define LX_LIMITS_MAX_SCOPES 8
+#define LX_LIMITS_MAX_BUDGETS 4
+#define LX_LIMITS_BUDGET_KEY_MAX 400
 #define LX_LIMITS_NAME_MAX 300
 
 enum lx_limits_kind {
@@ -66,6 +68,7 @@ enum lx_limits_kind {
     LX_LIMITS_RPM = 1,
     LX_LIMITS_TPM = 2,
     LX_LIMITS_PARALLEL = 3,
+    LX_LIMITS_BUDGET = 4, /* a budget read with the admission (lx_limits_req_add_budget) */
 };
 
 struct lx_limits_scope {
@@ -155,6 +158,28 @@ bool lx_limits_req_wants_tokens(const struct lx_limits_req *r);
  * neither deployment has rpm/tpm. Loop thread of the request's limiter.
  */
 void lx_limits_req_retarget(struct lx_limits_req *r, const struct lx_deployment *dep);
+
+/*
+ * A budget to read in the admission's round trip (spend/shared.h), so that a
+ * request with both rate limits and a budget makes one Redis round trip:
+ * when the admission is decided by Redis, the script also reads the budget's
+ * counter and reset mark and refuses (kind LX_LIMITS_BUDGET, nothing
+ * counted) when the spend they imply reached `max`: counter >= max, or
+ * local >= max unless the mark is newer than local_read_ms (the local view
+ * predates a reset). Keys are copied. Returns 0, or LX_ETOOBIG past
+ * LX_LIMITS_MAX_BUDGETS or a key longer than LX_LIMITS_BUDGET_KEY_MAX.
+ * Before lx_limits_admit. A budget alone does not make the admission go to
+ * Redis: see lx_limits_req_budget_read.
+ */
+int lx_limits_req_add_budget(struct lx_limits_req *r, const char *counter_key, const char *mark_key,
+                             int64_t max, int64_t local, int64_t local_read_ms);
+/*
+ * After the admission: true with what Redis returned for budget i (the
+ * counter exists, its value, the reset mark; 0 = none), false when the
+ * admission was decided without Redis (the budgets were then not checked).
+ */
+bool lx_limits_req_budget_read(const struct lx_limits_req *r, size_t i, bool *out_exists,
+                               int64_t *out_value, int64_t *out_mark_ms);
 
 /* Admission result for a pending admission: 0 (admitted) or LX_ERATELIMIT. */
 typedef void (*lx_limits_cb)(void *ud, int result);

@@ -118,8 +118,9 @@ struct call {
     bool admitted;                       /* the first attempt passed the admission */
     struct lx_spend_fetch *budget_fetch; /* shared budget counters being read, or NULL */
     const struct lx_model_group *group;  /* the group the model names, or NULL */
-    bool recorded;                       /* the spend record is journaled */
-    const char *end_user;                /* the request's `user`, or NULL */
+    bool budget_in_admission; /* the shared budget counters are read by the admission script */
+    bool recorded;            /* the spend record is journaled */
+    const char *end_user;     /* the request's `user`, or NULL */
     /*
      * Accounting, final before the response completes (call_settle): the
      * provider's real usage of the deployment that answered, and its cost in
@@ -1648,8 +1649,52 @@ static void attempt(struct call *c)
     attempt_go(c);
 }
 
+/*
+ * The budgets read with the admission: note the counters, then refuse when
+ * the script did (or, decided without Redis, when the local view does).
+ * Returns false when the call was answered.
+ */
+static bool budget_after_admission(struct call *c, int rc)
+{
+    struct lx_budget *b = c->px->env.budget;
+    struct lx_spend_target t[LX_SPEND_MAX_TARGETS];
+    size_t n = lx_spend_shared_targets(b, c->cfg, c->id, t);
+    bool read = false;
+    for (size_t i = 0; i < n; i++) {
+        bool exists;
+        int64_t value, mark;
+        if (lx_limits_req_budget_read(c->limits, i, &exists, &value, &mark)) {
+            lx_spend_shared_note(b, &t[i], exists, value, mark);
+            read = true;
+        }
+    }
+    enum lx_limits_kind kind;
+    lx_limits_req_refused(c->limits, &kind);
+    bool refused = rc != 0 && kind == LX_LIMITS_BUDGET;
+    if (rc != 0 && !refused) {
+        return true; /* a rate limit refused it: answered as such */
+    }
+    char msg[256];
+    bool over = lx_budget_check(b, c->cfg, c->id, msg, sizeof(msg)) == LX_EBUDGET;
+    if (!refused && (read || !over)) {
+        return true;
+    }
+    if (!over) {
+        snprintf(msg, sizeof(msg), "Budget has been exceeded!");
+    }
+    /* Nothing was counted: no rate-limit headers on the answer, no spend record. */
+    lx_limits_req_end(c->limits, 0);
+    c->limits = NULL;
+    c->dep = NULL;
+    call_error(c, 400, "budget_exceeded", NULL, "%s", msg);
+    return false;
+}
+
 static void on_admit_result(struct call *c, int rc)
 {
+    if (c->budget_in_admission && !budget_after_admission(c, rc)) {
+        return;
+    }
     if (rc == 0) {
         c->admitted = true;
         attempt_go(c);
@@ -1705,6 +1750,18 @@ static void admit(struct call *c)
     lx_limits_req_add_config(lr, c->cfg, c->dep);
     if (c->id && !c->id->is_master) {
         lx_limits_req_add_identity(lr, c->id, c->model.p);
+    }
+    if (c->budget_in_admission) {
+        struct lx_spend_target t[LX_SPEND_MAX_TARGETS];
+        size_t n = lx_spend_shared_targets(c->px->env.budget, c->cfg, c->id, t);
+        for (size_t i = 0; i < n; i++) {
+            char key[LX_LIMITS_BUDGET_KEY_MAX + 1], mark[LX_LIMITS_BUDGET_KEY_MAX + 1];
+            if (lx_spend_shared_key(&t[i], false, key, sizeof(key)) ||
+                lx_spend_shared_key(&t[i], true, mark, sizeof(mark)) ||
+                lx_limits_req_add_budget(lr, key, mark, t[i].max, t[i].local, t[i].read_wall_ms)) {
+                break; /* not read: the check after the admission uses the local view */
+            }
+        }
     }
     c->limits = lr;
     int rc = lx_limits_admit(lr, on_admitted, c);
@@ -1778,6 +1835,51 @@ static double header_timeout(const struct lx_http_request *req)
 
 static void on_budget_fetched(void *ud);
 static void call_begin(struct call *c);
+
+/* The call's rate limits will be decided by Redis (global or caller scopes with rpm/tpm). */
+static bool limits_go_shared(const struct call *c)
+{
+    const struct lx_general_settings *gs = &c->cfg->general;
+    if (gs->global_max_rpm >= 0 || gs->global_max_tpm >= 0) {
+        return true;
+    }
+    const struct lx_identity *id = c->id;
+    if (!id || id->is_master) {
+        return false;
+    }
+    if (id->key.rpm_limit >= 0 || id->key.tpm_limit >= 0) {
+        return true;
+    }
+    if (id->has_user && id->user_id && (id->user.rpm_limit >= 0 || id->user.tpm_limit >= 0)) {
+        return true;
+    }
+    if (id->has_team && id->team_id && (id->team.rpm_limit >= 0 || id->team.tpm_limit >= 0)) {
+        return true;
+    }
+    for (size_t i = 0; i < id->n_model_limits; i++) {
+        const struct lx_model_limit *ml = &id->model_limits[i];
+        if (ml->model && c->model.p && strcmp(ml->model, c->model.p) == 0 &&
+            (ml->rpm >= 0 || ml->tpm >= 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Read the shared budget counters in the rate-limit admission's script: a
+ * budget applies, the admission goes to Redis, and this instance's own view
+ * is under budget (else the MGET path checks first, in case a reset made
+ * that view stale).
+ */
+static bool budget_with_admission(struct call *c)
+{
+    struct lx_budget *b = c->px->env.budget;
+    char msg[256];
+    return lx_spend_shared_applies(c->cfg, c->id) && limits_go_shared(c) &&
+           lx_limits_redis_up(c->px->limits) &&
+           lx_budget_check(b, c->cfg, c->id, msg, sizeof(msg)) == 0;
+}
 
 void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
                    enum lx_endpoint ep, struct lx_str path_model,
@@ -1927,12 +2029,15 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
     c->group = g;
     if (c->px->env.budget) {
         /*
-         * With Redis, other instances' spend too: one MGET, only when a
-         * budget applies, before the check (a counter may also say that an
-         * admin reset made this instance's own view stale).
+         * With Redis, other instances' spend too: read with the rate-limit
+         * admission when that goes to Redis anyway (one round trip), else one
+         * MGET, only when a budget applies, before the check (a counter may
+         * also say that an admin reset made this instance's own view stale).
          */
-        if (lx_spend_shared_fetch(c->px->env.budget, c->cfg, c->id, on_budget_fetched, c,
-                                  &c->budget_fetch) == LX_EAGAIN) {
+        if (budget_with_admission(c)) {
+            c->budget_in_admission = true;
+        } else if (lx_spend_shared_fetch(c->px->env.budget, c->cfg, c->id, on_budget_fetched, c,
+                                         &c->budget_fetch) == LX_EAGAIN) {
             lx_http_on_abort(req, on_client_abort, c);
             return;
         }
@@ -1954,7 +2059,7 @@ static void call_begin(struct call *c)
 {
     struct lx_http_request *req = c->req;
     const struct lx_model_group *g = c->group;
-    if (c->px->env.budget) {
+    if (c->px->env.budget && !c->budget_in_admission) {
         char msg[256];
         if (lx_budget_check(c->px->env.budget, c->cfg, c->id, msg, sizeof(msg)) == LX_EBUDGET) {
             call_error(c, 400, "budget_exceeded", NULL, "%s", msg);

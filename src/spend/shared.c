@@ -6,6 +6,7 @@
 #include "spend/shared.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "core/buf.h"
 #include "core/time.h"
 #include "log/log.h"
+#include "spend/cost.h"
 
 #define MAX_SCOPES 4
 #define MAX_ARGS 16
@@ -88,7 +90,7 @@ static int64_t now_wall_ms(void)
 
 /* ---- scopes of a caller ---- */
 
-enum { KIND_GLOBAL = 3 };
+enum { KIND_GLOBAL = LX_SPEND_GLOBAL };
 
 struct target {
     int kind; /* enum lx_budget_scope, or KIND_GLOBAL */
@@ -130,6 +132,9 @@ bool lx_spend_shared_applies(const struct lx_config *cfg, const struct lx_identi
 
 static const char kind_letter[] = {'k', 'u', 't', 'g'};
 
+static void note(struct lx_budget *b, int kind, const char *id, int64_t period,
+                 const struct lx_spend_shared__val *v);
+
 /* Append "<counter>\0<counter>:reset\0" for a scope to b; offsets and lengths out. */
 static int put_keys(struct lx_buf *b, int kind, const char *id, int64_t period, size_t *offs,
                     size_t *lens)
@@ -169,6 +174,47 @@ static long long ttl_for(int64_t period)
     }
     int64_t left = period - lx_wall_s();
     return (long long)(left > 0 ? left : 0) + PERIOD_SLACK_S;
+}
+
+size_t lx_spend_shared_targets(struct lx_budget *b, const struct lx_config *cfg,
+                               const struct lx_identity *id, struct lx_spend_target *out)
+{
+    struct target t[MAX_SCOPES];
+    size_t n = collect(cfg, id, t);
+    for (size_t i = 0; i < n; i++) {
+        struct lx_spend_target *o = &out[i];
+        o->kind = t[i].kind;
+        o->id = t[i].id;
+        o->period = t[i].period;
+        if (t[i].kind == KIND_GLOBAL) {
+            o->max = (int64_t)llround(cfg->litellm.max_budget * (double)LX_NANO_PER_USD);
+            o->local = lx_budget_local_global(b);
+            o->read_wall_ms = INT64_MAX; /* the global total has no reset */
+            continue;
+        }
+        const struct lx_scope_limits *lim = t[i].kind == LX_BUDGET_KEY    ? &id->key
+                                            : t[i].kind == LX_BUDGET_USER ? &id->user
+                                                                          : &id->team;
+        o->max = lim->max_budget_nanos;
+        o->local = lx_budget_local_view(b, (enum lx_budget_scope)t[i].kind, t[i].id,
+                                        t[i].store_spend, id->loaded_at_ms, &o->read_wall_ms);
+    }
+    return n;
+}
+
+int lx_spend_shared_key(const struct lx_spend_target *t, bool mark, char *out, size_t cap)
+{
+    int n = t->kind == KIND_GLOBAL ? snprintf(out, cap, "lx:sp:g:0%s", mark ? ":reset" : "")
+                                   : snprintf(out, cap, "lx:sp:%c:%s:%lld%s", kind_letter[t->kind],
+                                              t->id, (long long)t->period, mark ? ":reset" : "");
+    return n < 0 || (size_t)n >= cap ? LX_ETOOBIG : 0;
+}
+
+void lx_spend_shared_note(struct lx_budget *b, const struct lx_spend_target *t, bool exists,
+                          int64_t value, int64_t mark_ms)
+{
+    struct lx_spend_shared__val v = {exists, value, mark_ms};
+    note(b, t->kind, t->id, t->period, &v);
 }
 
 /* ---- reply decoding ---- */

@@ -30,6 +30,9 @@
  * Admission reads the counters (and marks) of the caller's budget scopes in
  * one MGET, only for requests that have a max_budget somewhere and only while
  * the link is up; the check then uses max(local view, counter) (budget.h).
+ * A request whose rate limits already go to Redis reads them in the
+ * admission script instead (lx_spend_shared_targets, limits.h), which
+ * applies the same rule: one round trip.
  *
  * Races and their outcome (never an under-count beyond what today's local
  * view already misses):
@@ -104,6 +107,30 @@ void lx_spend_shared_record(struct lx_budget *b, const struct lx_config *cfg,
 typedef void (*lx_spend_reset_cb)(void *ud);
 int lx_spend_shared_reset(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
                           int64_t period, lx_spend_reset_cb cb, void *ud);
+
+/*
+ * The caller's budget scopes, for reading them in the rate-limit admission's
+ * round trip instead of an MGET (limits.h: lx_limits_req_add_budget).
+ */
+#define LX_SPEND_MAX_TARGETS 4
+struct lx_spend_target {
+    int kind;       /* enum lx_budget_scope, or LX_SPEND_GLOBAL */
+    const char *id; /* borrowed from the identity */
+    int64_t period;
+    int64_t max;          /* max_budget, nano-USD */
+    int64_t local;        /* this instance's view (budget.h) */
+    int64_t read_wall_ms; /* the store read that view rests on */
+};
+#define LX_SPEND_GLOBAL 3
+
+/* Fill out (room for LX_SPEND_MAX_TARGETS) with the caller's budgets; returns how many. */
+size_t lx_spend_shared_targets(struct lx_budget *b, const struct lx_config *cfg,
+                               const struct lx_identity *id, struct lx_spend_target *out);
+/* A target's counter (mark = false) or reset mark key into out; returns 0 or LX_ETOOBIG. */
+int lx_spend_shared_key(const struct lx_spend_target *t, bool mark, char *out, size_t cap);
+/* Note what Redis returned for a target's counter in b. */
+void lx_spend_shared_note(struct lx_budget *b, const struct lx_spend_target *t, bool exists,
+                          int64_t value, int64_t mark_ms);
 
 /* ---- internals, for tests and the fuzz target ---- */
 

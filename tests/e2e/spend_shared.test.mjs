@@ -115,6 +115,43 @@ test('a key budget across two instances: sequential calls alternating between th
   }
 });
 
+test('a key with rate limits and a budget: counters read in the admission script, one round trip per call', { skip: !startPostgres }, async () => {
+  const p = await pair('rpm');
+  try {
+    const c = p.cost;
+    const key = await generateKey(p.a.baseURL, { max_budget: 3.5 * c, rpm_limit: 1000 });
+    const mgets = async () => {
+      const info = await redis.cmd('INFO', 'commandstats');
+      const m = /cmdstat_mget:calls=(\d+)/.exec(info);
+      return m ? Number(m[1]) : 0;
+    };
+    const before = await mgets();
+    const st = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await chat(i % 2 ? p.b.baseURL : p.a.baseURL, key);
+      st.push(r.status);
+      if (r.status === 200) {
+        assert.equal(r.headers.get('x-ratelimit-limit-requests'), '1000');
+      } else {
+        assert.equal(r.json.error.type, 'budget_exceeded', r.text);
+        assert.match(r.json.error.message, /^Budget has been exceeded! Current cost: /);
+        assert.equal(r.headers.get('retry-after'), null);
+      }
+    }
+    assert.deepEqual(st, [200, 200, 200, 200, 400, 400, 400, 400]);
+    // The budget was read by the rate-limit script (whose own MGET Redis counts too): one MGET per
+    // call at most; reading it apart would take a second one for each call the script admitted.
+    assert.ok((await mgets()) - before <= 8, `${(await mgets()) - before} MGETs`);
+    assert.equal(Number(await redis.cmd('GET', `lx:sp:k:${tokenOf(key)}:0`)), Math.round(4 * c * NANO));
+    // Refused calls were not counted against the key's rpm.
+    const w = Math.floor(Date.now() / 60000);
+    const counted = Number(await redis.cmd('GET', `lx:rl:${w}:key:${tokenOf(key)}:r`)) + Number(await redis.cmd('GET', `lx:rl:${w - 1}:key:${tokenOf(key)}:r`));
+    assert.equal(counted, 4);
+  } finally {
+    await p.stop();
+  }
+});
+
 test('concurrent calls on both instances: the overshoot is at most the calls in flight', { skip: !startPostgres }, async () => {
   const p = await pair('conc');
   try {

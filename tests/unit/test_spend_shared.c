@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/time.h"
+#include "limits/limits_int.h"
 #include "lx_test.h"
 #include "spend/budget.h"
 #include "spend/shared.h"
@@ -93,6 +94,45 @@ LX_TEST(shared_decode_add)
         LX_CHECK_INT(lx_spend_shared__decode_add(rep, &v), LX_EUPSTREAM);
         freeReplyObject(rep);
     }
+}
+
+LX_TEST(shared_decode_admit_with_budgets)
+{
+    struct lx_limits__admit_reply ar;
+    /* One scope, two budgets: the second refused it (index 3 = scope count + 2). */
+    redisReply *rep = RESP("*11\r\n:0\r\n:3\r\n:4\r\n:2\r\n:0\r\n"
+                           ":1\r\n:-7\r\n:0\r\n:1\r\n:900\r\n:1795252495982\r\n");
+    LX_CHECK_INT(lx_limits__decode_admit_b(rep, 1, 2, &ar), 0);
+    LX_CHECK(!ar.ok);
+    LX_CHECK_INT(ar.bad, 2);
+    LX_CHECK_INT(ar.kind, LX_LIMITS_BUDGET);
+    LX_CHECK(ar.b_exists[0] && ar.b_value[0] == -7 && ar.b_mark[0] == 0);
+    LX_CHECK(ar.b_exists[1] && ar.b_value[1] == 900 && ar.b_mark[1] == 1795252495982LL);
+    /* The same reply read with another shape is refused. */
+    LX_CHECK_INT(lx_limits__decode_admit_b(rep, 1, 1, &ar), LX_EUPSTREAM);
+    LX_CHECK_INT(lx_limits__decode_admit(rep, 4, &ar), LX_EUPSTREAM);
+    freeReplyObject(rep);
+    const char *bad[] = {
+        /* a budget refusal pointing at a scope */
+        "*8\r\n:0\r\n:1\r\n:4\r\n:2\r\n:0\r\n:1\r\n:5\r\n:0\r\n",
+        /* an rpm refusal pointing at a budget */
+        "*8\r\n:0\r\n:2\r\n:1\r\n:2\r\n:0\r\n:1\r\n:5\r\n:0\r\n",
+        /* exists flag out of range */
+        "*8\r\n:1\r\n:0\r\n:0\r\n:2\r\n:0\r\n:2\r\n:5\r\n:0\r\n",
+        /* negative request count */
+        "*8\r\n:1\r\n:0\r\n:0\r\n:-2\r\n:0\r\n:1\r\n:5\r\n:0\r\n",
+        /* negative mark */
+        "*8\r\n:1\r\n:0\r\n:0\r\n:2\r\n:0\r\n:1\r\n:5\r\n:-1\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rep = parse_resp(bad[i], strlen(bad[i]));
+        LX_CHECK_INT(lx_limits__decode_admit_b(rep, 1, 1, &ar), LX_EUPSTREAM);
+        freeReplyObject(rep);
+    }
+    rep = RESP("*8\r\n:1\r\n:0\r\n:0\r\n:2\r\n:0\r\n:0\r\n:0\r\n:0\r\n");
+    LX_CHECK_INT(lx_limits__decode_admit_b(rep, 1, 1, &ar), 0);
+    LX_CHECK(ar.ok && !ar.b_exists[0]);
+    freeReplyObject(rep);
 }
 
 /* ---- how a check combines the views ---- */
@@ -319,11 +359,58 @@ LX_TEST(shared_scripts_on_redis)
     LX_CHECK(v[0].exists && v[0].value == 7 && v[0].mark_ms == 2000);
     LX_CHECK(!v[1].exists && v[1].mark_ms == 0);
     freeReplyObject(r);
+
+    /*
+     * The rate-limit admission script reading a budget (one scope with rpm
+     * 10, one budget with max 100): the same rule, and nothing counted when
+     * the budget refuses.
+     */
+    const char *bk = "lx:sp:k:b:0";
+    r = redisCommand(c, "SET %s 100", bk);
+    freeReplyObject(r);
+    struct lx_limits__admit_reply ar;
+#define ADMIT(local, rd)                                                                           \
+    redisCommand(c, "EVAL %s 4 lx:rl:1:key:b:r lx:rl:1:key:b:t %s %s:reset 10 -1 125 100 %d %d 1", \
+                 lx_limits__script, bk, bk, local, rd)
+    r = ADMIT(0, 1000);
+    LX_CHECK_INT(lx_limits__decode_admit_b(r, 1, 1, &ar), 0);
+    LX_CHECK(!ar.ok && ar.kind == LX_LIMITS_BUDGET && ar.bad == 1);
+    LX_CHECK(ar.b_exists[0] && ar.b_value[0] == 100);
+    freeReplyObject(r);
+    LX_CHECK_INT(get_int(c, "GET %s", "lx:rl:1:key:b:r"), -1); /* nothing counted */
+    r = redisCommand(c, "SET %s 50", bk);
+    freeReplyObject(r);
+    r = ADMIT(0, 1000);
+    LX_CHECK_INT(lx_limits__decode_admit_b(r, 1, 1, &ar), 0);
+    LX_CHECK(ar.ok && ar.requests[0] == 1 && ar.b_value[0] == 50);
+    freeReplyObject(r);
+    /* Our own view is over: refused, unless a reset newer than that view was marked. */
+    r = ADMIT(150, 1000);
+    LX_CHECK_INT(lx_limits__decode_admit_b(r, 1, 1, &ar), 0);
+    LX_CHECK(!ar.ok && ar.kind == LX_LIMITS_BUDGET);
+    freeReplyObject(r);
+    r = redisCommand(c, "SET %s:reset 2000", bk);
+    freeReplyObject(r);
+    r = ADMIT(150, 1000);
+    LX_CHECK_INT(lx_limits__decode_admit_b(r, 1, 1, &ar), 0);
+    LX_CHECK(ar.ok && ar.requests[0] == 2 && ar.b_mark[0] == 2000);
+    freeReplyObject(r);
+    r = ADMIT(150, 3000);
+    LX_CHECK_INT(lx_limits__decode_admit_b(r, 1, 1, &ar), 0);
+    LX_CHECK(!ar.ok);
+    freeReplyObject(r);
+#undef ADMIT
+    /* Without budgets (m = 0) the script is the rate limiter alone. */
+    r = redisCommand(c, "EVAL %s 2 lx:rl:1:key:b:r lx:rl:1:key:b:t 10 -1 125 0", lx_limits__script);
+    LX_CHECK_INT(lx_limits__decode_admit(r, 1, &ar), 0);
+    LX_CHECK(ar.ok && ar.requests[0] == 3);
+    freeReplyObject(r);
     redisFree(c);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
 }
 
 LX_TEST_MAIN(LX_RUN(shared_decode_mget), LX_RUN(shared_decode_add),
-             LX_RUN(shared_check_takes_the_higher_view), LX_RUN(shared_check_period_and_reset_mark),
-             LX_RUN(shared_check_global), LX_RUN(shared_scripts_on_redis))
+             LX_RUN(shared_decode_admit_with_budgets), LX_RUN(shared_check_takes_the_higher_view),
+             LX_RUN(shared_check_period_and_reset_mark), LX_RUN(shared_check_global),
+             LX_RUN(shared_scripts_on_redis))

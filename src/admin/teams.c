@@ -399,6 +399,44 @@ static struct lx_store_param *select_team(struct lx_admin__batch *b, const char 
     return p;
 }
 
+/* Rows of the team's current members (0 rows: no such team; NULL user_id: no members). */
+static void select_members(struct lx_admin__batch *b, const char *team_id)
+{
+    struct lx_store_param *p = lx_admin__batch_add(
+        b,
+        "SELECT t.team_id AS team, m.user_id, m.role, u.user_email FROM lx_teams t LEFT JOIN "
+        "lx_team_members m ON m.team_id = t.team_id LEFT JOIN lx_users u ON u.user_id = "
+        "m.user_id WHERE t.team_id = $1",
+        1);
+    p[0] = LX_SP_T(team_id);
+}
+
+/*
+ * Read the team and go on in cb with its row, or with members, with the rows
+ * of its members (see select_members).
+ */
+static void read_team(struct lx_admin_ctx *ctx, const char *team_id, bool members, lx_store_cb cb)
+{
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    if (members) {
+        select_members(&b, team_id);
+    } else {
+        select_team(&b, team_id);
+    }
+    lx_admin__batch_exec(&b, cb);
+}
+
+/* Answers 400 when the body named no team. */
+static bool no_team_id(struct lx_admin_ctx *ctx, const struct team_op *t)
+{
+    if (!t->team_id) {
+        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+        return true;
+    }
+    return false;
+}
+
 static struct team_op *op_new(struct lx_admin_ctx *ctx, enum team_kind kind)
 {
     struct team_op *t = lx_admin__state(ctx, sizeof(*t));
@@ -413,20 +451,13 @@ void lx_admin__team_new(struct lx_admin_ctx *ctx)
 {
     struct team_op *t = op_new(ctx, T_NEW);
     const cJSON *body = ctx->body;
-    const char *alias = NULL, *models = NULL, *metadata = NULL, *dur = NULL;
-    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
-    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT;
+    const char *alias = NULL;
     bool blocked = false;
+    struct lx_admin__limits l;
+    lx_admin__limits_init(&l);
     if (lx_admin__field_id(ctx, body, "team_id", &t->team_id, NULL) ||
         lx_admin_field_str(ctx, body, "team_alias", &alias, NULL) ||
-        lx_admin_field_strlist_json(ctx, body, "models", &models, NULL) ||
-        lx_admin_field_object_json(ctx, body, "metadata", &metadata, NULL) ||
-        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, NULL) ||
-        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, NULL) ||
-        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, NULL) ||
-        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, NULL) ||
-        lx_admin_field_money(ctx, body, "max_budget", &maxb, NULL) ||
-        lx_admin_field_money(ctx, body, "soft_budget", &softb, NULL) ||
+        lx_admin__field_limits(ctx, body, &l) ||
         lx_admin_field_bool(ctx, body, "blocked", &blocked, NULL) ||
         parse_members(ctx, cJSON_GetObjectItemCaseSensitive(body, "members_with_roles"),
                       "members_with_roles", true, t)) {
@@ -463,16 +494,12 @@ void lx_admin__team_new(struct lx_admin_ctx *ctx)
         13);
     p[0] = LX_SP_T(t->team_id);
     p[1] = LX_SP_T(alias);
-    p[2] = LX_SP_T(models ? models : "[]");
-    p[3] = maxb >= 0 ? LX_SP_I(maxb) : LX_SP_NUL;
-    p[4] = softb >= 0 ? LX_SP_I(softb) : LX_SP_NUL;
-    p[5] = LX_SP_T(dur);
-    p[6] = dur ? LX_SP_I(now + dur_s) : LX_SP_NUL;
-    p[7] = rpm >= 0 ? LX_SP_I(rpm) : LX_SP_NUL;
-    p[8] = tpm >= 0 ? LX_SP_I(tpm) : LX_SP_NUL;
-    p[9] = mpr >= 0 ? LX_SP_I(mpr) : LX_SP_NUL;
+    if (!l.models) {
+        l.models = "[]";
+    }
+    lx_admin__limits_params(&l, NULL, now, p + 2);
     p[10] = LX_SP_I(blocked ? 1 : 0);
-    p[11] = LX_SP_T(metadata ? metadata : "{}");
+    p[11] = LX_SP_T(l.metadata ? l.metadata : "{}");
     p[12] = LX_SP_I(now);
     add_member_stmts(ctx, &b, t, now);
     lx_admin__batch_audit(&b, "created", "lx_teams", t->team_id, NULL, body);
@@ -491,10 +518,7 @@ void lx_admin__team_info(struct lx_admin_ctx *ctx)
                                      "Malformed request. No team id passed in (team_id).");
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    read_team(ctx, t->team_id, false, team_row_done);
 }
 
 /* ---- /team/update ---- */
@@ -514,28 +538,14 @@ static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
         return;
     }
     const cJSON *body = ctx->body;
-    const char *alias = NULL, *models = NULL, *metadata = NULL, *dur = NULL;
-    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
-    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT;
-    bool blocked = false, has_alias = false, has_models = false, has_meta = false;
-    bool has_dur = false, has_rpm = false, has_tpm = false, has_mpr = false, has_max = false;
-    bool has_soft = false, has_blocked = false;
+    const char *alias = NULL;
+    bool blocked = false, has_alias = false, has_blocked = false;
+    struct lx_admin__limits l;
+    lx_admin__limits_init(&l);
     if (lx_admin_field_str(ctx, body, "team_alias", &alias, &has_alias) ||
-        lx_admin_field_strlist_json(ctx, body, "models", &models, &has_models) ||
-        lx_admin_field_object_json(ctx, body, "metadata", &metadata, &has_meta) ||
-        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, &has_dur) ||
-        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, &has_rpm) ||
-        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, &has_tpm) ||
-        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, &has_mpr) ||
-        lx_admin_field_money(ctx, body, "max_budget", &maxb, &has_max) ||
-        lx_admin_field_money(ctx, body, "soft_budget", &softb, &has_soft) ||
+        lx_admin__field_limits(ctx, body, &l) ||
         lx_admin_field_bool(ctx, body, "blocked", &blocked, &has_blocked)) {
         return;
-    }
-    const cJSON *mb = cJSON_GetObjectItemCaseSensitive(body, "max_budget");
-    if (mb && cJSON_IsNull(mb)) {
-        has_max = true;
-        maxb = LX_NO_LIMIT;
     }
     int64_t now = lx_wall_s();
     struct lx_admin__batch b;
@@ -549,17 +559,10 @@ static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
         13);
     p[0] = LX_SP_T(t->team_id);
     p[1] = lx_admin__keep_text(res, "team_alias", alias, has_alias);
-    p[2] = lx_admin__keep_text(res, "models", models, has_models);
-    p[3] = lx_admin__keep_int(res, "max_budget_nanos", maxb, has_max);
-    p[4] = lx_admin__keep_int(res, "soft_budget_nanos", softb, has_soft);
-    p[5] = lx_admin__keep_text(res, "budget_duration", dur, has_dur);
-    p[6] = has_dur ? LX_SP_I(now + dur_s) : lx_admin__keep_int(res, "budget_reset_at", 0, false);
-    p[7] = lx_admin__keep_int(res, "rpm_limit", rpm, has_rpm);
-    p[8] = lx_admin__keep_int(res, "tpm_limit", tpm, has_tpm);
-    p[9] = lx_admin__keep_int(res, "max_parallel_requests", mpr, has_mpr);
+    lx_admin__limits_params(&l, res, now, p + 2);
     p[10] =
         has_blocked ? LX_SP_I(blocked ? 1 : 0) : LX_SP_I(lx_store_cell_int(res, 0, "blocked", 0));
-    p[11] = lx_admin__keep_text(res, "metadata", metadata, has_meta);
+    p[11] = lx_admin__keep_text(res, "metadata", l.metadata, l.has_metadata);
     p[12] = LX_SP_I(now);
     cJSON *before = lx_admin__row_json(res, 0, NULL);
     lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, before, body);
@@ -574,29 +577,13 @@ void lx_admin__team_update(struct lx_admin_ctx *ctx)
     if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_update_row);
+    read_team(ctx, t->team_id, false, team_update_row);
 }
 
 /* ---- /team/member_add and /team/member_delete ---- */
-
-/* Rows of the team's current members (0 rows: no such team; NULL user_id: no members). */
-static void select_members(struct lx_admin__batch *b, const char *team_id)
-{
-    struct lx_store_param *p = lx_admin__batch_add(
-        b,
-        "SELECT t.team_id AS team, m.user_id, m.role, u.user_email FROM lx_teams t LEFT JOIN "
-        "lx_team_members m ON m.team_id = t.team_id LEFT JOIN lx_users u ON u.user_id = "
-        "m.user_id WHERE t.team_id = $1",
-        1);
-    p[0] = LX_SP_T(team_id);
-}
 
 /* May the caller manage this team's members: a proxy admin, or an admin of the team. */
 static bool may_manage(const struct lx_admin_ctx *ctx, const struct lx_store_result *res)
@@ -695,18 +682,14 @@ void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
         parse_members(ctx, member, "member", false, t)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
     if (t->n_members == 0) {
         lx_admin_respond_error_param(ctx, 400, "member", "No member/members passed in (member)");
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_members(&b, t->team_id);
-    lx_admin__batch_exec(&b, member_add_checked);
+    read_team(ctx, t->team_id, true, member_add_checked);
 }
 
 static void member_delete_checked(void *ud, int rc, const struct lx_store_result *res,
@@ -752,8 +735,7 @@ void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
         lx_admin_field_str(ctx, ctx->body, "user_email", &t->members[0].user_email, NULL)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
     if (!t->members[0].user_id && !t->members[0].user_email) {
@@ -761,10 +743,7 @@ void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
                                      "Either user_id or user_email needs to be passed in");
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_members(&b, t->team_id);
-    lx_admin__batch_exec(&b, member_delete_checked);
+    read_team(ctx, t->team_id, true, member_delete_checked);
 }
 
 /* ---- /team/delete ---- */
@@ -993,14 +972,10 @@ static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
     if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_block_row);
+    read_team(ctx, t->team_id, false, team_block_row);
 }
 
 void lx_admin__team_block(struct lx_admin_ctx *ctx)

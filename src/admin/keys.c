@@ -366,6 +366,33 @@ static int collect_fields(struct lx_admin_ctx *ctx, struct key_set *ks)
 
 /* ---- /key/generate ---- */
 
+/*
+ * A new key into key (cap bytes): custom, given in the body's `field`, which
+ * must start with "sk-"; else a random one. Then its hash (token) and masked
+ * name. -1 when answered.
+ */
+static int key_value(struct lx_admin_ctx *ctx, const char *field, const char *custom, char *key,
+                     size_t cap, char token[65], char *name, size_t name_cap)
+{
+    if (custom) {
+        size_t n = strlen(custom);
+        if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= cap) {
+            lx_admin_respond_error_param(ctx, 400, field,
+                                         "Invalid value for '%s': a custom key must start with "
+                                         "'sk-' and be at most 255 characters",
+                                         field);
+            return -1;
+        }
+        memcpy(key, custom, n + 1);
+    } else if (lx_auth_key_generate(key, cap)) {
+        lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
+        return -1;
+    }
+    lx_auth_key_hash(lx_str_c(key), token);
+    lx_auth_key_mask(lx_str_c(key), name, name_cap);
+    return 0;
+}
+
 struct generate {
     char key[LX_AUTH_KEY_LEN + 256];
     char token[65];
@@ -498,21 +525,10 @@ void lx_admin__key_generate(struct lx_admin_ctx *ctx)
     if (lx_admin_field_str(ctx, ctx->body, "key", &custom, &has_custom)) {
         return;
     }
-    if (has_custom) {
-        size_t n = strlen(custom);
-        if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= sizeof(g->key)) {
-            lx_admin_respond_error_param(ctx, 400, "key",
-                                         "Invalid value for 'key': a custom key must start with "
-                                         "'sk-' and be at most 255 characters");
-            return;
-        }
-        memcpy(g->key, custom, n + 1);
-    } else if (lx_auth_key_generate(g->key, sizeof(g->key))) {
-        lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
+    if (key_value(ctx, "key", has_custom ? custom : NULL, g->key, sizeof(g->key), g->token,
+                  g->key_name, sizeof(g->key_name))) {
         return;
     }
-    lx_auth_key_hash(lx_str_c(g->key), g->token);
-    lx_auth_key_mask(lx_str_c(g->key), g->key_name, sizeof(g->key_name));
     if (g->ks.team_id) {
         struct lx_store_param p[] = {LX_SP_T(g->ks.team_id)};
         struct lx_store_stmt st = {"SELECT team_id FROM lx_teams WHERE team_id = $1", p, 1};
@@ -845,21 +861,10 @@ void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
                                 &has_grace)) {
         return;
     }
-    if (has_custom) {
-        size_t n = strlen(custom);
-        if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= sizeof(op->new_key)) {
-            lx_admin_respond_error_param(ctx, 400, "new_key",
-                                         "Invalid value for 'new_key': a custom key must start "
-                                         "with 'sk-' and be at most 255 characters");
-            return;
-        }
-        memcpy(op->new_key, custom, n + 1);
-    } else if (lx_auth_key_generate(op->new_key, sizeof(op->new_key))) {
-        lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
+    if (key_value(ctx, "new_key", has_custom ? custom : NULL, op->new_key, sizeof(op->new_key),
+                  op->new_token, op->new_name, sizeof(op->new_name))) {
         return;
     }
-    lx_auth_key_hash(lx_str_c(op->new_key), op->new_token);
-    lx_auth_key_mask(lx_str_c(op->new_key), op->new_name, sizeof(op->new_name));
     key_op_start(ctx, op, key, regenerate_write);
 }
 

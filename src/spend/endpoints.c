@@ -409,16 +409,18 @@ void lx_spend_logs(struct lx_admin_ctx *ctx)
 
 /* ---- /global/spend/keys, /global/spend/models ---- */
 
-static int top_limit(struct lx_admin_ctx *ctx, long long *out)
+/* A top list: sql with $1 the ?limit= (default TOP_DEFAULT), answered by cb. */
+static void top_query(struct lx_admin_ctx *ctx, const char *sql, lx_store_cb cb)
 {
     const char *v = lx_admin_query(ctx, "limit");
     unsigned long long n = TOP_DEFAULT;
     if (v && v[0] && (lx_str_to_u64(lx_str_c(v), TOP_MAX, &n) || n == 0)) {
         lx_admin_respond_error_param(ctx, 400, "limit", "Invalid limit: expected 1 to %d", TOP_MAX);
-        return -1;
+        return;
     }
-    *out = (long long)n;
-    return 0;
+    struct lx_store_param p = LX_SP_I((long long)n);
+    struct lx_store_stmt st = {sql, &p, 1};
+    lx_admin_exec(ctx, &st, 1, cb);
 }
 
 static void on_top_keys(void *ud, int rc, const struct lx_store_result *res,
@@ -447,16 +449,10 @@ static void on_top_keys(void *ud, int rc, const struct lx_store_result *res,
 
 void lx_spend_global_keys(struct lx_admin_ctx *ctx)
 {
-    long long limit;
-    if (top_limit(ctx, &limit)) {
-        return;
-    }
-    struct lx_store_param p = LX_SP_I(limit);
-    struct lx_store_stmt st = {
-        "SELECT token, key_alias, key_name, user_id, spend_nanos FROM lx_keys"
-        " ORDER BY spend_nanos DESC, token LIMIT $1",
-        &p, 1};
-    lx_admin_exec(ctx, &st, 1, on_top_keys);
+    top_query(ctx,
+              "SELECT token, key_alias, key_name, user_id, spend_nanos FROM lx_keys"
+              " ORDER BY spend_nanos DESC, token LIMIT $1",
+              on_top_keys);
 }
 
 static void on_top_models(void *ud, int rc, const struct lx_store_result *res,
@@ -479,13 +475,8 @@ static void on_top_models(void *ud, int rc, const struct lx_store_result *res,
 
 void lx_spend_global_models(struct lx_admin_ctx *ctx)
 {
-    long long limit;
-    if (top_limit(ctx, &limit)) {
-        return;
-    }
-    struct lx_store_param p = LX_SP_I(limit);
-    struct lx_store_stmt st = {"SELECT model, SUM(spend_nanos) AS spend FROM lx_spend_logs"
-                               " GROUP BY model ORDER BY spend DESC, model LIMIT $1",
-                               &p, 1};
-    lx_admin_exec(ctx, &st, 1, on_top_models);
+    top_query(ctx,
+              "SELECT model, SUM(spend_nanos) AS spend FROM lx_spend_logs"
+              " GROUP BY model ORDER BY spend DESC, model LIMIT $1",
+              on_top_models);
 }

@@ -416,6 +416,11 @@ void lx_limits_set_config(struct lx_limits *l, const struct lx_config *cfg)
     lx_limits_set_redis(l, rc);
 }
 
+struct lx_redis *lx_limits_redis(struct lx_limits *l)
+{
+    return l->redis;
+}
+
 bool lx_limits_redis_up(const struct lx_limits *l)
 {
     return l->redis && lx_redis_is_up(l->redis);

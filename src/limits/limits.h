@@ -103,6 +103,9 @@ struct lx_limits *lx_limits_new(uv_loop_t *loop, struct lx_limits_table *t);
 void lx_limits_set_config(struct lx_limits *l, const struct lx_config *cfg);
 /* The same with an explicit target (NULL or no host = none). */
 void lx_limits_set_redis(struct lx_limits *l, const struct lx_redis_cfg *rc);
+struct lx_redis;
+/* The limiter's Redis link (borrowed; replaced on a reload naming another target), or NULL. */
+struct lx_redis *lx_limits_redis(struct lx_limits *l);
 /* True when the Redis link is up (false without Redis). */
 bool lx_limits_redis_up(const struct lx_limits *l);
 /* Close; handles are released asynchronously, so the loop must keep running. */

@@ -45,6 +45,7 @@
 #include "router/router.h"
 #include "spend/budget.h"
 #include "spend/cost.h"
+#include "spend/shared.h"
 #include "spend/usage.h"
 
 #define SSE_MAX_EVENT_BYTES (8u << 20)
@@ -114,9 +115,11 @@ struct call {
     /* Rate limits: the admission of this call, ended (slots released) in call_free. */
     struct lx_str model; /* the model asked for (request arena) */
     struct lx_limits_req *limits;
-    bool admitted;        /* the first attempt passed the admission */
-    bool recorded;        /* the spend record is journaled */
-    const char *end_user; /* the request's `user`, or NULL */
+    bool admitted;                       /* the first attempt passed the admission */
+    struct lx_spend_fetch *budget_fetch; /* shared budget counters being read, or NULL */
+    const struct lx_model_group *group;  /* the group the model names, or NULL */
+    bool recorded;                       /* the spend record is journaled */
+    const char *end_user;                /* the request's `user`, or NULL */
     /*
      * Accounting, final before the response completes (call_settle): the
      * provider's real usage of the deployment that answered, and its cost in
@@ -202,6 +205,8 @@ static long long call_tokens(const struct call *c);
 static void call_free(struct call *c)
 {
     call_settle(c); /* usage known so far, also when the client left mid-stream */
+    lx_spend_fetch_cancel(c->budget_fetch);
+    c->budget_fetch = NULL;
     if (c->limits) {
         /* The one place a call ends: in-flight slots can never leak. */
         lx_limits_req_end(c->limits, call_tokens(c));
@@ -380,6 +385,9 @@ static void call_record(struct call *c, bool success)
     }
     if (lx_ledger_record(w, &r) != 0) {
         LX_DEBUG("spend record of call %s not journaled", c->req->id);
+    } else if (r.spend_nanos > 0 && c->px->env.budget) {
+        /* Other instances see it at their next check (spend/shared.h). */
+        lx_spend_shared_record(c->px->env.budget, c->cfg, c->id, r.spend_nanos);
     }
 }
 
@@ -1768,6 +1776,9 @@ static double header_timeout(const struct lx_http_request *req)
     return end && *end == '\0' && t > 0 && t < 86400 ? t : -1;
 }
 
+static void on_budget_fetched(void *ud);
+static void call_begin(struct call *c);
+
 void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_identity *id,
                    enum lx_endpoint ep, struct lx_str path_model,
                    const struct lx_client_adapter *client)
@@ -1913,6 +1924,36 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
             return;
         }
     }
+    c->group = g;
+    if (c->px->env.budget) {
+        /*
+         * With Redis, other instances' spend too: one MGET, only when a
+         * budget applies, before the check (a counter may also say that an
+         * admin reset made this instance's own view stale).
+         */
+        if (lx_spend_shared_fetch(c->px->env.budget, c->cfg, c->id, on_budget_fetched, c,
+                                  &c->budget_fetch) == LX_EAGAIN) {
+            lx_http_on_abort(req, on_client_abort, c);
+            return;
+        }
+    }
+    call_begin(c);
+}
+
+/* The shared budget counters are read (or could not be): check, then go on. */
+static void on_budget_fetched(void *ud)
+{
+    struct call *c = ud;
+    c->budget_fetch = NULL;
+    lx_http_on_abort(c->req, NULL, NULL);
+    call_begin(c);
+}
+
+/* Check the budgets, then route the call in its group (NULL: the model is unknown). */
+static void call_begin(struct call *c)
+{
+    struct lx_http_request *req = c->req;
+    const struct lx_model_group *g = c->group;
     if (c->px->env.budget) {
         char msg[256];
         if (lx_budget_check(c->px->env.budget, c->cfg, c->id, msg, sizeof(msg)) == LX_EBUDGET) {
@@ -1924,7 +1965,7 @@ void lx_proxy__llm(struct lx_proxy *px, struct lx_http_request *req, struct lx_i
         call_error(c, 400, NULL, "model",
                    "Invalid model name passed in model=%.*s. Call `/v1/models` to view available "
                    "models for your key.",
-                   (int)LX_MIN(model.n, 256), model.p);
+                   (int)LX_MIN(c->model.n, 256), c->model.p);
         return;
     }
     c->rr.cfg = c->cfg;

@@ -18,6 +18,7 @@
 #include "log/log.h"
 #include "proxy/client.h"
 #include "proxy/proxy_int.h"
+#include "spend/shared.h"
 
 #define MODEL_CREATED 1677610602 /* the fixed "created" LiteLLM reports for configured models */
 
@@ -72,6 +73,8 @@ static void set_config(struct lx_proxy *px, struct lx_config *cfg)
     }
     if (px->limits) {
         lx_limits_set_config(px->limits, cfg);
+        /* A reload on the worker's thread may replace the link: never keep the old one. */
+        lx_spend_shared_use(lx_limits_redis(px->limits));
     }
     lx_proxy__health_config(px);
     if (old) {
@@ -102,6 +105,7 @@ struct lx_proxy *lx_proxy_new(uv_loop_t *loop, struct lx_upstream *up, struct lx
 void lx_proxy_free(struct lx_proxy *px)
 {
     lx_proxy__health_stop(px);
+    lx_spend_shared_use(NULL);
     lx_limits_free(px->limits);
     lx_store_port_close(px->store_port);
     px->store_port = NULL;
@@ -513,6 +517,7 @@ void lx_proxy_handle(struct lx_http_request *req, void *ud)
     struct lx_proxy *px = ud;
     struct lx_str path = req->path;
     struct lx_str path_model = LX_STR_NULL;
+    lx_spend_shared_use(lx_limits_redis(px->limits)); /* the shared-spend link of this loop */
     enum lx_http_method m = req->method == LX_HTTP_HEAD ? LX_HTTP_GET : req->method;
 
     if (lx_str_has_prefix(path, LX_STR("/v1/")) || lx_str_eq_c(path, "/v1")) {

@@ -434,6 +434,20 @@ int lx_redis_command(struct lx_redis *r, int argc, const char **argv, const size
     return send_argv(r, argc, argv, lens, cb, ud);
 }
 
+void lx_redis_flush(struct lx_redis *r)
+{
+    if (r->st != ST_UP || !r->ac) {
+        return;
+    }
+    /*
+     * The context's own write, not redisAsyncHandleWrite: on an error that
+     * one tears the link down and runs every pending callback inside this
+     * call. Here the error stays in the context for the next loop event.
+     */
+    int done = 0;
+    (void)redisBufferWrite(&r->ac->c, &done);
+}
+
 void lx_redis_get_stats(const struct lx_redis *r, struct lx_redis_stats *out)
 {
     *out = r->stats;

@@ -69,6 +69,14 @@ bool lx_redis_same_target(const struct lx_redis *r, const struct lx_redis_cfg *c
 LX_MUST_CHECK int lx_redis_command(struct lx_redis *r, int argc, const char **argv,
                                    const size_t *lens, lx_redis_reply_cb cb, void *ud);
 
+/*
+ * Write the commands sent so far to the socket now (one non-blocking write)
+ * instead of on the loop's next turn: a caller about to answer a client uses
+ * it so that Redis has the command before the client can react to the answer.
+ * A write error is left for the loop to handle (no callback runs inside).
+ */
+void lx_redis_flush(struct lx_redis *r);
+
 /* Counters for tests and logs. */
 struct lx_redis_stats {
     unsigned long connects; /* successful connects */

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -34,7 +35,13 @@ struct scope {
     bool watched;       /* has a budget: re-read after commits */
     bool dirty;         /* on the dirty list */
     bool soft_warned;
-    char id[]; /* NUL-terminated */
+    /* Shared through Redis (spend/shared.h): the last counter read and its reset mark. */
+    bool has_shared;
+    int64_t shared;
+    int64_t shared_period;  /* the budget_reset_at the counter belongs to */
+    int64_t shared_mark_ms; /* wall ms of the last admin reset seen in Redis; 0 = none */
+    int64_t base_wall_ms;   /* wall ms of the base read */
+    char id[];              /* NUL-terminated */
 };
 
 struct reset_req {
@@ -64,8 +71,23 @@ struct lx_budget {
     bool global_watched;
     bool global_read;
     uint64_t global_read_at;
+    bool global_has_shared;
+    int64_t global_shared;
     uint64_t reset_at;
 };
+
+static int64_t now_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wall ms of a monotonic ms instant in the past. */
+static int64_t mono_to_wall_ms(int64_t mono_ms)
+{
+    return now_wall_ms() - ((int64_t)lx_mono_ms() - mono_ms);
+}
 
 static uint64_t hash_of(enum lx_budget_scope kind, const char *s)
 {
@@ -138,6 +160,32 @@ static int64_t spend_of(const struct scope *s, int64_t store_spend, int64_t read
     return store_spend + s->pending - s->unrefreshed;
 }
 
+/* Wall ms of the store read spend_of uses. Under the lock. */
+static int64_t read_wall_of(const struct scope *s, int64_t read_at_ms)
+{
+    if (s->base_at_ms && s->base_at_ms >= read_at_ms) {
+        return s->base_wall_ms;
+    }
+    return read_at_ms ? mono_to_wall_ms(read_at_ms) : 0;
+}
+
+/*
+ * The spend a check uses: the local view, or the shared counter of the same
+ * period when it is higher; only the counter when an admin reset newer than
+ * the local view's store read was seen (the local view predates the reset).
+ * Under the lock.
+ */
+static int64_t combined_of(const struct scope *s, int64_t local, int64_t read_at_ms, int64_t period)
+{
+    if (!s->has_shared || s->shared_period != period) {
+        return local;
+    }
+    if (s->shared_mark_ms && s->shared_mark_ms > read_wall_of(s, read_at_ms)) {
+        return s->shared;
+    }
+    return LX_MAX(local, s->shared);
+}
+
 int64_t lx_budget_spend(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
                         int64_t store_spend, int64_t read_at_ms)
 {
@@ -145,6 +193,45 @@ int64_t lx_budget_spend(struct lx_budget *b, enum lx_budget_scope kind, const ch
     int64_t v = spend_of(find(b, kind, id), store_spend, read_at_ms);
     uv_mutex_unlock(&b->lock);
     return v;
+}
+
+int64_t lx_budget_local_view(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
+                             int64_t store_spend, int64_t read_at_ms, int64_t *out_read_wall_ms)
+{
+    uv_mutex_lock(&b->lock);
+    const struct scope *s = find(b, kind, id);
+    int64_t v = spend_of(s, store_spend, read_at_ms);
+    *out_read_wall_ms = read_wall_of(s, read_at_ms);
+    uv_mutex_unlock(&b->lock);
+    return v;
+}
+
+int64_t lx_budget_local_global(struct lx_budget *b)
+{
+    uv_mutex_lock(&b->lock);
+    int64_t v = b->global_base + b->global_pending;
+    uv_mutex_unlock(&b->lock);
+    return v;
+}
+
+void lx_budget_note_shared(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
+                           int64_t period, bool exists, int64_t value, int64_t mark_ms)
+{
+    uv_mutex_lock(&b->lock);
+    struct scope *s = find(b, kind, id);
+    s->has_shared = exists;
+    s->shared = value;
+    s->shared_period = period;
+    s->shared_mark_ms = mark_ms;
+    uv_mutex_unlock(&b->lock);
+}
+
+void lx_budget_note_shared_global(struct lx_budget *b, bool exists, int64_t value)
+{
+    uv_mutex_lock(&b->lock);
+    b->global_has_shared = exists;
+    b->global_shared = value;
+    uv_mutex_unlock(&b->lock);
 }
 
 int64_t lx_budget_pending_global(struct lx_budget *b)
@@ -174,7 +261,9 @@ static void set_base(struct lx_budget *b, enum lx_budget_scope kind, const char 
     s->pending -= s->unrefreshed;
     s->unrefreshed = 0;
     s->base_at_ms = (int64_t)lx_mono_ms();
+    s->base_wall_ms = now_wall_ms();
     s->soft_warned = false;
+    s->has_shared = false; /* the counter of the old period: a reset writes a new one */
     uv_mutex_unlock(&b->lock);
 }
 
@@ -260,7 +349,8 @@ static int check_scope(struct lx_budget *b, enum lx_budget_scope kind, const cha
             mark_dirty(b, s); /* read its base on the ledger's next pass */
         }
     }
-    int64_t spend = spend_of(s, lim->spend_nanos, read_at_ms);
+    int64_t spend =
+        combined_of(s, spend_of(s, lim->spend_nanos, read_at_ms), read_at_ms, lim->budget_reset_at);
     if (has_soft && spend >= lim->soft_budget_nanos && !s->soft_warned) {
         char a[LX_COST_USD_MAX], m[LX_COST_USD_MAX];
         lx_cost_format_usd(spend, a, sizeof(a));
@@ -295,6 +385,9 @@ int lx_budget_check(struct lx_budget *b, const struct lx_config *cfg, const stru
         b->global_watched = true;
         int64_t max = (int64_t)llround(max_usd * (double)LX_NANO_PER_USD);
         int64_t spend = b->global_base + b->global_pending;
+        if (b->global_has_shared) {
+            spend = LX_MAX(spend, b->global_shared);
+        }
         /* Until the ledger thread has read the total once (within a pass), only our own spend
          * counts. */
         if (spend >= max) {
@@ -414,6 +507,7 @@ static void refresh_dirty(struct lx_budget *b)
             s->pending -= s->unrefreshed;
             s->unrefreshed = 0;
             s->base_at_ms = (int64_t)lx_mono_ms();
+            s->base_wall_ms = now_wall_ms();
         } else if (rc == 0) {
             /* No such row (a key deleted since): nothing to read; what was committed is gone. */
             s->pending -= s->unrefreshed;

@@ -21,6 +21,19 @@
  * its start; calls already running finish, so the overshoot is at most the
  * calls in flight when the budget ran out.
  *
+ * With Redis (spend/shared.h), instances also share per-scope counters of
+ * the current budget period, and a check uses
+ *
+ *     spend = max(local view above, the scope's counter as last read)
+ *
+ * or the counter alone when it carries an admin reset mark newer than the
+ * local view's store read (that view predates the reset). Admission reads
+ * the counters just before the check, so other instances' spend counts at
+ * once, not after their batch and our next read. The counter noted is only
+ * the last one Redis returned (lx_budget_note_shared); a reset on this
+ * instance drops it. Without Redis, or while it is down, the local view
+ * (with the last counters seen) decides, as above.
+ *
  * A reset sets a scope's spend_nanos to minus what this process still has
  * pending for it: those calls ran before the reset and belong to the old
  * period, and their commits bring the scope back to 0. Resets run on the
@@ -74,6 +87,28 @@ int lx_budget_check(struct lx_budget *b, const struct lx_config *cfg, const stru
  */
 int64_t lx_budget_spend(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
                         int64_t store_spend, int64_t read_at_ms);
+
+/*
+ * The local view of a scope (what lx_budget_spend returns) and, in
+ * *out_read_wall_ms, the wall-clock ms of the store read it rests on (0 when
+ * none). Any thread.
+ */
+int64_t lx_budget_local_view(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
+                             int64_t store_spend, int64_t read_at_ms, int64_t *out_read_wall_ms);
+/* The local view of the global total. Any thread. */
+int64_t lx_budget_local_global(struct lx_budget *b);
+
+/*
+ * What Redis said about a scope's shared counter (spend/shared.h): it exists
+ * (else value is ignored) with `value` nano-USD for the budget period
+ * `period` (the scope's budget_reset_at; 0 without one), and the last admin
+ * reset was at mark_ms (wall ms; 0 = none). Checks of the same period then
+ * use max(local view, value), or value alone when mark_ms is newer than the
+ * local view's store read. Any thread.
+ */
+void lx_budget_note_shared(struct lx_budget *b, enum lx_budget_scope kind, const char *id,
+                           int64_t period, bool exists, int64_t value, int64_t mark_ms);
+void lx_budget_note_shared_global(struct lx_budget *b, bool exists, int64_t value);
 
 /* Spend journaled by this process and not committed yet, over every scope. */
 int64_t lx_budget_pending_global(struct lx_budget *b);

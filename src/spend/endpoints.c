@@ -15,6 +15,7 @@
 #include "core/time.h"
 #include "spend/budget.h"
 #include "spend/cost.h"
+#include "spend/shared.h"
 
 #define LOGS_MAX_ROWS 10000
 #define TOP_DEFAULT 5
@@ -188,6 +189,8 @@ struct reset_op {
     uint64_t ticket;
     uint64_t deadline;
     char *user_id;
+    int64_t max_budget; /* once the reset ran */
+    int64_t reset_at;
 };
 
 static void reset_op_free(void *ud)
@@ -195,6 +198,27 @@ static void reset_op_free(void *ud)
     struct reset_op *op = ud;
     lx_free(op->user_id);
     lx_free(op);
+}
+
+/* The reset ran and the user exists: answer. */
+static void reset_answer(void *ud)
+{
+    struct lx_admin_ctx *ctx = ud;
+    const struct reset_op *op = ctx->ud;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "user_id", op->user_id);
+    cJSON_AddNumberToObject(o, "spend", 0.0);
+    cJSON_AddNumberToObject(o, "total_spend", 0.0);
+    if (op->max_budget != LX_NO_LIMIT) {
+        cJSON_AddNumberToObject(o, "max_budget", usd(op->max_budget));
+    } else {
+        cJSON_AddNullToObject(o, "max_budget");
+    }
+    char at[32];
+    snprintf(at, sizeof(at), "%lld", (long long)op->reset_at);
+    add_time_or_null(o, "budget_reset_at", op->reset_at ? at : NULL);
+    cJSON_AddStringToObject(o, "status", "success");
+    lx_admin_answer(ctx, o);
 }
 
 static void on_reset_poll(void *ud, int rc, const struct lx_store_result *res,
@@ -222,29 +246,20 @@ static void on_reset_poll(void *ud, int rc, const struct lx_store_result *res,
         lx_admin_exec(ctx, &st, 1, on_reset_poll);
         return;
     }
-    const char *uid = op->user_id;
     if (reset_rc) {
         lx_admin_respond_store_error(ctx, reset_rc, NULL);
         return;
     }
     if (!found) {
-        lx_admin_respond_error_param(ctx, 404, "user_id", "User not found: %s", uid);
+        lx_admin_respond_error_param(ctx, 404, "user_id", "User not found: %s", op->user_id);
         return;
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "user_id", uid);
-    cJSON_AddNumberToObject(o, "spend", 0.0);
-    cJSON_AddNumberToObject(o, "total_spend", 0.0);
-    if (max != LX_NO_LIMIT) {
-        cJSON_AddNumberToObject(o, "max_budget", usd(max));
-    } else {
-        cJSON_AddNullToObject(o, "max_budget");
+    op->max_budget = max;
+    op->reset_at = reset_at;
+    /* Other instances sharing Redis see the reset at their next check (spend/shared.h). */
+    if (lx_spend_shared_reset(b, LX_BUDGET_USER, op->user_id, reset_at, reset_answer, ctx) != 0) {
+        reset_answer(ctx);
     }
-    char at[32];
-    snprintf(at, sizeof(at), "%lld", (long long)reset_at);
-    add_time_or_null(o, "budget_reset_at", reset_at ? at : NULL);
-    cJSON_AddStringToObject(o, "status", "success");
-    lx_admin_answer(ctx, o);
 }
 
 void lx_spend_user_reset_budget(struct lx_admin_ctx *ctx)

@@ -167,6 +167,7 @@ static void ctx_free(struct lx_admin_ctx *ctx)
     if (ctx->ud_free && ctx->ud) {
         ctx->ud_free(ctx->ud);
     }
+    cJSON_Delete(ctx->doc);
     lx_identity_unref(ctx->caller);
     lx_config_unref(ctx->cfg);
     lx_arena_fini(&ctx->arena);
@@ -201,6 +202,9 @@ void lx_admin_respond_json(struct lx_admin_ctx *ctx, int status, const cJSON *do
 
 void lx_admin_answer(struct lx_admin_ctx *ctx, cJSON *doc)
 {
+    if (doc == ctx->doc) {
+        ctx->doc = NULL;
+    }
     lx_admin_respond_json(ctx, 200, doc);
     cJSON_Delete(doc);
 }

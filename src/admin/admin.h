@@ -44,7 +44,8 @@ struct lx_admin_ctx {
      */
     struct lx_arena arena;
     const struct lx_admin_route *route;
-    void *ud; /* the handler's own state */
+    void *ud;   /* the handler's own state */
+    cJSON *doc; /* an answer built over several round trips: freed with the context */
     /* When set, frees ud with the context (after the answer); else ud lives in the arena. */
     void (*ud_free)(void *ud);
 };
@@ -136,7 +137,7 @@ void lx_admin_audit_stmt(struct lx_admin_ctx *ctx, struct lx_admin_audit *a, con
 
 /* Answer with a JSON document and free the context (its references and body). */
 void lx_admin_respond_json(struct lx_admin_ctx *ctx, int status, const cJSON *doc);
-/* Answer 200 with doc, which is taken over (freed), and free the context. */
+/* Answer 200 with doc, which is taken over (freed; it may be ctx->doc), and free the context. */
 void lx_admin_answer(struct lx_admin_ctx *ctx, cJSON *doc);
 /* Answer with an OpenAI-shaped error and free the context. */
 void lx_admin_respond_error(struct lx_admin_ctx *ctx, int status, const char *fmt, ...)

@@ -35,19 +35,10 @@ struct member {
 struct team_op {
     enum team_kind kind;
     const char *team_id;
-    cJSON *team; /* the team's JSON being built (owned until answered) */
     struct member *members;
     size_t n_members;
     int64_t max_budget_in_team;
 };
-
-static void op_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
-{
-    struct team_op *t = ctx->ud;
-    cJSON_Delete(t->team);
-    t->team = NULL;
-    lx_admin_respond_store_error(ctx, rc, err);
-}
 
 /* A members_with_roles entry from a row of lx_team_members joined with lx_users. */
 static cJSON *member_json(const struct lx_store_result *res, size_t i)
@@ -90,12 +81,12 @@ static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
     if (rc) {
-        op_fail(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "team_id", t->team_id);
-    cJSON *members = cJSON_GetObjectItemCaseSensitive(t->team, "members_with_roles");
+    cJSON *members = cJSON_GetObjectItemCaseSensitive(ctx->doc, "members_with_roles");
     cJSON *tm = cJSON_CreateArray();
     const cJSON *m;
     cJSON_ArrayForEach(m, members)
@@ -116,8 +107,8 @@ static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
         }
         cJSON_AddItemToArray(tm, o);
     }
-    cJSON_AddItemToObject(doc, "team_info", t->team);
-    t->team = NULL;
+    cJSON_AddItemToObject(doc, "team_info", ctx->doc);
+    ctx->doc = NULL;
     cJSON *keys = cJSON_AddArrayToObject(doc, "keys");
     static const char *const skip[] = {"token", NULL};
     for (size_t i = 0; i < res->n_rows; i++) {
@@ -133,10 +124,10 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
     struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
     if (rc) {
-        op_fail(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
-    cJSON *members = cJSON_AddArrayToObject(t->team, "members_with_roles");
+    cJSON *members = cJSON_AddArrayToObject(ctx->doc, "members_with_roles");
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *m = member_json(res, i);
         if (t->kind == T_INFO) {
@@ -155,8 +146,6 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         const struct lx_identity *c = ctx->caller;
         bool own_key = c->team_id && strcmp(c->team_id, t->team_id) == 0;
         if (!lx_admin_can_read_all(c) && !own_key && !caller_role_in(ctx, members, NULL)) {
-            cJSON_Delete(t->team);
-            t->team = NULL;
             lx_admin_respond_error(ctx, 403, "User=%s not authorized to access this team=%s",
                                    c->user_id ? c->user_id : "(none)", t->team_id);
             return;
@@ -166,24 +155,21 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         struct lx_store_stmt s = {"SELECT * FROM lx_keys WHERE team_id = $1 AND (expires IS NULL "
                                   "OR expires > $2) ORDER BY created_at",
                                   p, 2};
-        rc = lx_store_exec(ctx->port, &s, 1, team_keys_done, ctx);
-        if (rc) {
-            op_fail(ctx, rc, NULL);
-        }
+        lx_admin_exec(ctx, &s, 1, team_keys_done);
         return;
     }
     case T_UPDATE: {
         cJSON *doc = cJSON_CreateObject();
         cJSON_AddStringToObject(doc, "team_id", t->team_id);
-        cJSON_AddItemToObject(doc, "data", t->team);
-        t->team = NULL;
+        cJSON_AddItemToObject(doc, "data", ctx->doc);
+        ctx->doc = NULL;
         lx_admin_answer(ctx, doc);
         return;
     }
     case T_ADD: {
         /* LiteLLM's TeamAddMemberResponse: the team plus the added users. */
-        cJSON *users = cJSON_AddArrayToObject(t->team, "updated_users");
-        cJSON *tms = cJSON_AddArrayToObject(t->team, "updated_team_memberships");
+        cJSON *users = cJSON_AddArrayToObject(ctx->doc, "updated_users");
+        cJSON *tms = cJSON_AddArrayToObject(ctx->doc, "updated_team_memberships");
         for (size_t i = 0; i < res->n_rows; i++) {
             const char *id = lx_store_cell(res, i, "user_id");
             const char *email = lx_store_cell(res, i, "user_email");
@@ -212,17 +198,13 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
                 break;
             }
         }
-        cJSON *doc = t->team;
-        t->team = NULL;
-        lx_admin_answer(ctx, doc);
+        lx_admin_answer(ctx, ctx->doc);
         return;
     }
     case T_NEW:
     case T_DEL:
     case T_BLOCK: {
-        cJSON *doc = t->team;
-        t->team = NULL;
-        lx_admin_answer(ctx, doc);
+        lx_admin_answer(ctx, ctx->doc);
         return;
     }
     }
@@ -252,17 +234,14 @@ static void team_row_done(void *ud, int rc, const struct lx_store_result *res,
     if (t->kind != T_NEW && t->kind != T_INFO) {
         lx_auth_invalidate_team(t->team_id);
     }
-    t->team = lx_admin__row_json(res, 0, NULL);
+    ctx->doc = lx_admin__row_json(res, 0, NULL);
     struct lx_store_param p[1] = {LX_SP_T(t->team_id)};
     struct lx_store_stmt s = {
         "SELECT m.user_id, m.role, m.spend_nanos, m.max_budget_nanos, u.user_email FROM "
         "lx_team_members m LEFT JOIN lx_users u ON u.user_id = m.user_id WHERE m.team_id = $1 "
         "ORDER BY m.created_at, m.user_id",
         p, 1};
-    rc = lx_store_exec(ctx->port, &s, 1, team_members_done, ctx);
-    if (rc) {
-        op_fail(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, team_members_done);
 }
 
 /* ---- member lists ---- */
@@ -786,7 +765,6 @@ void lx_admin__team_delete(struct lx_admin_ctx *ctx)
 
 struct team_list {
     const char *user_id;
-    cJSON *teams;
 };
 
 static cJSON *find_team(cJSON *teams, const char *team_id)
@@ -802,34 +780,23 @@ static cJSON *find_team(cJSON *teams, const char *team_id)
     return NULL;
 }
 
-static void team_list_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
-{
-    struct team_list *l = ctx->ud;
-    cJSON_Delete(l->teams);
-    l->teams = NULL;
-    lx_admin_respond_store_error(ctx, rc, err);
-}
-
 static void team_list_keys(void *ud, int rc, const struct lx_store_result *res,
                            const struct lx_error *err)
 {
     struct lx_admin_ctx *ctx = ud;
-    struct team_list *l = ctx->ud;
     if (rc) {
-        team_list_fail(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
     static const char *const skip[] = {"token", NULL};
     for (size_t i = 0; i < res->n_rows; i++) {
-        cJSON *t = find_team(l->teams, lx_store_cell(res, i, "team_id"));
+        cJSON *t = find_team(ctx->doc, lx_store_cell(res, i, "team_id"));
         if (t) {
             cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(t, "keys"),
                                  lx_admin__row_json(res, i, skip));
         }
     }
-    cJSON *doc = l->teams;
-    l->teams = NULL;
-    lx_admin_answer(ctx, doc);
+    lx_admin_answer(ctx, ctx->doc);
 }
 
 #define TEAM_LIST_FILTER                                                                           \
@@ -841,12 +808,12 @@ static void team_list_members(void *ud, int rc, const struct lx_store_result *re
     struct lx_admin_ctx *ctx = ud;
     struct team_list *l = ctx->ud;
     if (rc) {
-        team_list_fail(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
     for (size_t i = 0; i < res->n_rows; i++) {
         const char *tid = lx_store_cell(res, i, "team_id");
-        cJSON *t = find_team(l->teams, tid);
+        cJSON *t = find_team(ctx->doc, tid);
         if (!t) {
             continue;
         }
@@ -869,10 +836,7 @@ static void team_list_members(void *ud, int rc, const struct lx_store_result *re
         "SELECT * FROM lx_keys WHERE team_id IS NOT NULL AND " TEAM_LIST_FILTER
         " ORDER BY created_at",
         p, 1};
-    rc = lx_store_exec(ctx->port, &s, 1, team_list_keys, ctx);
-    if (rc) {
-        team_list_fail(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, team_list_keys);
 }
 
 static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
@@ -884,13 +848,13 @@ static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
         lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
-    l->teams = cJSON_CreateArray();
+    ctx->doc = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *t = lx_admin__row_json(res, i, NULL);
         cJSON_AddArrayToObject(t, "members_with_roles");
         cJSON_AddArrayToObject(t, "team_memberships");
         cJSON_AddArrayToObject(t, "keys");
-        cJSON_AddItemToArray(l->teams, t);
+        cJSON_AddItemToArray(ctx->doc, t);
     }
     struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
     struct lx_store_stmt s = {
@@ -899,10 +863,7 @@ static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
         "team_id FROM lx_team_members WHERE user_id = $1))"
         " ORDER BY m.created_at, m.user_id",
         p, 1};
-    rc = lx_store_exec(ctx->port, &s, 1, team_list_members, ctx);
-    if (rc) {
-        team_list_fail(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, team_list_members);
 }
 
 void lx_admin__team_list(struct lx_admin_ctx *ctx)

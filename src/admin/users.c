@@ -400,17 +400,8 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
 
 struct user_info {
     const char *user_id;
-    cJSON *doc;  /* the answer being built */
-    cJSON *info; /* doc.user_info (borrowed from doc) */
+    cJSON *info; /* ctx->doc.user_info (borrowed from it) */
 };
-
-static void user_info_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
-{
-    struct user_info *u = ctx->ud;
-    cJSON_Delete(u->doc);
-    u->doc = NULL;
-    lx_admin_respond_store_error(ctx, rc, err);
-}
 
 static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
                             const struct lx_error *err)
@@ -418,10 +409,10 @@ static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct user_info *u = ctx->ud;
     if (rc) {
-        user_info_fail(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
-    cJSON *teams = cJSON_AddArrayToObject(u->doc, "teams");
+    cJSON *teams = cJSON_AddArrayToObject(ctx->doc, "teams");
     cJSON *ids = u->info ? cJSON_AddArrayToObject(u->info, "teams") : NULL;
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON_AddItemToArray(teams, lx_admin__row_json(res, i, NULL));
@@ -429,9 +420,7 @@ static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
             cJSON_AddItemToArray(ids, cJSON_CreateString(lx_store_cell(res, i, "team_id")));
         }
     }
-    cJSON *doc = u->doc;
-    u->doc = NULL;
-    lx_admin_answer(ctx, doc);
+    lx_admin_answer(ctx, ctx->doc);
 }
 
 static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
@@ -440,10 +429,10 @@ static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct user_info *u = ctx->ud;
     if (rc) {
-        user_info_fail(ctx, rc, err);
+        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
-    cJSON *keys = cJSON_AddArrayToObject(u->doc, "keys");
+    cJSON *keys = cJSON_AddArrayToObject(ctx->doc, "keys");
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON_AddItemToArray(keys, lx_admin__row_json(res, i, NULL));
     }
@@ -453,10 +442,7 @@ static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
                      "WHERE m.user_id = $1 ORDER BY t.team_alias, t.team_id"
                    : "SELECT * FROM lx_teams ORDER BY team_alias, team_id LIMIT 1000",
         p, u->user_id ? 1 : 0};
-    rc = lx_store_exec(ctx->port, &s, 1, user_info_teams, ctx);
-    if (rc) {
-        user_info_fail(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, user_info_teams);
 }
 
 static void user_info_row(void *ud, int rc, const struct lx_store_result *res,
@@ -472,24 +458,21 @@ static void user_info_row(void *ud, int rc, const struct lx_store_result *res,
         lx_admin_respond_error_param(ctx, 404, "user_id", "User %s not found", u->user_id);
         return;
     }
-    u->doc = cJSON_CreateObject();
+    ctx->doc = cJSON_CreateObject();
     if (u->user_id) {
-        cJSON_AddStringToObject(u->doc, "user_id", u->user_id);
+        cJSON_AddStringToObject(ctx->doc, "user_id", u->user_id);
         u->info = lx_admin__row_json(res, 0, NULL);
-        cJSON_AddItemToObject(u->doc, "user_info", u->info);
+        cJSON_AddItemToObject(ctx->doc, "user_info", u->info);
     } else {
-        cJSON_AddNullToObject(u->doc, "user_id");
-        cJSON_AddNullToObject(u->doc, "user_info");
+        cJSON_AddNullToObject(ctx->doc, "user_id");
+        cJSON_AddNullToObject(ctx->doc, "user_info");
     }
     struct lx_store_param p[1] = {LX_SP_T(u->user_id)};
     struct lx_store_stmt s = {u->user_id
                                   ? "SELECT * FROM lx_keys WHERE user_id = $1 ORDER BY created_at"
                                   : "SELECT * FROM lx_keys ORDER BY created_at LIMIT 1000",
                               p, u->user_id ? 1 : 0};
-    rc = lx_store_exec(ctx->port, &s, 1, user_info_keys, ctx);
-    if (rc) {
-        user_info_fail(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, user_info_keys);
 }
 
 void lx_admin__user_info(struct lx_admin_ctx *ctx)
@@ -679,7 +662,6 @@ void lx_admin__user_delete(struct lx_admin_ctx *ctx)
 
 struct user_list {
     long long page, page_size;
-    cJSON *users;
 };
 
 static void user_list_count(void *ud, int rc, const struct lx_store_result *res,
@@ -688,14 +670,13 @@ static void user_list_count(void *ud, int rc, const struct lx_store_result *res,
     struct lx_admin_ctx *ctx = ud;
     struct user_list *u = ctx->ud;
     if (rc) {
-        cJSON_Delete(u->users);
         lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
     int64_t total = res->n_rows ? lx_store_cell_int(res, 0, "n", 0) : 0;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "users", u->users);
-    u->users = NULL;
+    cJSON_AddItemToObject(o, "users", ctx->doc);
+    ctx->doc = NULL;
     cJSON_AddNumberToObject(o, "total", (double)total);
     cJSON_AddNumberToObject(o, "page", (double)u->page);
     cJSON_AddNumberToObject(o, "page_size", (double)u->page_size);
@@ -734,9 +715,9 @@ static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
         lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
-    u->users = cJSON_CreateArray();
+    ctx->doc = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
-        cJSON_AddItemToArray(u->users, lx_admin__row_json(res, i, NULL));
+        cJSON_AddItemToArray(ctx->doc, lx_admin__row_json(res, i, NULL));
     }
     struct user_list_q *q = (struct user_list_q *)(u + 1);
     memcpy(q->c, q->p, 3 * sizeof(q->c[0]));
@@ -744,11 +725,7 @@ static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
     struct lx_store_stmt s = {
         user_list_sql(ctx, "SELECT COUNT(*) AS n FROM lx_users u", 4, q->n_ids, ""), q->c,
         3 + q->n_ids};
-    rc = lx_store_exec(ctx->port, &s, 1, user_list_count, ctx);
-    if (rc) {
-        cJSON_Delete(u->users);
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_exec(ctx, &s, 1, user_list_count);
 }
 
 static int query_int(struct lx_admin_ctx *ctx, const char *name, long long lo, long long hi,

@@ -132,6 +132,8 @@ for (const backend of backends) {
       ];
       assertError(await post(px, '/key/generate', { key: 'pk-not-a-virtual-key' }), 400, 'key',
         "Invalid value for 'key': a custom key must start with 'sk-' and be at most 255 characters");
+      assertError(await post(px, '/key/generate', { models: [1] }), 400, 'models', "Invalid value for 'models': expected a list of strings");
+      assertError(await post(px, '/key/generate', { metadata: [] }), 400, 'metadata', "Invalid value for 'metadata': expected an object");
       for (const [body, field] of cases) {
         const r = await post(px, '/key/generate', body);
         assertError(r, 400, field);

@@ -271,6 +271,26 @@ void lx_admin_exec(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, 
     }
 }
 
+static void run_done(void *ud, int rc, const struct lx_store_result *res,
+                     const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    lx_admin_result_cb cb = ctx->then;
+    ctx->then = NULL;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    cb(ctx, res);
+}
+
+void lx_admin_run(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, size_t n,
+                  lx_admin_result_cb cb)
+{
+    ctx->then = cb;
+    lx_admin_exec(ctx, stmts, n, run_done);
+}
+
 /* ---- dispatch ---- */
 
 static bool method_has_body(enum lx_http_method m)

@@ -91,8 +91,9 @@ void lx_admin__batch_audit(struct lx_admin__batch *b, const char *action, const 
 /* Append a statement whose n parameters are the strings ids[0..n-1]. */
 void lx_admin__batch_add_ids(struct lx_admin__batch *b, const char *sql, const char *const *ids,
                              size_t n);
-/* Run the batch (lx_admin_exec). */
+/* Run the batch (lx_admin_exec, lx_admin_run). */
 void lx_admin__batch_exec(struct lx_admin__batch *b, lx_store_cb cb);
+void lx_admin__batch_run(struct lx_admin__batch *b, lx_admin_result_cb cb);
 /*
  * An UPDATE's parameter for a column of the row read before (row 0 of r):
  * the body's value when present (an int < 0 is NULL), else the row's.
@@ -154,7 +155,7 @@ struct lx_admin__owner {
     const char *noun;        /* in messages: "User" */
     const char *kind;        /* in messages: "user" */
     const char *audit_after; /* the audit rows' updated_values: "{}" or NULL */
-    lx_store_cb done;        /* answers; ctx->ud is the struct lx_admin__delete */
+    lx_admin_result_cb done; /* answers; ctx->ud is the struct lx_admin__delete */
 };
 struct lx_admin__delete {
     const struct lx_admin__owner *owner;

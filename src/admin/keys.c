@@ -588,15 +588,9 @@ static const char *row_json_text(struct lx_admin_ctx *ctx, const struct lx_store
 
 static void info_answer(struct lx_admin_ctx *ctx, const struct lx_store_result *res);
 
-static void on_key_read(void *ud, int rc, const struct lx_store_result *res,
-                        const struct lx_error *err)
+static void on_key_read(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct key_op *op = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         respond_not_found(ctx);
         return;
@@ -622,7 +616,7 @@ static void key_op_start(struct lx_admin_ctx *ctx, struct key_op *op, const char
     lx_auth_token_of(lx_str_c(key), op->token);
     op->p3[0] = LX_SP_T(op->token);
     struct lx_store_stmt st = {"SELECT * FROM lx_keys WHERE token = $1", op->p3, 1};
-    lx_admin_exec(ctx, &st, 1, on_key_read);
+    lx_admin_run(ctx, &st, 1, on_key_read);
 }
 
 /* The body's "key" (required). NULL when an answer has been sent. */
@@ -883,16 +877,10 @@ struct del {
     struct lx_store_stmt *stmts;
 };
 
-static void on_deleted(void *ud, int rc, const struct lx_store_result *res,
-                       const struct lx_error *err)
+static void on_deleted(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
     (void)res;
-    struct lx_admin_ctx *ctx = ud;
     struct del *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < d->n_tokens; i++) {
         lx_auth_invalidate_token(d->tokens[i]);
     }
@@ -904,15 +892,9 @@ static void on_deleted(void *ud, int rc, const struct lx_store_result *res,
     lx_admin_answer(ctx, o);
 }
 
-static void on_delete_read(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void on_delete_read(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct del *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "keys",
                                      "Key not found in database: none of the given keys exist");
@@ -940,7 +922,7 @@ static void on_delete_read(void *ud, int rc, const struct lx_store_result *res,
                             &d->stmts[i]);
     }
     d->stmts[d->n_tokens] = (struct lx_store_stmt){d->delete_sql, d->params, d->n};
-    lx_admin_exec(ctx, d->stmts, d->n_tokens + 1, on_deleted);
+    lx_admin_run(ctx, d->stmts, d->n_tokens + 1, on_deleted);
 }
 
 void lx_admin__key_delete(struct lx_admin_ctx *ctx)
@@ -1013,7 +995,7 @@ void lx_admin__key_delete(struct lx_admin_ctx *ctx)
                                     (int)in.len, in.data);
     lx_buf_fini(&in);
     struct lx_store_stmt st = {d->select_sql, d->params, d->n};
-    lx_admin_exec(ctx, &st, 1, on_delete_read);
+    lx_admin_run(ctx, &st, 1, on_delete_read);
 }
 
 /* ---- /key/list ---- */
@@ -1026,15 +1008,9 @@ struct list {
     int64_t total;
 };
 
-static void on_list_page(void *ud, int rc, const struct lx_store_result *res,
-                         const struct lx_error *err)
+static void on_list_page(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct list *l = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
     cJSON *keys = cJSON_AddArrayToObject(o, "keys");
     for (size_t i = 0; i < res->n_rows; i++) {
@@ -1069,7 +1045,7 @@ static void on_list_count(void *ud, int rc, const struct lx_store_result *res,
     struct lx_store_stmt st = {"SELECT * FROM lx_keys" LIST_WHERE
                                " ORDER BY created_at DESC, token LIMIT $5 OFFSET $6",
                                l->p, 6};
-    lx_admin_exec(ctx, &st, 1, on_list_page);
+    lx_admin_run(ctx, &st, 1, on_list_page);
 }
 
 static int query_int(struct lx_admin_ctx *ctx, const char *name, long long dflt, long long lo,

@@ -237,6 +237,11 @@ void lx_admin__batch_exec(struct lx_admin__batch *b, lx_store_cb cb)
     lx_admin_exec(b->ctx, b->stmts, b->n, cb);
 }
 
+void lx_admin__batch_run(struct lx_admin__batch *b, lx_admin_result_cb cb)
+{
+    lx_admin_run(b->ctx, b->stmts, b->n, cb);
+}
+
 struct lx_store_param lx_admin__keep_text(const struct lx_store_result *r, const char *col,
                                           const char *v, bool present)
 {
@@ -264,16 +269,10 @@ static const char *sql_ids(struct lx_admin_ctx *ctx, const char *head, const cha
         ctx, lx_arena_printf(&ctx->arena, "%s%s WHERE %s IN ", head, table, id_col), 1, n, "");
 }
 
-static void delete_rows(void *ud, int rc, const struct lx_store_result *res,
-                        const struct lx_error *err)
+static void delete_rows(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct lx_admin__delete *d = ctx->ud;
     const struct lx_admin__owner *o = d->owner;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < d->n; i++) {
         bool found = false;
         for (size_t r = 0; r < res->n_rows && !found; r++) {
@@ -301,7 +300,7 @@ static void delete_rows(void *ud, int rc, const struct lx_store_result *res,
     }
     lx_admin__batch_add_ids(&b, sql_ids(ctx, "DELETE FROM ", o->table, o->id_col, d->n), d->ids,
                             d->n);
-    lx_admin__batch_exec(&b, o->done);
+    lx_admin__batch_run(&b, o->done);
 }
 
 void lx_admin__delete_owners(struct lx_admin_ctx *ctx, const struct lx_admin__owner *o)
@@ -321,7 +320,7 @@ void lx_admin__delete_owners(struct lx_admin_ctx *ctx, const struct lx_admin__ow
     lx_admin__batch_init(&b, ctx, 1);
     lx_admin__batch_add_ids(&b, sql_ids(ctx, "SELECT * FROM ", o->table, o->id_col, d->n), d->ids,
                             d->n);
-    lx_admin__batch_exec(&b, delete_rows);
+    lx_admin__batch_run(&b, delete_rows);
 }
 
 /* ---- the limits of users and teams ---- */

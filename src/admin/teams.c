@@ -75,15 +75,9 @@ static bool caller_role_in(const struct lx_admin_ctx *ctx, const cJSON *members,
     return false;
 }
 
-static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void team_keys_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "team_id", t->team_id);
     cJSON *members = cJSON_GetObjectItemCaseSensitive(ctx->doc, "members_with_roles");
@@ -118,15 +112,9 @@ static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
     lx_admin_answer(ctx, doc);
 }
 
-static void team_members_done(void *ud, int rc, const struct lx_store_result *res,
-                              const struct lx_error *err)
+static void team_members_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *members = cJSON_AddArrayToObject(ctx->doc, "members_with_roles");
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *m = member_json(res, i);
@@ -155,7 +143,7 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         struct lx_store_stmt s = {"SELECT * FROM lx_keys WHERE team_id = $1 AND (expires IS NULL "
                                   "OR expires > $2) ORDER BY created_at",
                                   p, 2};
-        lx_admin_exec(ctx, &s, 1, team_keys_done);
+        lx_admin_run(ctx, &s, 1, team_keys_done);
         return;
     }
     case T_UPDATE: {
@@ -211,21 +199,9 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
 }
 
 /* The team row arrived (last statement of a change, or the info lookup): read its members. */
-static void team_row_done(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void team_row_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc == LX_ECONFLICT && t->kind == T_NEW) {
-        lx_admin_respond_error_param(ctx, 400, "team_id",
-                                     "Team id = %s already exists. Please use a different team id.",
-                                     t->team_id);
-        return;
-    }
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team id: %s.",
                                      t->team_id);
@@ -241,7 +217,7 @@ static void team_row_done(void *ud, int rc, const struct lx_store_result *res,
         "lx_team_members m LEFT JOIN lx_users u ON u.user_id = m.user_id WHERE m.team_id = $1 "
         "ORDER BY m.created_at, m.user_id",
         p, 1};
-    lx_admin_exec(ctx, &s, 1, team_members_done);
+    lx_admin_run(ctx, &s, 1, team_members_done);
 }
 
 /* ---- member lists ---- */
@@ -394,7 +370,8 @@ static void select_members(struct lx_admin__batch *b, const char *team_id)
  * Read the team and go on in cb with its row, or with members, with the rows
  * of its members (see select_members).
  */
-static void read_team(struct lx_admin_ctx *ctx, const char *team_id, bool members, lx_store_cb cb)
+static void read_team(struct lx_admin_ctx *ctx, const char *team_id, bool members,
+                      lx_admin_result_cb cb)
 {
     struct lx_admin__batch b;
     lx_admin__batch_init(&b, ctx, 1);
@@ -403,7 +380,7 @@ static void read_team(struct lx_admin_ctx *ctx, const char *team_id, bool member
     } else {
         select_team(&b, team_id);
     }
-    lx_admin__batch_exec(&b, cb);
+    lx_admin__batch_run(&b, cb);
 }
 
 /* Answers 400 when the body named no team. */
@@ -425,6 +402,25 @@ static struct team_op *op_new(struct lx_admin_ctx *ctx, enum team_kind kind)
 }
 
 /* ---- /team/new ---- */
+
+/* The new team is stored, unless its id was taken (LiteLLM's 400). */
+static void team_created(void *ud, int rc, const struct lx_store_result *res,
+                         const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    const struct team_op *t = ctx->ud;
+    if (rc == LX_ECONFLICT) {
+        lx_admin_respond_error_param(ctx, 400, "team_id",
+                                     "Team id = %s already exists. Please use a different team id.",
+                                     t->team_id);
+        return;
+    }
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    team_row_done(ctx, res);
+}
 
 void lx_admin__team_new(struct lx_admin_ctx *ctx)
 {
@@ -483,7 +479,7 @@ void lx_admin__team_new(struct lx_admin_ctx *ctx)
     add_member_stmts(ctx, &b, t, now);
     lx_admin__batch_audit(&b, "created", "lx_teams", t->team_id, NULL, body);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_exec(&b, team_created);
 }
 
 /* ---- /team/info ---- */
@@ -502,15 +498,9 @@ void lx_admin__team_info(struct lx_admin_ctx *ctx)
 
 /* ---- /team/update ---- */
 
-static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void team_update_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team_id=%s",
                                      t->team_id);
@@ -547,7 +537,7 @@ static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
     lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, before, body);
     cJSON_Delete(before);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 void lx_admin__team_update(struct lx_admin_ctx *ctx)
@@ -599,14 +589,10 @@ static bool is_member(const struct lx_store_result *res, const char *user_id,
  * The team's members were read for member_add (adding) or member_delete:
  * false when answered (no such team, the caller may not manage it).
  */
-static bool members_checked(struct lx_admin_ctx *ctx, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err, bool adding)
+static bool members_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res,
+                            bool adding)
 {
     const struct team_op *t = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return false;
-    }
     if (res->n_rows == 0) {
         if (adding) {
             lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found for team_id=%s",
@@ -627,12 +613,10 @@ static bool members_checked(struct lx_admin_ctx *ctx, int rc, const struct lx_st
     return true;
 }
 
-static void member_add_checked(void *ud, int rc, const struct lx_store_result *res,
-                               const struct lx_error *err)
+static void member_add_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (!members_checked(ctx, rc, res, err, true)) {
+    if (!members_checked(ctx, res, true)) {
         return;
     }
     for (size_t i = 0; i < t->n_members; i++) {
@@ -649,7 +633,7 @@ static void member_add_checked(void *ud, int rc, const struct lx_store_result *r
     add_member_stmts(ctx, &b, t, now);
     lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, NULL, ctx->body);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
@@ -671,13 +655,11 @@ void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
     read_team(ctx, t->team_id, true, member_add_checked);
 }
 
-static void member_delete_checked(void *ud, int rc, const struct lx_store_result *res,
-                                  const struct lx_error *err)
+static void member_delete_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
     const struct member *m = &t->members[0];
-    if (!members_checked(ctx, rc, res, err, false)) {
+    if (!members_checked(ctx, res, false)) {
         return;
     }
     if (!is_member(res, m->user_id, m->user_email)) {
@@ -700,7 +682,7 @@ static void member_delete_checked(void *ud, int rc, const struct lx_store_result
     lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, NULL, upd);
     cJSON_Delete(upd);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
@@ -727,16 +709,10 @@ void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
 
 /* ---- /team/delete ---- */
 
-static void team_delete_done(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void team_delete_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
     (void)res;
-    struct lx_admin_ctx *ctx = ud;
     struct lx_admin__delete *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(o, "deleted_teams");
     for (size_t i = 0; i < d->n; i++) {
@@ -780,14 +756,8 @@ static cJSON *find_team(cJSON *teams, const char *team_id)
     return NULL;
 }
 
-static void team_list_keys(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void team_list_keys(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     static const char *const skip[] = {"token", NULL};
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *t = find_team(ctx->doc, lx_store_cell(res, i, "team_id"));
@@ -802,15 +772,9 @@ static void team_list_keys(void *ud, int rc, const struct lx_store_result *res,
 #define TEAM_LIST_FILTER                                                                           \
     "($1 IS NULL OR team_id IN (SELECT team_id FROM lx_team_members WHERE user_id = $1))"
 
-static void team_list_members(void *ud, int rc, const struct lx_store_result *res,
-                              const struct lx_error *err)
+static void team_list_members(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_list *l = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < res->n_rows; i++) {
         const char *tid = lx_store_cell(res, i, "team_id");
         cJSON *t = find_team(ctx->doc, tid);
@@ -836,18 +800,12 @@ static void team_list_members(void *ud, int rc, const struct lx_store_result *re
         "SELECT * FROM lx_keys WHERE team_id IS NOT NULL AND " TEAM_LIST_FILTER
         " ORDER BY created_at",
         p, 1};
-    lx_admin_exec(ctx, &s, 1, team_list_keys);
+    lx_admin_run(ctx, &s, 1, team_list_keys);
 }
 
-static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void team_list_rows(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_list *l = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     ctx->doc = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *t = lx_admin__row_json(res, i, NULL);
@@ -863,7 +821,7 @@ static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
         "team_id FROM lx_team_members WHERE user_id = $1))"
         " ORDER BY m.created_at, m.user_id",
         p, 1};
-    lx_admin_exec(ctx, &s, 1, team_list_members);
+    lx_admin_run(ctx, &s, 1, team_list_members);
 }
 
 void lx_admin__team_list(struct lx_admin_ctx *ctx)
@@ -885,7 +843,7 @@ void lx_admin__team_list(struct lx_admin_ctx *ctx)
     struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
     struct lx_store_stmt s = {
         "SELECT * FROM lx_teams WHERE " TEAM_LIST_FILTER " ORDER BY team_alias, team_id", p, 1};
-    lx_admin_exec(ctx, &s, 1, team_list_rows);
+    lx_admin_run(ctx, &s, 1, team_list_rows);
 }
 
 /* ---- /team/block and /team/unblock ---- */
@@ -895,16 +853,10 @@ struct team_block {
     bool blocked;
 };
 
-static void team_block_row(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void team_block_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_block *tb = ctx->ud;
     struct team_op *t = &tb->op;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team_id=%s",
                                      t->team_id);
@@ -920,7 +872,7 @@ static void team_block_row(void *ud, int rc, const struct lx_store_result *res,
     lx_admin__batch_audit(&b, tb->blocked ? "blocked" : "unblocked", "lx_teams", t->team_id, NULL,
                           NULL);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)

@@ -258,14 +258,8 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
     lx_admin__batch_exec(&b, user_new_done);
 }
 
-static void user_new_checked(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void user_new_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < res->n_rows; i++) {
         const char *k = lx_store_cell(res, i, "k");
         const char *v = lx_store_cell(res, i, "v");
@@ -393,7 +387,7 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
         "UNION ALL SELECT 'email', user_email FROM lx_users WHERE lower(user_email) = lower($2) "
         "UNION ALL SELECT 'alias', key_alias FROM lx_keys WHERE key_alias = $3",
         p, 3};
-    lx_admin_exec(ctx, &s, 1, user_new_checked);
+    lx_admin_run(ctx, &s, 1, user_new_checked);
 }
 
 /* ---- /user/info ---- */
@@ -403,15 +397,9 @@ struct user_info {
     cJSON *info; /* ctx->doc.user_info (borrowed from it) */
 };
 
-static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void user_info_teams(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_info *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *teams = cJSON_AddArrayToObject(ctx->doc, "teams");
     cJSON *ids = u->info ? cJSON_AddArrayToObject(u->info, "teams") : NULL;
     for (size_t i = 0; i < res->n_rows; i++) {
@@ -423,15 +411,9 @@ static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
     lx_admin_answer(ctx, ctx->doc);
 }
 
-static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void user_info_keys(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_info *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *keys = cJSON_AddArrayToObject(ctx->doc, "keys");
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON_AddItemToArray(keys, lx_admin__row_json(res, i, NULL));
@@ -442,18 +424,12 @@ static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
                      "WHERE m.user_id = $1 ORDER BY t.team_alias, t.team_id"
                    : "SELECT * FROM lx_teams ORDER BY team_alias, team_id LIMIT 1000",
         p, u->user_id ? 1 : 0};
-    lx_admin_exec(ctx, &s, 1, user_info_teams);
+    lx_admin_run(ctx, &s, 1, user_info_teams);
 }
 
-static void user_info_row(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void user_info_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_info *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (u->user_id && res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "user_id", "User %s not found", u->user_id);
         return;
@@ -472,7 +448,7 @@ static void user_info_row(void *ud, int rc, const struct lx_store_result *res,
                                   ? "SELECT * FROM lx_keys WHERE user_id = $1 ORDER BY created_at"
                                   : "SELECT * FROM lx_keys ORDER BY created_at LIMIT 1000",
                               p, u->user_id ? 1 : 0};
-    lx_admin_exec(ctx, &s, 1, user_info_keys);
+    lx_admin_run(ctx, &s, 1, user_info_keys);
 }
 
 void lx_admin__user_info(struct lx_admin_ctx *ctx)
@@ -506,7 +482,7 @@ void lx_admin__user_info(struct lx_admin_ctx *ctx)
         s.sql = "SELECT 1 AS one";
         s.n_params = 0;
     }
-    lx_admin_exec(ctx, &s, 1, user_info_row);
+    lx_admin_run(ctx, &s, 1, user_info_row);
 }
 
 /* ---- /user/update ---- */
@@ -538,15 +514,9 @@ static void user_update_done(void *ud, int rc, const struct lx_store_result *res
     lx_admin_answer(ctx, o);
 }
 
-static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void user_update_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_update *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         if (u->by_id) {
             lx_admin_respond_error_param(ctx, 404, "user_id", "User %s not found", u->by_id);
@@ -622,20 +592,14 @@ void lx_admin__user_update(struct lx_admin_ctx *ctx)
                                        : "SELECT * FROM lx_users WHERE lower(user_email) = "
                                          "lower($1) ORDER BY created_at LIMIT 1",
                               p, 1};
-    lx_admin_exec(ctx, &s, 1, user_update_row);
+    lx_admin_run(ctx, &s, 1, user_update_row);
 }
 
 /* ---- /user/delete ---- */
 
-static void user_delete_done(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void user_delete_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct lx_admin__delete *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < d->n; i++) {
         lx_auth_invalidate_user(d->ids[i]);
     }
@@ -664,15 +628,9 @@ struct user_list {
     long long page, page_size;
 };
 
-static void user_list_count(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void user_list_count(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_list *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     int64_t total = res->n_rows ? lx_store_cell_int(res, 0, "n", 0) : 0;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "users", ctx->doc);
@@ -706,15 +664,9 @@ static const char *user_list_sql(struct lx_admin_ctx *ctx, const char *head, siz
     return lx_arena_printf(&ctx->arena, "%s%s%s%s", head, USER_LIST_WHERE, in, tail);
 }
 
-static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void user_list_rows(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_list *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     ctx->doc = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON_AddItemToArray(ctx->doc, lx_admin__row_json(res, i, NULL));
@@ -725,7 +677,7 @@ static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
     struct lx_store_stmt s = {
         user_list_sql(ctx, "SELECT COUNT(*) AS n FROM lx_users u", 4, q->n_ids, ""), q->c,
         3 + q->n_ids};
-    lx_admin_exec(ctx, &s, 1, user_list_count);
+    lx_admin_run(ctx, &s, 1, user_list_count);
 }
 
 static int query_int(struct lx_admin_ctx *ctx, const char *name, long long lo, long long hi,
@@ -790,5 +742,5 @@ void lx_admin__user_list(struct lx_admin_ctx *ctx)
         "FROM lx_users u",
         6, q->n_ids, " ORDER BY u.created_at DESC, u.user_id LIMIT $4 OFFSET $5");
     struct lx_store_stmt s = {sql, q->p, 5 + q->n_ids};
-    lx_admin_exec(ctx, &s, 1, user_list_rows);
+    lx_admin_run(ctx, &s, 1, user_list_rows);
 }

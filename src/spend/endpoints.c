@@ -95,14 +95,8 @@ static void add_str_or_null(cJSON *o, const char *name, const char *v)
 
 /* ---- /user/spend ---- */
 
-static void on_user_spend(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void on_user_spend(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     const char *uid = ctx->ud;
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "user_id", "User not found: %s", uid);
@@ -141,19 +135,13 @@ void lx_spend_user_spend(struct lx_admin_ctx *ctx)
     struct lx_store_stmt st = {"SELECT user_id, spend_nanos, max_budget_nanos, soft_budget_nanos,"
                                " budget_duration, budget_reset_at FROM lx_users WHERE user_id = $1",
                                &p, 1};
-    lx_admin_exec(ctx, &st, 1, on_user_spend);
+    lx_admin_run(ctx, &st, 1, on_user_spend);
 }
 
 /* ---- /global/spend ---- */
 
-static void on_global_spend(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void on_global_spend(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     struct lx_budget *b = atomic_load(&g_budget);
     int64_t total = lx_store_cell_int(res, 0, "total", 0) + (b ? lx_budget_pending_global(b) : 0);
     cJSON *o = cJSON_CreateObject();
@@ -172,7 +160,7 @@ void lx_spend_global_spend(struct lx_admin_ctx *ctx)
 {
     struct lx_store_stmt st = {"SELECT COALESCE(SUM(spend_nanos), 0) AS total FROM lx_spend_logs",
                                NULL, 0};
-    lx_admin_exec(ctx, &st, 1, on_global_spend);
+    lx_admin_run(ctx, &st, 1, on_global_spend);
 }
 
 /* ---- /user/reset_budget ---- */
@@ -323,13 +311,8 @@ LX_TESTABLE int lx_spend__parse_date_ms(const char *s, int64_t *out)
     return 0;
 }
 
-static void on_logs(void *ud, int rc, const struct lx_store_result *res, const struct lx_error *err)
+static void on_logs(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -419,13 +402,13 @@ void lx_spend_logs(struct lx_admin_ctx *ctx)
         " AND start_time_ms >= $4 AND start_time_ms < $5"
         " ORDER BY start_time_ms DESC LIMIT $6",
         p, 6};
-    lx_admin_exec(ctx, &st, 1, on_logs);
+    lx_admin_run(ctx, &st, 1, on_logs);
 }
 
 /* ---- /global/spend/keys, /global/spend/models ---- */
 
 /* A top list: sql with $1 the ?limit= (default TOP_DEFAULT), answered by cb. */
-static void top_query(struct lx_admin_ctx *ctx, const char *sql, lx_store_cb cb)
+static void top_query(struct lx_admin_ctx *ctx, const char *sql, lx_admin_result_cb cb)
 {
     const char *v = lx_admin_query(ctx, "limit");
     unsigned long long n = TOP_DEFAULT;
@@ -435,17 +418,11 @@ static void top_query(struct lx_admin_ctx *ctx, const char *sql, lx_store_cb cb)
     }
     struct lx_store_param p = LX_SP_I((long long)n);
     struct lx_store_stmt st = {sql, &p, 1};
-    lx_admin_exec(ctx, &st, 1, cb);
+    lx_admin_run(ctx, &st, 1, cb);
 }
 
-static void on_top_keys(void *ud, int rc, const struct lx_store_result *res,
-                        const struct lx_error *err)
+static void on_top_keys(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         const char *token = lx_store_cell(res, i, "token");
@@ -470,14 +447,8 @@ void lx_spend_global_keys(struct lx_admin_ctx *ctx)
               on_top_keys);
 }
 
-static void on_top_models(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void on_top_models(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *o = cJSON_CreateObject();

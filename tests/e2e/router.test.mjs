@@ -88,7 +88,7 @@ async function withProxy(...args) {
 // ---------------------------------------------------------------------------
 // The tutorial's two config blocks, word for word (plus api_base at the mock)
 
-test("tutorial Load Balancing block: three gpt-4 deployments share the traffic (each 1/3 ± 0.1)", async () => {
+test("tutorial Load Balancing block: three gpt-4 deployments share the traffic (each 1/3 ± 0.1 of 600 calls, over 5 standard deviations)", async () => {
   const base = mockApiBase(mock);
   const config = `# config.yaml with load balancing
 model_list:
@@ -119,13 +119,13 @@ model_list:
   await withProxy(config, {
     env: { OPENAI_API_KEY_1: 'sk-one-1111111', OPENAI_API_KEY_2: 'sk-two-2222222', OPENAI_API_KEY_3: 'sk-three-333333' },
   }, async (proxy) => {
-    const { counts, statuses } = await spread(proxy, 'gpt-4', 300);
-    assert.deepEqual(statuses, { 200: 300 });
+    const { counts, statuses } = await spread(proxy, 'gpt-4', 600);
+    assert.deepEqual(statuses, { 200: 600 });
     const ids = Object.keys(counts);
     assert.equal(ids.length, 3, `three deployments answered: ${JSON.stringify(counts)}`);
     for (const id of ids) {
-      const share = counts[id] / 300;
-      assert.ok(Math.abs(share - 1 / 3) < 0.1, `deployment ${id} got ${counts[id]}/300`);
+      const share = counts[id] / 600;
+      assert.ok(Math.abs(share - 1 / 3) < 0.1, `deployment ${id} got ${counts[id]}/600`);
     }
     // Each deployment's own key went upstream.
     await mock.reset();
@@ -231,10 +231,10 @@ test('simple-shuffle: weight 3:1 splits 3:1 (0.75 ± 0.08); rpm is the weight wh
       dep('r', mock, { id: 'r-small', params: { rpm: 100 } }),
     ],
   }, async (proxy) => {
-    const w = await spread(proxy, 'w', 400);
-    assert.ok(Math.abs(w.counts['w-heavy'] / 400 - 0.75) < 0.08, JSON.stringify(w.counts));
-    const r = await spread(proxy, 'r', 300);
-    assert.ok(Math.abs(r.counts['r-big'] / 300 - 0.9) < 0.07, JSON.stringify(r.counts));
+    const w = await spread(proxy, 'w', 800);
+    assert.ok(Math.abs(w.counts['w-heavy'] / 800 - 0.75) < 0.08, JSON.stringify(w.counts));
+    const r = await spread(proxy, 'r', 600);
+    assert.ok(Math.abs(r.counts['r-big'] / 600 - 0.9) < 0.07, JSON.stringify(r.counts));
   });
 });
 

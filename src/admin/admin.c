@@ -167,6 +167,7 @@ static void ctx_free(struct lx_admin_ctx *ctx)
     if (ctx->ud_free && ctx->ud) {
         ctx->ud_free(ctx->ud);
     }
+    cJSON_Delete(ctx->doc);
     lx_identity_unref(ctx->caller);
     lx_config_unref(ctx->cfg);
     lx_arena_fini(&ctx->arena);
@@ -201,6 +202,9 @@ void lx_admin_respond_json(struct lx_admin_ctx *ctx, int status, const cJSON *do
 
 void lx_admin_answer(struct lx_admin_ctx *ctx, cJSON *doc)
 {
+    if (doc == ctx->doc) {
+        ctx->doc = NULL;
+    }
     lx_admin_respond_json(ctx, 200, doc);
     cJSON_Delete(doc);
 }
@@ -265,6 +269,26 @@ void lx_admin_exec(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, 
     if (rc) {
         lx_admin_respond_store_error(ctx, rc, NULL);
     }
+}
+
+static void run_done(void *ud, int rc, const struct lx_store_result *res,
+                     const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    lx_admin_result_cb cb = ctx->then;
+    ctx->then = NULL;
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    cb(ctx, res);
+}
+
+void lx_admin_run(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, size_t n,
+                  lx_admin_result_cb cb)
+{
+    ctx->then = cb;
+    lx_admin_exec(ctx, stmts, n, run_done);
 }
 
 /* ---- dispatch ---- */
@@ -497,22 +521,32 @@ const char *lx_admin__print(struct lx_admin_ctx *ctx, const cJSON *v)
     return out;
 }
 
-int lx_admin_field_strlist_json(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
-                                const char **out_json, bool *out_present)
+static bool is_strlist(const cJSON *v)
+{
+    const cJSON *it;
+    if (!cJSON_IsArray(v)) {
+        return false;
+    }
+    cJSON_ArrayForEach(it, v)
+    {
+        if (!cJSON_IsString(it)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A field that is a JSON document: `what` when is_ok fails, else its text in the context arena. */
+static int field_json(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
+                      bool (*is_ok)(const cJSON *), const char *what, const char **out_json,
+                      bool *out_present)
 {
     const cJSON *v = field(obj, name, out_present);
     if (!v) {
         return 0;
     }
-    if (!cJSON_IsArray(v)) {
-        return bad_field(ctx, name, "a list of strings");
-    }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, v)
-    {
-        if (!cJSON_IsString(it)) {
-            return bad_field(ctx, name, "a list of strings");
-        }
+    if (!is_ok(v)) {
+        return bad_field(ctx, name, what);
     }
     const char *s = lx_admin__print(ctx, v);
     if (!s) {
@@ -523,23 +557,21 @@ int lx_admin_field_strlist_json(struct lx_admin_ctx *ctx, const cJSON *obj, cons
     return 0;
 }
 
+int lx_admin_field_strlist_json(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
+                                const char **out_json, bool *out_present)
+{
+    return field_json(ctx, obj, name, is_strlist, "a list of strings", out_json, out_present);
+}
+
+static bool is_object(const cJSON *v)
+{
+    return cJSON_IsObject(v);
+}
+
 int lx_admin_field_object_json(struct lx_admin_ctx *ctx, const cJSON *obj, const char *name,
                                const char **out_json, bool *out_present)
 {
-    const cJSON *v = field(obj, name, out_present);
-    if (!v) {
-        return 0;
-    }
-    if (!cJSON_IsObject(v)) {
-        return bad_field(ctx, name, "an object");
-    }
-    const char *s = lx_admin__print(ctx, v);
-    if (!s) {
-        lx_admin_respond_error(ctx, 500, "out of memory");
-        return -1;
-    }
-    *out_json = s;
-    return 0;
+    return field_json(ctx, obj, name, is_object, "an object", out_json, out_present);
 }
 
 /* ---- audit log ---- */

@@ -30,6 +30,10 @@ enum lx_admin_perm {
     LX_PERM_SELF_WRITE,   /* changes to one's own records: internal_user and admins */
 };
 
+struct lx_admin_ctx;
+/* What runs with the result of a lx_admin_run that succeeded. */
+typedef void (*lx_admin_result_cb)(struct lx_admin_ctx *ctx, const struct lx_store_result *res);
+
 struct lx_admin_ctx {
     struct lx_http_request *req;
     struct lx_identity *caller; /* reference held by the context */
@@ -44,9 +48,11 @@ struct lx_admin_ctx {
      */
     struct lx_arena arena;
     const struct lx_admin_route *route;
-    void *ud; /* the handler's own state */
+    void *ud;   /* the handler's own state */
+    cJSON *doc; /* an answer built over several round trips: freed with the context */
     /* When set, frees ud with the context (after the answer); else ud lives in the arena. */
     void (*ud_free)(void *ud);
+    lx_admin_result_cb then; /* lx_admin_run's, while its statements run */
 };
 
 typedef void (*lx_admin_handler_fn)(struct lx_admin_ctx *ctx);
@@ -136,7 +142,7 @@ void lx_admin_audit_stmt(struct lx_admin_ctx *ctx, struct lx_admin_audit *a, con
 
 /* Answer with a JSON document and free the context (its references and body). */
 void lx_admin_respond_json(struct lx_admin_ctx *ctx, int status, const cJSON *doc);
-/* Answer 200 with doc, which is taken over (freed), and free the context. */
+/* Answer 200 with doc, which is taken over (freed; it may be ctx->doc), and free the context. */
 void lx_admin_answer(struct lx_admin_ctx *ctx, cJSON *doc);
 /* Answer with an OpenAI-shaped error and free the context. */
 void lx_admin_respond_error(struct lx_admin_ctx *ctx, int status, const char *fmt, ...)
@@ -155,5 +161,12 @@ void lx_admin_respond_store_error(struct lx_admin_ctx *ctx, int rc, const struct
  */
 void lx_admin_exec(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, size_t n,
                    lx_store_cb cb);
+/*
+ * The same for a handler that has nothing to add to a store failure: when
+ * the statements fail, their error is answered (lx_admin_respond_store_error);
+ * when they succeed, cb(ctx, result) runs. Never inside the call itself.
+ */
+void lx_admin_run(struct lx_admin_ctx *ctx, const struct lx_store_stmt *stmts, size_t n,
+                  lx_admin_result_cb cb);
 
 #endif

@@ -91,8 +91,9 @@ void lx_admin__batch_audit(struct lx_admin__batch *b, const char *action, const 
 /* Append a statement whose n parameters are the strings ids[0..n-1]. */
 void lx_admin__batch_add_ids(struct lx_admin__batch *b, const char *sql, const char *const *ids,
                              size_t n);
-/* Run the batch (lx_admin_exec). */
+/* Run the batch (lx_admin_exec, lx_admin_run). */
 void lx_admin__batch_exec(struct lx_admin__batch *b, lx_store_cb cb);
+void lx_admin__batch_run(struct lx_admin__batch *b, lx_admin_result_cb cb);
 /*
  * An UPDATE's parameter for a column of the row read before (row 0 of r):
  * the body's value when present (an int < 0 is NULL), else the row's.
@@ -112,6 +113,36 @@ int lx_admin__strlist(struct lx_admin_ctx *ctx, const cJSON *body, const char *n
                       const char ***out, size_t *out_n, bool *out_present);
 void lx_admin__add_strlist(cJSON *o, const char *name, const char *const *items, size_t n);
 
+/* The model access, budget and rate-limit fields of users and teams. */
+struct lx_admin__limits {
+    const char *models, *metadata; /* JSON text */
+    const char *budget_duration;
+    long long budget_s;
+    int64_t max_budget, soft_budget; /* nano-USD */
+    long long rpm, tpm, mpr;         /* rpm_limit, tpm_limit, max_parallel_requests */
+    bool has_models, has_metadata, has_budget_duration, has_max_budget, has_soft_budget;
+    bool has_rpm, has_tpm, has_mpr;
+};
+/* Nothing present; the budgets and limits LX_NO_LIMIT. */
+void lx_admin__limits_init(struct lx_admin__limits *l);
+/*
+ * Read the fields of a body in the order models, metadata, budget_duration,
+ * rpm_limit, tpm_limit, max_parallel_requests, max_budget, soft_budget
+ * (-1 = answered 400). An explicit "max_budget": null is present, as no limit
+ * (LiteLLM clears the budget).
+ */
+int lx_admin__field_limits(struct lx_admin_ctx *ctx, const cJSON *body, struct lx_admin__limits *l);
+/*
+ * The parameters of the columns models, max_budget_nanos, soft_budget_nanos,
+ * budget_duration, budget_reset_at, rpm_limit, tpm_limit and
+ * max_parallel_requests, in this order: of a new record when before is NULL
+ * (what is absent is NULL), else of an update of before's row 0 (what is
+ * absent keeps the row's value). A budget_duration given restarts the budget
+ * period at now.
+ */
+void lx_admin__limits_params(const struct lx_admin__limits *l, const struct lx_store_result *before,
+                             int64_t now, struct lx_store_param p[8]);
+
 /*
  * /user/delete and /team/delete: the records named by a list of ids go with
  * their keys and team memberships, in one batch with an audit row per record.
@@ -124,7 +155,7 @@ struct lx_admin__owner {
     const char *noun;        /* in messages: "User" */
     const char *kind;        /* in messages: "user" */
     const char *audit_after; /* the audit rows' updated_values: "{}" or NULL */
-    lx_store_cb done;        /* answers; ctx->ud is the struct lx_admin__delete */
+    lx_admin_result_cb done; /* answers; ctx->ud is the struct lx_admin__delete */
 };
 struct lx_admin__delete {
     const struct lx_admin__owner *owner;

@@ -366,6 +366,33 @@ static int collect_fields(struct lx_admin_ctx *ctx, struct key_set *ks)
 
 /* ---- /key/generate ---- */
 
+/*
+ * A new key into key (cap bytes): custom, given in the body's `field`, which
+ * must start with "sk-"; else a random one. Then its hash (token) and masked
+ * name. -1 when answered.
+ */
+static int key_value(struct lx_admin_ctx *ctx, const char *field, const char *custom, char *key,
+                     size_t cap, char token[65], char *name, size_t name_cap)
+{
+    if (custom) {
+        size_t n = strlen(custom);
+        if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= cap) {
+            lx_admin_respond_error_param(ctx, 400, field,
+                                         "Invalid value for '%s': a custom key must start with "
+                                         "'sk-' and be at most 255 characters",
+                                         field);
+            return -1;
+        }
+        memcpy(key, custom, n + 1);
+    } else if (lx_auth_key_generate(key, cap)) {
+        lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
+        return -1;
+    }
+    lx_auth_key_hash(lx_str_c(key), token);
+    lx_auth_key_mask(lx_str_c(key), name, name_cap);
+    return 0;
+}
+
 struct generate {
     char key[LX_AUTH_KEY_LEN + 256];
     char token[65];
@@ -498,21 +525,10 @@ void lx_admin__key_generate(struct lx_admin_ctx *ctx)
     if (lx_admin_field_str(ctx, ctx->body, "key", &custom, &has_custom)) {
         return;
     }
-    if (has_custom) {
-        size_t n = strlen(custom);
-        if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= sizeof(g->key)) {
-            lx_admin_respond_error_param(ctx, 400, "key",
-                                         "Invalid value for 'key': a custom key must start with "
-                                         "'sk-' and be at most 255 characters");
-            return;
-        }
-        memcpy(g->key, custom, n + 1);
-    } else if (lx_auth_key_generate(g->key, sizeof(g->key))) {
-        lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
+    if (key_value(ctx, "key", has_custom ? custom : NULL, g->key, sizeof(g->key), g->token,
+                  g->key_name, sizeof(g->key_name))) {
         return;
     }
-    lx_auth_key_hash(lx_str_c(g->key), g->token);
-    lx_auth_key_mask(lx_str_c(g->key), g->key_name, sizeof(g->key_name));
     if (g->ks.team_id) {
         struct lx_store_param p[] = {LX_SP_T(g->ks.team_id)};
         struct lx_store_stmt st = {"SELECT team_id FROM lx_teams WHERE team_id = $1", p, 1};
@@ -572,15 +588,9 @@ static const char *row_json_text(struct lx_admin_ctx *ctx, const struct lx_store
 
 static void info_answer(struct lx_admin_ctx *ctx, const struct lx_store_result *res);
 
-static void on_key_read(void *ud, int rc, const struct lx_store_result *res,
-                        const struct lx_error *err)
+static void on_key_read(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct key_op *op = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         respond_not_found(ctx);
         return;
@@ -606,7 +616,7 @@ static void key_op_start(struct lx_admin_ctx *ctx, struct key_op *op, const char
     lx_auth_token_of(lx_str_c(key), op->token);
     op->p3[0] = LX_SP_T(op->token);
     struct lx_store_stmt st = {"SELECT * FROM lx_keys WHERE token = $1", op->p3, 1};
-    lx_admin_exec(ctx, &st, 1, on_key_read);
+    lx_admin_run(ctx, &st, 1, on_key_read);
 }
 
 /* The body's "key" (required). NULL when an answer has been sent. */
@@ -845,21 +855,10 @@ void lx_admin__key_regenerate(struct lx_admin_ctx *ctx)
                                 &has_grace)) {
         return;
     }
-    if (has_custom) {
-        size_t n = strlen(custom);
-        if (n < 4 || strncmp(custom, "sk-", 3) != 0 || n >= sizeof(op->new_key)) {
-            lx_admin_respond_error_param(ctx, 400, "new_key",
-                                         "Invalid value for 'new_key': a custom key must start "
-                                         "with 'sk-' and be at most 255 characters");
-            return;
-        }
-        memcpy(op->new_key, custom, n + 1);
-    } else if (lx_auth_key_generate(op->new_key, sizeof(op->new_key))) {
-        lx_admin_respond_error(ctx, 500, "Could not generate a key: no randomness available");
+    if (key_value(ctx, "new_key", has_custom ? custom : NULL, op->new_key, sizeof(op->new_key),
+                  op->new_token, op->new_name, sizeof(op->new_name))) {
         return;
     }
-    lx_auth_key_hash(lx_str_c(op->new_key), op->new_token);
-    lx_auth_key_mask(lx_str_c(op->new_key), op->new_name, sizeof(op->new_name));
     key_op_start(ctx, op, key, regenerate_write);
 }
 
@@ -878,16 +877,10 @@ struct del {
     struct lx_store_stmt *stmts;
 };
 
-static void on_deleted(void *ud, int rc, const struct lx_store_result *res,
-                       const struct lx_error *err)
+static void on_deleted(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
     (void)res;
-    struct lx_admin_ctx *ctx = ud;
     struct del *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < d->n_tokens; i++) {
         lx_auth_invalidate_token(d->tokens[i]);
     }
@@ -899,15 +892,9 @@ static void on_deleted(void *ud, int rc, const struct lx_store_result *res,
     lx_admin_answer(ctx, o);
 }
 
-static void on_delete_read(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void on_delete_read(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct del *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "keys",
                                      "Key not found in database: none of the given keys exist");
@@ -935,7 +922,7 @@ static void on_delete_read(void *ud, int rc, const struct lx_store_result *res,
                             &d->stmts[i]);
     }
     d->stmts[d->n_tokens] = (struct lx_store_stmt){d->delete_sql, d->params, d->n};
-    lx_admin_exec(ctx, d->stmts, d->n_tokens + 1, on_deleted);
+    lx_admin_run(ctx, d->stmts, d->n_tokens + 1, on_deleted);
 }
 
 void lx_admin__key_delete(struct lx_admin_ctx *ctx)
@@ -1008,7 +995,7 @@ void lx_admin__key_delete(struct lx_admin_ctx *ctx)
                                     (int)in.len, in.data);
     lx_buf_fini(&in);
     struct lx_store_stmt st = {d->select_sql, d->params, d->n};
-    lx_admin_exec(ctx, &st, 1, on_delete_read);
+    lx_admin_run(ctx, &st, 1, on_delete_read);
 }
 
 /* ---- /key/list ---- */
@@ -1021,15 +1008,9 @@ struct list {
     int64_t total;
 };
 
-static void on_list_page(void *ud, int rc, const struct lx_store_result *res,
-                         const struct lx_error *err)
+static void on_list_page(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct list *l = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
     cJSON *keys = cJSON_AddArrayToObject(o, "keys");
     for (size_t i = 0; i < res->n_rows; i++) {
@@ -1064,7 +1045,7 @@ static void on_list_count(void *ud, int rc, const struct lx_store_result *res,
     struct lx_store_stmt st = {"SELECT * FROM lx_keys" LIST_WHERE
                                " ORDER BY created_at DESC, token LIMIT $5 OFFSET $6",
                                l->p, 6};
-    lx_admin_exec(ctx, &st, 1, on_list_page);
+    lx_admin_run(ctx, &st, 1, on_list_page);
 }
 
 static int query_int(struct lx_admin_ctx *ctx, const char *name, long long dflt, long long lo,

@@ -649,18 +649,14 @@ void lx_admin__model_new(struct lx_admin_ctx *ctx)
 /* ---- /model/update ---- */
 
 /*
- * The stored row of the model to change was read: false when answered (a
- * store error, or no such row: 400 for a model of the config file, else 404).
+ * The stored row of the model to change was read: false when answered (no
+ * such row: 400 for a model of the config file, else 404).
  * fix says what to do with one of the config file ("change it in").
  */
-static bool row_found(struct lx_admin_ctx *ctx, int rc, const struct lx_store_result *res,
-                      const struct lx_error *err, const char *param, const char *fix)
+static bool row_found(struct lx_admin_ctx *ctx, const struct lx_store_result *res,
+                      const char *param, const char *fix)
 {
     const struct model_op *m = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return false;
-    }
     if (res->n_rows) {
         return true;
     }
@@ -690,12 +686,10 @@ static void overlay(cJSON *base, const cJSON *over)
     }
 }
 
-static void model_update_row(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void model_update_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct model_op *m = ctx->ud;
-    if (!row_found(ctx, rc, res, err, "model_info.id", "change it in")) {
+    if (!row_found(ctx, res, "model_info.id", "change it in")) {
         return;
     }
     const cJSON *body = ctx->body;
@@ -713,7 +707,7 @@ static void model_update_row(void *ud, int rc, const struct lx_store_result *res
     bool has_key = lx_secret_key_get(ctx->cfg->general.master_key, &key) == 0;
     struct lx_secret_key none = {{0}, false};
     const cJSON *new_lp = cJSON_GetObjectItemCaseSensitive(body, "litellm_params");
-    rc = crypt_params(params, has_key ? &key : &none, false, &bad);
+    int rc = crypt_params(params, has_key ? &key : &none, false, &bad);
     /* A secret that does not decrypt but is given again is dropped; the rest still decrypt. */
     while (rc == LX_EINVAL && bad && cJSON_GetObjectItemCaseSensitive(new_lp, bad)) {
         cJSON_DeleteItemFromObjectCaseSensitive(params, bad);
@@ -778,19 +772,13 @@ void lx_admin__model_update(struct lx_admin_ctx *ctx)
     struct lx_store_stmt s = {"SELECT model_id, model_name, litellm_params, model_info FROM "
                               "lx_models WHERE model_id = $1",
                               p, 1};
-    lx_admin_exec(ctx, &s, 1, model_update_row);
+    lx_admin_run(ctx, &s, 1, model_update_row);
 }
 
-static void model_delete_done(void *ud, int rc, const struct lx_store_result *res,
-                              const struct lx_error *err)
+static void model_delete_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
     (void)res;
-    struct lx_admin_ctx *ctx = ud;
     struct model_op *m = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     m->answer = cJSON_CreateObject();
     char msg[600];
     snprintf(msg, sizeof(msg), "Model: %s deleted successfully", m->model_id);
@@ -798,12 +786,10 @@ static void model_delete_done(void *ud, int rc, const struct lx_store_result *re
     apply_and_answer(ctx);
 }
 
-static void model_delete_row(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void model_delete_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct model_op *m = ctx->ud;
-    if (!row_found(ctx, rc, res, err, "id", "remove it from")) {
+    if (!row_found(ctx, res, "id", "remove it from")) {
         return;
     }
     /* The audit row keeps the model without its (encrypted) secrets. */
@@ -824,7 +810,7 @@ static void model_delete_row(void *ud, int rc, const struct lx_store_result *res
     struct lx_store_param *p =
         lx_admin__batch_add(&b, "DELETE FROM lx_models WHERE model_id = $1", 1);
     p[0] = LX_SP_T(m->model_id);
-    lx_admin__batch_exec(&b, model_delete_done);
+    lx_admin__batch_run(&b, model_delete_done);
 }
 
 void lx_admin__model_delete(struct lx_admin_ctx *ctx)
@@ -844,5 +830,5 @@ void lx_admin__model_delete(struct lx_admin_ctx *ctx)
     struct lx_store_stmt s = {"SELECT model_id, model_name, litellm_params FROM lx_models WHERE "
                               "model_id = $1",
                               p, 1};
-    lx_admin_exec(ctx, &s, 1, model_delete_row);
+    lx_admin_run(ctx, &s, 1, model_delete_row);
 }

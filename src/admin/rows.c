@@ -237,6 +237,11 @@ void lx_admin__batch_exec(struct lx_admin__batch *b, lx_store_cb cb)
     lx_admin_exec(b->ctx, b->stmts, b->n, cb);
 }
 
+void lx_admin__batch_run(struct lx_admin__batch *b, lx_admin_result_cb cb)
+{
+    lx_admin_run(b->ctx, b->stmts, b->n, cb);
+}
+
 struct lx_store_param lx_admin__keep_text(const struct lx_store_result *r, const char *col,
                                           const char *v, bool present)
 {
@@ -264,16 +269,10 @@ static const char *sql_ids(struct lx_admin_ctx *ctx, const char *head, const cha
         ctx, lx_arena_printf(&ctx->arena, "%s%s WHERE %s IN ", head, table, id_col), 1, n, "");
 }
 
-static void delete_rows(void *ud, int rc, const struct lx_store_result *res,
-                        const struct lx_error *err)
+static void delete_rows(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct lx_admin__delete *d = ctx->ud;
     const struct lx_admin__owner *o = d->owner;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < d->n; i++) {
         bool found = false;
         for (size_t r = 0; r < res->n_rows && !found; r++) {
@@ -301,7 +300,7 @@ static void delete_rows(void *ud, int rc, const struct lx_store_result *res,
     }
     lx_admin__batch_add_ids(&b, sql_ids(ctx, "DELETE FROM ", o->table, o->id_col, d->n), d->ids,
                             d->n);
-    lx_admin__batch_exec(&b, o->done);
+    lx_admin__batch_run(&b, o->done);
 }
 
 void lx_admin__delete_owners(struct lx_admin_ctx *ctx, const struct lx_admin__owner *o)
@@ -321,5 +320,66 @@ void lx_admin__delete_owners(struct lx_admin_ctx *ctx, const struct lx_admin__ow
     lx_admin__batch_init(&b, ctx, 1);
     lx_admin__batch_add_ids(&b, sql_ids(ctx, "SELECT * FROM ", o->table, o->id_col, d->n), d->ids,
                             d->n);
-    lx_admin__batch_exec(&b, delete_rows);
+    lx_admin__batch_run(&b, delete_rows);
+}
+
+/* ---- the limits of users and teams ---- */
+
+void lx_admin__limits_init(struct lx_admin__limits *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->max_budget = l->soft_budget = LX_NO_LIMIT;
+    l->rpm = l->tpm = l->mpr = LX_NO_LIMIT;
+}
+
+int lx_admin__field_limits(struct lx_admin_ctx *ctx, const cJSON *body, struct lx_admin__limits *l)
+{
+    if (lx_admin_field_strlist_json(ctx, body, "models", &l->models, &l->has_models) ||
+        lx_admin_field_object_json(ctx, body, "metadata", &l->metadata, &l->has_metadata) ||
+        lx_admin_field_duration(ctx, body, "budget_duration", &l->budget_duration, &l->budget_s,
+                                &l->has_budget_duration) ||
+        lx_admin__field_limit(ctx, body, "rpm_limit", &l->rpm, &l->has_rpm) ||
+        lx_admin__field_limit(ctx, body, "tpm_limit", &l->tpm, &l->has_tpm) ||
+        lx_admin__field_limit(ctx, body, "max_parallel_requests", &l->mpr, &l->has_mpr) ||
+        lx_admin_field_money(ctx, body, "max_budget", &l->max_budget, &l->has_max_budget) ||
+        lx_admin_field_money(ctx, body, "soft_budget", &l->soft_budget, &l->has_soft_budget)) {
+        return -1;
+    }
+    const cJSON *mb = cJSON_GetObjectItemCaseSensitive(body, "max_budget");
+    if (mb && cJSON_IsNull(mb)) {
+        l->has_max_budget = true;
+        l->max_budget = LX_NO_LIMIT;
+    }
+    return 0;
+}
+
+static struct lx_store_param limit_param(long long v)
+{
+    return v >= 0 ? LX_SP_I(v) : LX_SP_NUL;
+}
+
+void lx_admin__limits_params(const struct lx_admin__limits *l, const struct lx_store_result *before,
+                             int64_t now, struct lx_store_param p[8])
+{
+    if (!before) {
+        p[0] = LX_SP_T(l->models);
+        p[1] = limit_param(l->max_budget);
+        p[2] = limit_param(l->soft_budget);
+        p[3] = LX_SP_T(l->budget_duration);
+        p[4] = l->budget_duration ? LX_SP_I(now + l->budget_s) : LX_SP_NUL;
+        p[5] = limit_param(l->rpm);
+        p[6] = limit_param(l->tpm);
+        p[7] = limit_param(l->mpr);
+        return;
+    }
+    p[0] = lx_admin__keep_text(before, "models", l->models, l->has_models);
+    p[1] = lx_admin__keep_int(before, "max_budget_nanos", l->max_budget, l->has_max_budget);
+    p[2] = lx_admin__keep_int(before, "soft_budget_nanos", l->soft_budget, l->has_soft_budget);
+    p[3] =
+        lx_admin__keep_text(before, "budget_duration", l->budget_duration, l->has_budget_duration);
+    p[4] = l->has_budget_duration ? LX_SP_I(now + l->budget_s)
+                                  : lx_admin__keep_int(before, "budget_reset_at", 0, false);
+    p[5] = lx_admin__keep_int(before, "rpm_limit", l->rpm, l->has_rpm);
+    p[6] = lx_admin__keep_int(before, "tpm_limit", l->tpm, l->has_tpm);
+    p[7] = lx_admin__keep_int(before, "max_parallel_requests", l->mpr, l->has_mpr);
 }

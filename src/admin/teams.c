@@ -35,19 +35,10 @@ struct member {
 struct team_op {
     enum team_kind kind;
     const char *team_id;
-    cJSON *team; /* the team's JSON being built (owned until answered) */
     struct member *members;
     size_t n_members;
     int64_t max_budget_in_team;
 };
-
-static void op_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
-{
-    struct team_op *t = ctx->ud;
-    cJSON_Delete(t->team);
-    t->team = NULL;
-    lx_admin_respond_store_error(ctx, rc, err);
-}
 
 /* A members_with_roles entry from a row of lx_team_members joined with lx_users. */
 static cJSON *member_json(const struct lx_store_result *res, size_t i)
@@ -84,18 +75,12 @@ static bool caller_role_in(const struct lx_admin_ctx *ctx, const cJSON *members,
     return false;
 }
 
-static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void team_keys_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc) {
-        op_fail(ctx, rc, err);
-        return;
-    }
     cJSON *doc = cJSON_CreateObject();
     cJSON_AddStringToObject(doc, "team_id", t->team_id);
-    cJSON *members = cJSON_GetObjectItemCaseSensitive(t->team, "members_with_roles");
+    cJSON *members = cJSON_GetObjectItemCaseSensitive(ctx->doc, "members_with_roles");
     cJSON *tm = cJSON_CreateArray();
     const cJSON *m;
     cJSON_ArrayForEach(m, members)
@@ -116,8 +101,8 @@ static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
         }
         cJSON_AddItemToArray(tm, o);
     }
-    cJSON_AddItemToObject(doc, "team_info", t->team);
-    t->team = NULL;
+    cJSON_AddItemToObject(doc, "team_info", ctx->doc);
+    ctx->doc = NULL;
     cJSON *keys = cJSON_AddArrayToObject(doc, "keys");
     static const char *const skip[] = {"token", NULL};
     for (size_t i = 0; i < res->n_rows; i++) {
@@ -127,16 +112,10 @@ static void team_keys_done(void *ud, int rc, const struct lx_store_result *res,
     lx_admin_answer(ctx, doc);
 }
 
-static void team_members_done(void *ud, int rc, const struct lx_store_result *res,
-                              const struct lx_error *err)
+static void team_members_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc) {
-        op_fail(ctx, rc, err);
-        return;
-    }
-    cJSON *members = cJSON_AddArrayToObject(t->team, "members_with_roles");
+    cJSON *members = cJSON_AddArrayToObject(ctx->doc, "members_with_roles");
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *m = member_json(res, i);
         if (t->kind == T_INFO) {
@@ -155,8 +134,6 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         const struct lx_identity *c = ctx->caller;
         bool own_key = c->team_id && strcmp(c->team_id, t->team_id) == 0;
         if (!lx_admin_can_read_all(c) && !own_key && !caller_role_in(ctx, members, NULL)) {
-            cJSON_Delete(t->team);
-            t->team = NULL;
             lx_admin_respond_error(ctx, 403, "User=%s not authorized to access this team=%s",
                                    c->user_id ? c->user_id : "(none)", t->team_id);
             return;
@@ -166,24 +143,21 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
         struct lx_store_stmt s = {"SELECT * FROM lx_keys WHERE team_id = $1 AND (expires IS NULL "
                                   "OR expires > $2) ORDER BY created_at",
                                   p, 2};
-        rc = lx_store_exec(ctx->port, &s, 1, team_keys_done, ctx);
-        if (rc) {
-            op_fail(ctx, rc, NULL);
-        }
+        lx_admin_run(ctx, &s, 1, team_keys_done);
         return;
     }
     case T_UPDATE: {
         cJSON *doc = cJSON_CreateObject();
         cJSON_AddStringToObject(doc, "team_id", t->team_id);
-        cJSON_AddItemToObject(doc, "data", t->team);
-        t->team = NULL;
+        cJSON_AddItemToObject(doc, "data", ctx->doc);
+        ctx->doc = NULL;
         lx_admin_answer(ctx, doc);
         return;
     }
     case T_ADD: {
         /* LiteLLM's TeamAddMemberResponse: the team plus the added users. */
-        cJSON *users = cJSON_AddArrayToObject(t->team, "updated_users");
-        cJSON *tms = cJSON_AddArrayToObject(t->team, "updated_team_memberships");
+        cJSON *users = cJSON_AddArrayToObject(ctx->doc, "updated_users");
+        cJSON *tms = cJSON_AddArrayToObject(ctx->doc, "updated_team_memberships");
         for (size_t i = 0; i < res->n_rows; i++) {
             const char *id = lx_store_cell(res, i, "user_id");
             const char *email = lx_store_cell(res, i, "user_email");
@@ -212,38 +186,22 @@ static void team_members_done(void *ud, int rc, const struct lx_store_result *re
                 break;
             }
         }
-        cJSON *doc = t->team;
-        t->team = NULL;
-        lx_admin_answer(ctx, doc);
+        lx_admin_answer(ctx, ctx->doc);
         return;
     }
     case T_NEW:
     case T_DEL:
     case T_BLOCK: {
-        cJSON *doc = t->team;
-        t->team = NULL;
-        lx_admin_answer(ctx, doc);
+        lx_admin_answer(ctx, ctx->doc);
         return;
     }
     }
 }
 
 /* The team row arrived (last statement of a change, or the info lookup): read its members. */
-static void team_row_done(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void team_row_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc == LX_ECONFLICT && t->kind == T_NEW) {
-        lx_admin_respond_error_param(ctx, 400, "team_id",
-                                     "Team id = %s already exists. Please use a different team id.",
-                                     t->team_id);
-        return;
-    }
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team id: %s.",
                                      t->team_id);
@@ -252,17 +210,14 @@ static void team_row_done(void *ud, int rc, const struct lx_store_result *res,
     if (t->kind != T_NEW && t->kind != T_INFO) {
         lx_auth_invalidate_team(t->team_id);
     }
-    t->team = lx_admin__row_json(res, 0, NULL);
+    ctx->doc = lx_admin__row_json(res, 0, NULL);
     struct lx_store_param p[1] = {LX_SP_T(t->team_id)};
     struct lx_store_stmt s = {
         "SELECT m.user_id, m.role, m.spend_nanos, m.max_budget_nanos, u.user_email FROM "
         "lx_team_members m LEFT JOIN lx_users u ON u.user_id = m.user_id WHERE m.team_id = $1 "
         "ORDER BY m.created_at, m.user_id",
         p, 1};
-    rc = lx_store_exec(ctx->port, &s, 1, team_members_done, ctx);
-    if (rc) {
-        op_fail(ctx, rc, NULL);
-    }
+    lx_admin_run(ctx, &s, 1, team_members_done);
 }
 
 /* ---- member lists ---- */
@@ -399,6 +354,45 @@ static struct lx_store_param *select_team(struct lx_admin__batch *b, const char 
     return p;
 }
 
+/* Rows of the team's current members (0 rows: no such team; NULL user_id: no members). */
+static void select_members(struct lx_admin__batch *b, const char *team_id)
+{
+    struct lx_store_param *p = lx_admin__batch_add(
+        b,
+        "SELECT t.team_id AS team, m.user_id, m.role, u.user_email FROM lx_teams t LEFT JOIN "
+        "lx_team_members m ON m.team_id = t.team_id LEFT JOIN lx_users u ON u.user_id = "
+        "m.user_id WHERE t.team_id = $1",
+        1);
+    p[0] = LX_SP_T(team_id);
+}
+
+/*
+ * Read the team and go on in cb with its row, or with members, with the rows
+ * of its members (see select_members).
+ */
+static void read_team(struct lx_admin_ctx *ctx, const char *team_id, bool members,
+                      lx_admin_result_cb cb)
+{
+    struct lx_admin__batch b;
+    lx_admin__batch_init(&b, ctx, 1);
+    if (members) {
+        select_members(&b, team_id);
+    } else {
+        select_team(&b, team_id);
+    }
+    lx_admin__batch_run(&b, cb);
+}
+
+/* Answers 400 when the body named no team. */
+static bool no_team_id(struct lx_admin_ctx *ctx, const struct team_op *t)
+{
+    if (!t->team_id) {
+        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+        return true;
+    }
+    return false;
+}
+
 static struct team_op *op_new(struct lx_admin_ctx *ctx, enum team_kind kind)
 {
     struct team_op *t = lx_admin__state(ctx, sizeof(*t));
@@ -409,24 +403,36 @@ static struct team_op *op_new(struct lx_admin_ctx *ctx, enum team_kind kind)
 
 /* ---- /team/new ---- */
 
+/* The new team is stored, unless its id was taken (LiteLLM's 400). */
+static void team_created(void *ud, int rc, const struct lx_store_result *res,
+                         const struct lx_error *err)
+{
+    struct lx_admin_ctx *ctx = ud;
+    const struct team_op *t = ctx->ud;
+    if (rc == LX_ECONFLICT) {
+        lx_admin_respond_error_param(ctx, 400, "team_id",
+                                     "Team id = %s already exists. Please use a different team id.",
+                                     t->team_id);
+        return;
+    }
+    if (rc) {
+        lx_admin_respond_store_error(ctx, rc, err);
+        return;
+    }
+    team_row_done(ctx, res);
+}
+
 void lx_admin__team_new(struct lx_admin_ctx *ctx)
 {
     struct team_op *t = op_new(ctx, T_NEW);
     const cJSON *body = ctx->body;
-    const char *alias = NULL, *models = NULL, *metadata = NULL, *dur = NULL;
-    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
-    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT;
+    const char *alias = NULL;
     bool blocked = false;
+    struct lx_admin__limits l;
+    lx_admin__limits_init(&l);
     if (lx_admin__field_id(ctx, body, "team_id", &t->team_id, NULL) ||
         lx_admin_field_str(ctx, body, "team_alias", &alias, NULL) ||
-        lx_admin_field_strlist_json(ctx, body, "models", &models, NULL) ||
-        lx_admin_field_object_json(ctx, body, "metadata", &metadata, NULL) ||
-        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, NULL) ||
-        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, NULL) ||
-        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, NULL) ||
-        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, NULL) ||
-        lx_admin_field_money(ctx, body, "max_budget", &maxb, NULL) ||
-        lx_admin_field_money(ctx, body, "soft_budget", &softb, NULL) ||
+        lx_admin__field_limits(ctx, body, &l) ||
         lx_admin_field_bool(ctx, body, "blocked", &blocked, NULL) ||
         parse_members(ctx, cJSON_GetObjectItemCaseSensitive(body, "members_with_roles"),
                       "members_with_roles", true, t)) {
@@ -463,21 +469,17 @@ void lx_admin__team_new(struct lx_admin_ctx *ctx)
         13);
     p[0] = LX_SP_T(t->team_id);
     p[1] = LX_SP_T(alias);
-    p[2] = LX_SP_T(models ? models : "[]");
-    p[3] = maxb >= 0 ? LX_SP_I(maxb) : LX_SP_NUL;
-    p[4] = softb >= 0 ? LX_SP_I(softb) : LX_SP_NUL;
-    p[5] = LX_SP_T(dur);
-    p[6] = dur ? LX_SP_I(now + dur_s) : LX_SP_NUL;
-    p[7] = rpm >= 0 ? LX_SP_I(rpm) : LX_SP_NUL;
-    p[8] = tpm >= 0 ? LX_SP_I(tpm) : LX_SP_NUL;
-    p[9] = mpr >= 0 ? LX_SP_I(mpr) : LX_SP_NUL;
+    if (!l.models) {
+        l.models = "[]";
+    }
+    lx_admin__limits_params(&l, NULL, now, p + 2);
     p[10] = LX_SP_I(blocked ? 1 : 0);
-    p[11] = LX_SP_T(metadata ? metadata : "{}");
+    p[11] = LX_SP_T(l.metadata ? l.metadata : "{}");
     p[12] = LX_SP_I(now);
     add_member_stmts(ctx, &b, t, now);
     lx_admin__batch_audit(&b, "created", "lx_teams", t->team_id, NULL, body);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_exec(&b, team_created);
 }
 
 /* ---- /team/info ---- */
@@ -491,51 +493,28 @@ void lx_admin__team_info(struct lx_admin_ctx *ctx)
                                      "Malformed request. No team id passed in (team_id).");
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    read_team(ctx, t->team_id, false, team_row_done);
 }
 
 /* ---- /team/update ---- */
 
-static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void team_update_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team_id=%s",
                                      t->team_id);
         return;
     }
     const cJSON *body = ctx->body;
-    const char *alias = NULL, *models = NULL, *metadata = NULL, *dur = NULL;
-    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
-    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT;
-    bool blocked = false, has_alias = false, has_models = false, has_meta = false;
-    bool has_dur = false, has_rpm = false, has_tpm = false, has_mpr = false, has_max = false;
-    bool has_soft = false, has_blocked = false;
+    const char *alias = NULL;
+    bool blocked = false, has_alias = false, has_blocked = false;
+    struct lx_admin__limits l;
+    lx_admin__limits_init(&l);
     if (lx_admin_field_str(ctx, body, "team_alias", &alias, &has_alias) ||
-        lx_admin_field_strlist_json(ctx, body, "models", &models, &has_models) ||
-        lx_admin_field_object_json(ctx, body, "metadata", &metadata, &has_meta) ||
-        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, &has_dur) ||
-        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, &has_rpm) ||
-        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, &has_tpm) ||
-        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, &has_mpr) ||
-        lx_admin_field_money(ctx, body, "max_budget", &maxb, &has_max) ||
-        lx_admin_field_money(ctx, body, "soft_budget", &softb, &has_soft) ||
+        lx_admin__field_limits(ctx, body, &l) ||
         lx_admin_field_bool(ctx, body, "blocked", &blocked, &has_blocked)) {
         return;
-    }
-    const cJSON *mb = cJSON_GetObjectItemCaseSensitive(body, "max_budget");
-    if (mb && cJSON_IsNull(mb)) {
-        has_max = true;
-        maxb = LX_NO_LIMIT;
     }
     int64_t now = lx_wall_s();
     struct lx_admin__batch b;
@@ -549,23 +528,16 @@ static void team_update_row(void *ud, int rc, const struct lx_store_result *res,
         13);
     p[0] = LX_SP_T(t->team_id);
     p[1] = lx_admin__keep_text(res, "team_alias", alias, has_alias);
-    p[2] = lx_admin__keep_text(res, "models", models, has_models);
-    p[3] = lx_admin__keep_int(res, "max_budget_nanos", maxb, has_max);
-    p[4] = lx_admin__keep_int(res, "soft_budget_nanos", softb, has_soft);
-    p[5] = lx_admin__keep_text(res, "budget_duration", dur, has_dur);
-    p[6] = has_dur ? LX_SP_I(now + dur_s) : lx_admin__keep_int(res, "budget_reset_at", 0, false);
-    p[7] = lx_admin__keep_int(res, "rpm_limit", rpm, has_rpm);
-    p[8] = lx_admin__keep_int(res, "tpm_limit", tpm, has_tpm);
-    p[9] = lx_admin__keep_int(res, "max_parallel_requests", mpr, has_mpr);
+    lx_admin__limits_params(&l, res, now, p + 2);
     p[10] =
         has_blocked ? LX_SP_I(blocked ? 1 : 0) : LX_SP_I(lx_store_cell_int(res, 0, "blocked", 0));
-    p[11] = lx_admin__keep_text(res, "metadata", metadata, has_meta);
+    p[11] = lx_admin__keep_text(res, "metadata", l.metadata, l.has_metadata);
     p[12] = LX_SP_I(now);
     cJSON *before = lx_admin__row_json(res, 0, NULL);
     lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, before, body);
     cJSON_Delete(before);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 void lx_admin__team_update(struct lx_admin_ctx *ctx)
@@ -574,29 +546,13 @@ void lx_admin__team_update(struct lx_admin_ctx *ctx)
     if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_update_row);
+    read_team(ctx, t->team_id, false, team_update_row);
 }
 
 /* ---- /team/member_add and /team/member_delete ---- */
-
-/* Rows of the team's current members (0 rows: no such team; NULL user_id: no members). */
-static void select_members(struct lx_admin__batch *b, const char *team_id)
-{
-    struct lx_store_param *p = lx_admin__batch_add(
-        b,
-        "SELECT t.team_id AS team, m.user_id, m.role, u.user_email FROM lx_teams t LEFT JOIN "
-        "lx_team_members m ON m.team_id = t.team_id LEFT JOIN lx_users u ON u.user_id = "
-        "m.user_id WHERE t.team_id = $1",
-        1);
-    p[0] = LX_SP_T(team_id);
-}
 
 /* May the caller manage this team's members: a proxy admin, or an admin of the team. */
 static bool may_manage(const struct lx_admin_ctx *ctx, const struct lx_store_result *res)
@@ -633,14 +589,10 @@ static bool is_member(const struct lx_store_result *res, const char *user_id,
  * The team's members were read for member_add (adding) or member_delete:
  * false when answered (no such team, the caller may not manage it).
  */
-static bool members_checked(struct lx_admin_ctx *ctx, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err, bool adding)
+static bool members_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res,
+                            bool adding)
 {
     const struct team_op *t = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return false;
-    }
     if (res->n_rows == 0) {
         if (adding) {
             lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found for team_id=%s",
@@ -661,12 +613,10 @@ static bool members_checked(struct lx_admin_ctx *ctx, int rc, const struct lx_st
     return true;
 }
 
-static void member_add_checked(void *ud, int rc, const struct lx_store_result *res,
-                               const struct lx_error *err)
+static void member_add_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
-    if (!members_checked(ctx, rc, res, err, true)) {
+    if (!members_checked(ctx, res, true)) {
         return;
     }
     for (size_t i = 0; i < t->n_members; i++) {
@@ -683,7 +633,7 @@ static void member_add_checked(void *ud, int rc, const struct lx_store_result *r
     add_member_stmts(ctx, &b, t, now);
     lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, NULL, ctx->body);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
@@ -695,27 +645,21 @@ void lx_admin__team_member_add(struct lx_admin_ctx *ctx)
         parse_members(ctx, member, "member", false, t)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
     if (t->n_members == 0) {
         lx_admin_respond_error_param(ctx, 400, "member", "No member/members passed in (member)");
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_members(&b, t->team_id);
-    lx_admin__batch_exec(&b, member_add_checked);
+    read_team(ctx, t->team_id, true, member_add_checked);
 }
 
-static void member_delete_checked(void *ud, int rc, const struct lx_store_result *res,
-                                  const struct lx_error *err)
+static void member_delete_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_op *t = ctx->ud;
     const struct member *m = &t->members[0];
-    if (!members_checked(ctx, rc, res, err, false)) {
+    if (!members_checked(ctx, res, false)) {
         return;
     }
     if (!is_member(res, m->user_id, m->user_email)) {
@@ -738,7 +682,7 @@ static void member_delete_checked(void *ud, int rc, const struct lx_store_result
     lx_admin__batch_audit(&b, "updated", "lx_teams", t->team_id, NULL, upd);
     cJSON_Delete(upd);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
@@ -752,8 +696,7 @@ void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
         lx_admin_field_str(ctx, ctx->body, "user_email", &t->members[0].user_email, NULL)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
     if (!t->members[0].user_id && !t->members[0].user_email) {
@@ -761,24 +704,15 @@ void lx_admin__team_member_delete(struct lx_admin_ctx *ctx)
                                      "Either user_id or user_email needs to be passed in");
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_members(&b, t->team_id);
-    lx_admin__batch_exec(&b, member_delete_checked);
+    read_team(ctx, t->team_id, true, member_delete_checked);
 }
 
 /* ---- /team/delete ---- */
 
-static void team_delete_done(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void team_delete_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
     (void)res;
-    struct lx_admin_ctx *ctx = ud;
     struct lx_admin__delete *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(o, "deleted_teams");
     for (size_t i = 0; i < d->n; i++) {
@@ -807,7 +741,6 @@ void lx_admin__team_delete(struct lx_admin_ctx *ctx)
 
 struct team_list {
     const char *user_id;
-    cJSON *teams;
 };
 
 static cJSON *find_team(cJSON *teams, const char *team_id)
@@ -823,51 +756,28 @@ static cJSON *find_team(cJSON *teams, const char *team_id)
     return NULL;
 }
 
-static void team_list_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
+static void team_list_keys(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct team_list *l = ctx->ud;
-    cJSON_Delete(l->teams);
-    l->teams = NULL;
-    lx_admin_respond_store_error(ctx, rc, err);
-}
-
-static void team_list_keys(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
-{
-    struct lx_admin_ctx *ctx = ud;
-    struct team_list *l = ctx->ud;
-    if (rc) {
-        team_list_fail(ctx, rc, err);
-        return;
-    }
     static const char *const skip[] = {"token", NULL};
     for (size_t i = 0; i < res->n_rows; i++) {
-        cJSON *t = find_team(l->teams, lx_store_cell(res, i, "team_id"));
+        cJSON *t = find_team(ctx->doc, lx_store_cell(res, i, "team_id"));
         if (t) {
             cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(t, "keys"),
                                  lx_admin__row_json(res, i, skip));
         }
     }
-    cJSON *doc = l->teams;
-    l->teams = NULL;
-    lx_admin_answer(ctx, doc);
+    lx_admin_answer(ctx, ctx->doc);
 }
 
 #define TEAM_LIST_FILTER                                                                           \
     "($1 IS NULL OR team_id IN (SELECT team_id FROM lx_team_members WHERE user_id = $1))"
 
-static void team_list_members(void *ud, int rc, const struct lx_store_result *res,
-                              const struct lx_error *err)
+static void team_list_members(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_list *l = ctx->ud;
-    if (rc) {
-        team_list_fail(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < res->n_rows; i++) {
         const char *tid = lx_store_cell(res, i, "team_id");
-        cJSON *t = find_team(l->teams, tid);
+        cJSON *t = find_team(ctx->doc, tid);
         if (!t) {
             continue;
         }
@@ -890,28 +800,19 @@ static void team_list_members(void *ud, int rc, const struct lx_store_result *re
         "SELECT * FROM lx_keys WHERE team_id IS NOT NULL AND " TEAM_LIST_FILTER
         " ORDER BY created_at",
         p, 1};
-    rc = lx_store_exec(ctx->port, &s, 1, team_list_keys, ctx);
-    if (rc) {
-        team_list_fail(ctx, rc, NULL);
-    }
+    lx_admin_run(ctx, &s, 1, team_list_keys);
 }
 
-static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void team_list_rows(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_list *l = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    l->teams = cJSON_CreateArray();
+    ctx->doc = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *t = lx_admin__row_json(res, i, NULL);
         cJSON_AddArrayToObject(t, "members_with_roles");
         cJSON_AddArrayToObject(t, "team_memberships");
         cJSON_AddArrayToObject(t, "keys");
-        cJSON_AddItemToArray(l->teams, t);
+        cJSON_AddItemToArray(ctx->doc, t);
     }
     struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
     struct lx_store_stmt s = {
@@ -920,10 +821,7 @@ static void team_list_rows(void *ud, int rc, const struct lx_store_result *res,
         "team_id FROM lx_team_members WHERE user_id = $1))"
         " ORDER BY m.created_at, m.user_id",
         p, 1};
-    rc = lx_store_exec(ctx->port, &s, 1, team_list_members, ctx);
-    if (rc) {
-        team_list_fail(ctx, rc, NULL);
-    }
+    lx_admin_run(ctx, &s, 1, team_list_members);
 }
 
 void lx_admin__team_list(struct lx_admin_ctx *ctx)
@@ -945,7 +843,7 @@ void lx_admin__team_list(struct lx_admin_ctx *ctx)
     struct lx_store_param p[1] = {LX_SP_T(l->user_id)};
     struct lx_store_stmt s = {
         "SELECT * FROM lx_teams WHERE " TEAM_LIST_FILTER " ORDER BY team_alias, team_id", p, 1};
-    lx_admin_exec(ctx, &s, 1, team_list_rows);
+    lx_admin_run(ctx, &s, 1, team_list_rows);
 }
 
 /* ---- /team/block and /team/unblock ---- */
@@ -955,16 +853,10 @@ struct team_block {
     bool blocked;
 };
 
-static void team_block_row(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void team_block_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct team_block *tb = ctx->ud;
     struct team_op *t = &tb->op;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "team_id", "Team not found, passed team_id=%s",
                                      t->team_id);
@@ -980,7 +872,7 @@ static void team_block_row(void *ud, int rc, const struct lx_store_result *res,
     lx_admin__batch_audit(&b, tb->blocked ? "blocked" : "unblocked", "lx_teams", t->team_id, NULL,
                           NULL);
     select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_row_done);
+    lx_admin__batch_run(&b, team_row_done);
 }
 
 static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
@@ -993,14 +885,10 @@ static void team_set_blocked(struct lx_admin_ctx *ctx, bool blocked)
     if (lx_admin__field_id(ctx, ctx->body, "team_id", &t->team_id, NULL)) {
         return;
     }
-    if (!t->team_id) {
-        lx_admin_respond_error_param(ctx, 400, "team_id", "No team id passed in (team_id)");
+    if (no_team_id(ctx, t)) {
         return;
     }
-    struct lx_admin__batch b;
-    lx_admin__batch_init(&b, ctx, 1);
-    select_team(&b, t->team_id);
-    lx_admin__batch_exec(&b, team_block_row);
+    read_team(ctx, t->team_id, false, team_block_row);
 }
 
 void lx_admin__team_block(struct lx_admin_ctx *ctx)

@@ -131,11 +131,10 @@ static int new_key(char key[28], char token[65], char name[16])
 /* ---- /user/new ---- */
 
 struct user_new {
-    const char *user_id, *user_email, *user_alias, *user_role, *models, *metadata;
-    const char *budget_duration, *key_alias, *key_duration;
-    long long budget_s, key_duration_s;
-    int64_t max_budget, soft_budget;
-    long long rpm, tpm, mpr;
+    const char *user_id, *user_email, *user_alias, *user_role;
+    const char *key_alias, *key_duration;
+    long long key_duration_s;
+    struct lx_admin__limits lim;
     const char **teams;      /* team ids */
     const char **team_roles; /* "user" or "admin", per team */
     size_t n_teams;
@@ -204,15 +203,8 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
     p[1] = LX_SP_T(u->user_email);
     p[2] = LX_SP_T(u->user_alias);
     p[3] = LX_SP_T(u->user_role);
-    p[4] = LX_SP_T(u->models);
-    p[5] = u->max_budget >= 0 ? LX_SP_I(u->max_budget) : LX_SP_NUL;
-    p[6] = u->soft_budget >= 0 ? LX_SP_I(u->soft_budget) : LX_SP_NUL;
-    p[7] = LX_SP_T(u->budget_duration);
-    p[8] = u->budget_duration ? LX_SP_I(now + u->budget_s) : LX_SP_NUL;
-    p[9] = u->rpm >= 0 ? LX_SP_I(u->rpm) : LX_SP_NUL;
-    p[10] = u->tpm >= 0 ? LX_SP_I(u->tpm) : LX_SP_NUL;
-    p[11] = u->mpr >= 0 ? LX_SP_I(u->mpr) : LX_SP_NUL;
-    p[12] = LX_SP_T(u->metadata);
+    lx_admin__limits_params(&u->lim, NULL, now, p + 4);
+    p[12] = LX_SP_T(u->lim.metadata);
     p[13] = LX_SP_I(now);
 
     /* Memberships of teams that exist; LiteLLM skips unknown teams too. */
@@ -244,7 +236,7 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
         p[1] = LX_SP_T(u->key_name);
         p[2] = LX_SP_T(u->key_alias);
         p[3] = LX_SP_T(u->user_id);
-        p[4] = LX_SP_T(u->models);
+        p[4] = LX_SP_T(u->lim.models);
         p[5] = u->expires ? LX_SP_I(u->expires) : LX_SP_NUL;
         p[6] = LX_SP_T(lx_admin_caller_name(ctx));
         p[7] = LX_SP_I(now);
@@ -256,7 +248,7 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
         cJSON_AddStringToObject(after, "user_email", u->user_email);
     }
     cJSON_AddStringToObject(after, "user_role", u->user_role);
-    cJSON_AddItemToObject(after, "models", cJSON_Parse(u->models));
+    cJSON_AddItemToObject(after, "models", cJSON_Parse(u->lim.models));
     lx_admin__batch_audit(&b, "created", "lx_users", u->user_id, NULL, after);
     cJSON_Delete(after);
 
@@ -266,14 +258,8 @@ static void user_new_insert(struct lx_admin_ctx *ctx)
     lx_admin__batch_exec(&b, user_new_done);
 }
 
-static void user_new_checked(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void user_new_checked(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < res->n_rows; i++) {
         const char *k = lx_store_cell(res, i, "k");
         const char *v = lx_store_cell(res, i, "v");
@@ -341,8 +327,8 @@ static int parse_teams(struct lx_admin_ctx *ctx, const cJSON *body, struct user_
 void lx_admin__user_new(struct lx_admin_ctx *ctx)
 {
     struct user_new *u = lx_admin__state(ctx, sizeof(*u));
-    u->max_budget = u->soft_budget = LX_NO_LIMIT;
-    u->rpm = u->tpm = u->mpr = LX_NO_LIMIT;
+    struct lx_admin__limits *l = &u->lim;
+    lx_admin__limits_init(l);
     u->auto_create_key = true;
     const cJSON *body = ctx->body;
     const char *team_id = NULL;
@@ -351,15 +337,15 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
         lx_admin_field_str(ctx, body, "user_email", &u->user_email, NULL) ||
         lx_admin_field_str(ctx, body, "user_alias", &u->user_alias, NULL) ||
         lx_admin__field_role(ctx, body, &u->user_role, NULL) ||
-        lx_admin_field_strlist_json(ctx, body, "models", &u->models, NULL) ||
-        lx_admin_field_money(ctx, body, "max_budget", &u->max_budget, NULL) ||
-        lx_admin_field_money(ctx, body, "soft_budget", &u->soft_budget, NULL) ||
-        lx_admin_field_duration(ctx, body, "budget_duration", &u->budget_duration, &u->budget_s,
+        lx_admin_field_strlist_json(ctx, body, "models", &l->models, NULL) ||
+        lx_admin_field_money(ctx, body, "max_budget", &l->max_budget, NULL) ||
+        lx_admin_field_money(ctx, body, "soft_budget", &l->soft_budget, NULL) ||
+        lx_admin_field_duration(ctx, body, "budget_duration", &l->budget_duration, &l->budget_s,
                                 NULL) ||
-        lx_admin__field_limit(ctx, body, "rpm_limit", &u->rpm, NULL) ||
-        lx_admin__field_limit(ctx, body, "tpm_limit", &u->tpm, NULL) ||
-        lx_admin__field_limit(ctx, body, "max_parallel_requests", &u->mpr, NULL) ||
-        lx_admin_field_object_json(ctx, body, "metadata", &u->metadata, NULL) ||
+        lx_admin__field_limit(ctx, body, "rpm_limit", &l->rpm, NULL) ||
+        lx_admin__field_limit(ctx, body, "tpm_limit", &l->tpm, NULL) ||
+        lx_admin__field_limit(ctx, body, "max_parallel_requests", &l->mpr, NULL) ||
+        lx_admin_field_object_json(ctx, body, "metadata", &l->metadata, NULL) ||
         parse_teams(ctx, body, u) || lx_admin__field_id(ctx, body, "team_id", &team_id, NULL) ||
         lx_admin_field_bool(ctx, body, "auto_create_key", &u->auto_create_key, NULL) ||
         lx_admin_field_str(ctx, body, "key_alias", &u->key_alias, NULL) ||
@@ -375,11 +361,11 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
     if (!u->user_role) {
         u->user_role = "internal_user";
     }
-    if (!u->models) {
-        u->models = "[]";
+    if (!l->models) {
+        l->models = "[]";
     }
-    if (!u->metadata) {
-        u->metadata = "{}";
+    if (!l->metadata) {
+        l->metadata = "{}";
     }
     if (team_id) {
         /* The deprecated single team_id joins the teams list. */
@@ -401,35 +387,20 @@ void lx_admin__user_new(struct lx_admin_ctx *ctx)
         "UNION ALL SELECT 'email', user_email FROM lx_users WHERE lower(user_email) = lower($2) "
         "UNION ALL SELECT 'alias', key_alias FROM lx_keys WHERE key_alias = $3",
         p, 3};
-    lx_admin_exec(ctx, &s, 1, user_new_checked);
+    lx_admin_run(ctx, &s, 1, user_new_checked);
 }
 
 /* ---- /user/info ---- */
 
 struct user_info {
     const char *user_id;
-    cJSON *doc;  /* the answer being built */
-    cJSON *info; /* doc.user_info (borrowed from doc) */
+    cJSON *info; /* ctx->doc.user_info (borrowed from it) */
 };
 
-static void user_info_fail(struct lx_admin_ctx *ctx, int rc, const struct lx_error *err)
+static void user_info_teams(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
     struct user_info *u = ctx->ud;
-    cJSON_Delete(u->doc);
-    u->doc = NULL;
-    lx_admin_respond_store_error(ctx, rc, err);
-}
-
-static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
-{
-    struct lx_admin_ctx *ctx = ud;
-    struct user_info *u = ctx->ud;
-    if (rc) {
-        user_info_fail(ctx, rc, err);
-        return;
-    }
-    cJSON *teams = cJSON_AddArrayToObject(u->doc, "teams");
+    cJSON *teams = cJSON_AddArrayToObject(ctx->doc, "teams");
     cJSON *ids = u->info ? cJSON_AddArrayToObject(u->info, "teams") : NULL;
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON_AddItemToArray(teams, lx_admin__row_json(res, i, NULL));
@@ -437,21 +408,13 @@ static void user_info_teams(void *ud, int rc, const struct lx_store_result *res,
             cJSON_AddItemToArray(ids, cJSON_CreateString(lx_store_cell(res, i, "team_id")));
         }
     }
-    cJSON *doc = u->doc;
-    u->doc = NULL;
-    lx_admin_answer(ctx, doc);
+    lx_admin_answer(ctx, ctx->doc);
 }
 
-static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void user_info_keys(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_info *u = ctx->ud;
-    if (rc) {
-        user_info_fail(ctx, rc, err);
-        return;
-    }
-    cJSON *keys = cJSON_AddArrayToObject(u->doc, "keys");
+    cJSON *keys = cJSON_AddArrayToObject(ctx->doc, "keys");
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON_AddItemToArray(keys, lx_admin__row_json(res, i, NULL));
     }
@@ -461,43 +424,31 @@ static void user_info_keys(void *ud, int rc, const struct lx_store_result *res,
                      "WHERE m.user_id = $1 ORDER BY t.team_alias, t.team_id"
                    : "SELECT * FROM lx_teams ORDER BY team_alias, team_id LIMIT 1000",
         p, u->user_id ? 1 : 0};
-    rc = lx_store_exec(ctx->port, &s, 1, user_info_teams, ctx);
-    if (rc) {
-        user_info_fail(ctx, rc, NULL);
-    }
+    lx_admin_run(ctx, &s, 1, user_info_teams);
 }
 
-static void user_info_row(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void user_info_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_info *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (u->user_id && res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "user_id", "User %s not found", u->user_id);
         return;
     }
-    u->doc = cJSON_CreateObject();
+    ctx->doc = cJSON_CreateObject();
     if (u->user_id) {
-        cJSON_AddStringToObject(u->doc, "user_id", u->user_id);
+        cJSON_AddStringToObject(ctx->doc, "user_id", u->user_id);
         u->info = lx_admin__row_json(res, 0, NULL);
-        cJSON_AddItemToObject(u->doc, "user_info", u->info);
+        cJSON_AddItemToObject(ctx->doc, "user_info", u->info);
     } else {
-        cJSON_AddNullToObject(u->doc, "user_id");
-        cJSON_AddNullToObject(u->doc, "user_info");
+        cJSON_AddNullToObject(ctx->doc, "user_id");
+        cJSON_AddNullToObject(ctx->doc, "user_info");
     }
     struct lx_store_param p[1] = {LX_SP_T(u->user_id)};
     struct lx_store_stmt s = {u->user_id
                                   ? "SELECT * FROM lx_keys WHERE user_id = $1 ORDER BY created_at"
                                   : "SELECT * FROM lx_keys ORDER BY created_at LIMIT 1000",
                               p, u->user_id ? 1 : 0};
-    rc = lx_store_exec(ctx->port, &s, 1, user_info_keys, ctx);
-    if (rc) {
-        user_info_fail(ctx, rc, NULL);
-    }
+    lx_admin_run(ctx, &s, 1, user_info_keys);
 }
 
 void lx_admin__user_info(struct lx_admin_ctx *ctx)
@@ -531,7 +482,7 @@ void lx_admin__user_info(struct lx_admin_ctx *ctx)
         s.sql = "SELECT 1 AS one";
         s.n_params = 0;
     }
-    lx_admin_exec(ctx, &s, 1, user_info_row);
+    lx_admin_run(ctx, &s, 1, user_info_row);
 }
 
 /* ---- /user/update ---- */
@@ -563,15 +514,9 @@ static void user_update_done(void *ud, int rc, const struct lx_store_result *res
     lx_admin_answer(ctx, o);
 }
 
-static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void user_update_row(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_update *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     if (res->n_rows == 0) {
         if (u->by_id) {
             lx_admin_respond_error_param(ctx, 404, "user_id", "User %s not found", u->by_id);
@@ -583,36 +528,21 @@ static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
     }
     u->user_id = lx_admin__dup(ctx, lx_store_cell(res, 0, "user_id"));
     const cJSON *body = ctx->body;
-    const char *email = NULL, *alias = NULL, *role = NULL, *models = NULL, *metadata = NULL;
-    const char *dur = NULL;
-    long long dur_s = 0, rpm = LX_NO_LIMIT, tpm = LX_NO_LIMIT, mpr = LX_NO_LIMIT;
-    int64_t maxb = LX_NO_LIMIT, softb = LX_NO_LIMIT, spend = 0;
-    bool has_email = false, has_alias = false, has_role = false, has_models = false;
-    bool has_meta = false, has_dur = false, has_rpm = false, has_tpm = false, has_mpr = false;
-    bool has_max = false, has_soft = false, has_spend = false;
+    const char *email = NULL, *alias = NULL, *role = NULL;
+    int64_t spend = 0;
+    bool has_email = false, has_alias = false, has_role = false, has_spend = false;
+    struct lx_admin__limits l;
+    lx_admin__limits_init(&l);
     if ((u->by_id && lx_admin_field_str(ctx, body, "user_email", &email, &has_email)) ||
         lx_admin_field_str(ctx, body, "user_alias", &alias, &has_alias) ||
         lx_admin__field_role(ctx, body, &role, &has_role) ||
-        lx_admin_field_strlist_json(ctx, body, "models", &models, &has_models) ||
-        lx_admin_field_object_json(ctx, body, "metadata", &metadata, &has_meta) ||
-        lx_admin_field_duration(ctx, body, "budget_duration", &dur, &dur_s, &has_dur) ||
-        lx_admin__field_limit(ctx, body, "rpm_limit", &rpm, &has_rpm) ||
-        lx_admin__field_limit(ctx, body, "tpm_limit", &tpm, &has_tpm) ||
-        lx_admin__field_limit(ctx, body, "max_parallel_requests", &mpr, &has_mpr) ||
-        lx_admin_field_money(ctx, body, "max_budget", &maxb, &has_max) ||
-        lx_admin_field_money(ctx, body, "soft_budget", &softb, &has_soft) ||
+        lx_admin__field_limits(ctx, body, &l) ||
         lx_admin_field_money(ctx, body, "spend", &spend, &has_spend)) {
         return;
     }
-    /* LiteLLM: an explicit "max_budget": null clears the budget; an empty models list is ignored.
-     */
-    const cJSON *mb = cJSON_GetObjectItemCaseSensitive(body, "max_budget");
-    if (mb && cJSON_IsNull(mb)) {
-        has_max = true;
-        maxb = LX_NO_LIMIT;
-    }
-    if (has_models && strcmp(models, "[]") == 0) {
-        has_models = false;
+    /* LiteLLM ignores an empty models list. */
+    if (l.has_models && strcmp(l.models, "[]") == 0) {
+        l.has_models = false;
     }
     int64_t now = lx_wall_s();
     struct lx_admin__batch b;
@@ -628,15 +558,8 @@ static void user_update_row(void *ud, int rc, const struct lx_store_result *res,
     p[1] = lx_admin__keep_text(res, "user_email", email, has_email);
     p[2] = lx_admin__keep_text(res, "user_alias", alias, has_alias);
     p[3] = lx_admin__keep_text(res, "user_role", role, has_role);
-    p[4] = lx_admin__keep_text(res, "models", models, has_models);
-    p[5] = lx_admin__keep_int(res, "max_budget_nanos", maxb, has_max);
-    p[6] = lx_admin__keep_int(res, "soft_budget_nanos", softb, has_soft);
-    p[7] = lx_admin__keep_text(res, "budget_duration", dur, has_dur);
-    p[8] = has_dur ? LX_SP_I(now + dur_s) : lx_admin__keep_int(res, "budget_reset_at", 0, false);
-    p[9] = lx_admin__keep_int(res, "rpm_limit", rpm, has_rpm);
-    p[10] = lx_admin__keep_int(res, "tpm_limit", tpm, has_tpm);
-    p[11] = lx_admin__keep_int(res, "max_parallel_requests", mpr, has_mpr);
-    p[12] = lx_admin__keep_text(res, "metadata", metadata, has_meta);
+    lx_admin__limits_params(&l, res, now, p + 4);
+    p[12] = lx_admin__keep_text(res, "metadata", l.metadata, l.has_metadata);
     p[13] = has_spend ? LX_SP_I(spend) : LX_SP_I(lx_store_cell_int(res, 0, "spend_nanos", 0));
     p[14] = LX_SP_I(now);
 
@@ -669,20 +592,14 @@ void lx_admin__user_update(struct lx_admin_ctx *ctx)
                                        : "SELECT * FROM lx_users WHERE lower(user_email) = "
                                          "lower($1) ORDER BY created_at LIMIT 1",
                               p, 1};
-    lx_admin_exec(ctx, &s, 1, user_update_row);
+    lx_admin_run(ctx, &s, 1, user_update_row);
 }
 
 /* ---- /user/delete ---- */
 
-static void user_delete_done(void *ud, int rc, const struct lx_store_result *res,
-                             const struct lx_error *err)
+static void user_delete_done(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct lx_admin__delete *d = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     for (size_t i = 0; i < d->n; i++) {
         lx_auth_invalidate_user(d->ids[i]);
     }
@@ -709,23 +626,15 @@ void lx_admin__user_delete(struct lx_admin_ctx *ctx)
 
 struct user_list {
     long long page, page_size;
-    cJSON *users;
 };
 
-static void user_list_count(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void user_list_count(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_list *u = ctx->ud;
-    if (rc) {
-        cJSON_Delete(u->users);
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     int64_t total = res->n_rows ? lx_store_cell_int(res, 0, "n", 0) : 0;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "users", u->users);
-    u->users = NULL;
+    cJSON_AddItemToObject(o, "users", ctx->doc);
+    ctx->doc = NULL;
     cJSON_AddNumberToObject(o, "total", (double)total);
     cJSON_AddNumberToObject(o, "page", (double)u->page);
     cJSON_AddNumberToObject(o, "page_size", (double)u->page_size);
@@ -755,18 +664,12 @@ static const char *user_list_sql(struct lx_admin_ctx *ctx, const char *head, siz
     return lx_arena_printf(&ctx->arena, "%s%s%s%s", head, USER_LIST_WHERE, in, tail);
 }
 
-static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
-                           const struct lx_error *err)
+static void user_list_rows(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
     struct user_list *u = ctx->ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
-    u->users = cJSON_CreateArray();
+    ctx->doc = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
-        cJSON_AddItemToArray(u->users, lx_admin__row_json(res, i, NULL));
+        cJSON_AddItemToArray(ctx->doc, lx_admin__row_json(res, i, NULL));
     }
     struct user_list_q *q = (struct user_list_q *)(u + 1);
     memcpy(q->c, q->p, 3 * sizeof(q->c[0]));
@@ -774,11 +677,7 @@ static void user_list_rows(void *ud, int rc, const struct lx_store_result *res,
     struct lx_store_stmt s = {
         user_list_sql(ctx, "SELECT COUNT(*) AS n FROM lx_users u", 4, q->n_ids, ""), q->c,
         3 + q->n_ids};
-    rc = lx_store_exec(ctx->port, &s, 1, user_list_count, ctx);
-    if (rc) {
-        cJSON_Delete(u->users);
-        lx_admin_respond_store_error(ctx, rc, NULL);
-    }
+    lx_admin_run(ctx, &s, 1, user_list_count);
 }
 
 static int query_int(struct lx_admin_ctx *ctx, const char *name, long long lo, long long hi,
@@ -843,5 +742,5 @@ void lx_admin__user_list(struct lx_admin_ctx *ctx)
         "FROM lx_users u",
         6, q->n_ids, " ORDER BY u.created_at DESC, u.user_id LIMIT $4 OFFSET $5");
     struct lx_store_stmt s = {sql, q->p, 5 + q->n_ids};
-    lx_admin_exec(ctx, &s, 1, user_list_rows);
+    lx_admin_run(ctx, &s, 1, user_list_rows);
 }

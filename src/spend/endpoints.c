@@ -95,14 +95,8 @@ static void add_str_or_null(cJSON *o, const char *name, const char *v)
 
 /* ---- /user/spend ---- */
 
-static void on_user_spend(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void on_user_spend(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     const char *uid = ctx->ud;
     if (res->n_rows == 0) {
         lx_admin_respond_error_param(ctx, 404, "user_id", "User not found: %s", uid);
@@ -141,19 +135,13 @@ void lx_spend_user_spend(struct lx_admin_ctx *ctx)
     struct lx_store_stmt st = {"SELECT user_id, spend_nanos, max_budget_nanos, soft_budget_nanos,"
                                " budget_duration, budget_reset_at FROM lx_users WHERE user_id = $1",
                                &p, 1};
-    lx_admin_exec(ctx, &st, 1, on_user_spend);
+    lx_admin_run(ctx, &st, 1, on_user_spend);
 }
 
 /* ---- /global/spend ---- */
 
-static void on_global_spend(void *ud, int rc, const struct lx_store_result *res,
-                            const struct lx_error *err)
+static void on_global_spend(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     struct lx_budget *b = atomic_load(&g_budget);
     int64_t total = lx_store_cell_int(res, 0, "total", 0) + (b ? lx_budget_pending_global(b) : 0);
     cJSON *o = cJSON_CreateObject();
@@ -172,7 +160,7 @@ void lx_spend_global_spend(struct lx_admin_ctx *ctx)
 {
     struct lx_store_stmt st = {"SELECT COALESCE(SUM(spend_nanos), 0) AS total FROM lx_spend_logs",
                                NULL, 0};
-    lx_admin_exec(ctx, &st, 1, on_global_spend);
+    lx_admin_run(ctx, &st, 1, on_global_spend);
 }
 
 /* ---- /user/reset_budget ---- */
@@ -323,13 +311,8 @@ LX_TESTABLE int lx_spend__parse_date_ms(const char *s, int64_t *out)
     return 0;
 }
 
-static void on_logs(void *ud, int rc, const struct lx_store_result *res, const struct lx_error *err)
+static void on_logs(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -419,31 +402,27 @@ void lx_spend_logs(struct lx_admin_ctx *ctx)
         " AND start_time_ms >= $4 AND start_time_ms < $5"
         " ORDER BY start_time_ms DESC LIMIT $6",
         p, 6};
-    lx_admin_exec(ctx, &st, 1, on_logs);
+    lx_admin_run(ctx, &st, 1, on_logs);
 }
 
 /* ---- /global/spend/keys, /global/spend/models ---- */
 
-static int top_limit(struct lx_admin_ctx *ctx, long long *out)
+/* A top list: sql with $1 the ?limit= (default TOP_DEFAULT), answered by cb. */
+static void top_query(struct lx_admin_ctx *ctx, const char *sql, lx_admin_result_cb cb)
 {
     const char *v = lx_admin_query(ctx, "limit");
     unsigned long long n = TOP_DEFAULT;
     if (v && v[0] && (lx_str_to_u64(lx_str_c(v), TOP_MAX, &n) || n == 0)) {
         lx_admin_respond_error_param(ctx, 400, "limit", "Invalid limit: expected 1 to %d", TOP_MAX);
-        return -1;
-    }
-    *out = (long long)n;
-    return 0;
-}
-
-static void on_top_keys(void *ud, int rc, const struct lx_store_result *res,
-                        const struct lx_error *err)
-{
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
         return;
     }
+    struct lx_store_param p = LX_SP_I((long long)n);
+    struct lx_store_stmt st = {sql, &p, 1};
+    lx_admin_run(ctx, &st, 1, cb);
+}
+
+static void on_top_keys(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
+{
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         const char *token = lx_store_cell(res, i, "token");
@@ -462,26 +441,14 @@ static void on_top_keys(void *ud, int rc, const struct lx_store_result *res,
 
 void lx_spend_global_keys(struct lx_admin_ctx *ctx)
 {
-    long long limit;
-    if (top_limit(ctx, &limit)) {
-        return;
-    }
-    struct lx_store_param p = LX_SP_I(limit);
-    struct lx_store_stmt st = {
-        "SELECT token, key_alias, key_name, user_id, spend_nanos FROM lx_keys"
-        " ORDER BY spend_nanos DESC, token LIMIT $1",
-        &p, 1};
-    lx_admin_exec(ctx, &st, 1, on_top_keys);
+    top_query(ctx,
+              "SELECT token, key_alias, key_name, user_id, spend_nanos FROM lx_keys"
+              " ORDER BY spend_nanos DESC, token LIMIT $1",
+              on_top_keys);
 }
 
-static void on_top_models(void *ud, int rc, const struct lx_store_result *res,
-                          const struct lx_error *err)
+static void on_top_models(struct lx_admin_ctx *ctx, const struct lx_store_result *res)
 {
-    struct lx_admin_ctx *ctx = ud;
-    if (rc) {
-        lx_admin_respond_store_error(ctx, rc, err);
-        return;
-    }
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; i < res->n_rows; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -494,13 +461,8 @@ static void on_top_models(void *ud, int rc, const struct lx_store_result *res,
 
 void lx_spend_global_models(struct lx_admin_ctx *ctx)
 {
-    long long limit;
-    if (top_limit(ctx, &limit)) {
-        return;
-    }
-    struct lx_store_param p = LX_SP_I(limit);
-    struct lx_store_stmt st = {"SELECT model, SUM(spend_nanos) AS spend FROM lx_spend_logs"
-                               " GROUP BY model ORDER BY spend DESC, model LIMIT $1",
-                               &p, 1};
-    lx_admin_exec(ctx, &st, 1, on_top_models);
+    top_query(ctx,
+              "SELECT model, SUM(spend_nanos) AS spend FROM lx_spend_logs"
+              " GROUP BY model ORDER BY spend DESC, model LIMIT $1",
+              on_top_models);
 }

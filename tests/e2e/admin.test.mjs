@@ -31,6 +31,17 @@ async function gateway(mock, db, { storeModels = true, env, workers = 2, extra =
   );
 }
 
+// A mock, a fresh database of `backend` and a gateway on them, all stopped after the test.
+async function setup(t, backend, options) {
+  const mock = await startMock();
+  t.after(() => mock.stop());
+  const db = await backend.open();
+  t.after(() => db.close());
+  const px = await gateway(mock, db, options);
+  t.after(() => px.stop());
+  return { mock, db, px };
+}
+
 async function chat(px, key, model) {
   const client = new OpenAI({ apiKey: key, baseURL: px.baseURL, maxRetries: 0 });
   return client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] });
@@ -38,12 +49,7 @@ async function chat(px, key, model) {
 
 for (const backend of backends) {
   test(`users on ${backend.name}: create, info, update, list, delete, with bad input and role refusals`, async (t) => {
-    const mock = await startMock();
-    t.after(() => mock.stop());
-    const db = await backend.open();
-    t.after(() => db.close());
-    const px = await gateway(mock, db);
-    t.after(() => px.stop());
+    const { db, px } = await setup(t, backend);
 
     // /user/new: generated id, a key returned once, LiteLLM's fields.
     let r = await post(px, '/user/new', { user_email: 'ann@example.com', user_role: 'internal_user', max_budget: 12.5, budget_duration: '30d', models: ['config-model'], rpm_limit: 10, tpm_limit: 1000, metadata: { team: 'core' } });
@@ -167,12 +173,7 @@ for (const backend of backends) {
   });
 
   test(`teams on ${backend.name}: create, info, update, members, list, delete, with bad input and role refusals`, async (t) => {
-    const mock = await startMock();
-    t.after(() => mock.stop());
-    const db = await backend.open();
-    t.after(() => db.close());
-    const px = await gateway(mock, db);
-    t.after(() => px.stop());
+    const { db, px } = await setup(t, backend);
 
     const carol = (await post(px, '/user/new', { user_id: 'carol', user_email: 'carol@example.com' })).json;
     const dave = (await post(px, '/user/new', { user_id: 'dave' })).json;
@@ -457,12 +458,7 @@ for (const backend of backends) {
   });
 
   test(`models on ${backend.name}: without store_model_in_db the model endpoints refuse with 400`, async (t) => {
-    const mock = await startMock();
-    t.after(() => mock.stop());
-    const db = await backend.open();
-    t.after(() => db.close());
-    const px = await gateway(mock, db, { storeModels: false, workers: 1 });
-    t.after(() => px.stop());
+    const { px } = await setup(t, backend, { storeModels: false, workers: 1 });
     const r = await post(px, '/model/new', { model_name: 'x', litellm_params: { model: 'openai/x' } });
     assertError(r, 400);
     assert.match(r.json.error.message, /STORE_MODEL_IN_DB/);
@@ -470,3 +466,43 @@ for (const backend of backends) {
     assert.equal((await get(px, '/model/info')).status, 200);
   });
 }
+
+// The admin routes answer 503 in OpenAI's shape while the database is down,
+// and serve again once it is back (the store reconnects by itself).
+const hasPostgres = backends.some((b) => b.name === 'PostgreSQL');
+test('admin routes during a PostgreSQL outage: 503, then served again', { skip: !hasPostgres && 'no PostgreSQL' }, async (t) => {
+  const { startPostgres } = await import('./lib/postgres.mjs');
+  const pg = await startPostgres();
+  t.after(() => pg.destroy());
+  const mock = await startMock();
+  t.after(() => mock.stop());
+  const px = await gateway(mock, { url: pg.url }, { workers: 1 });
+  t.after(() => px.stop('SIGKILL'));
+  assert.equal((await post(px, '/team/new', { team_id: 'steady' })).status, 200);
+  await pg.kill();
+  const calls = [
+    ['/user/info', () => get(px, '/user/info?user_id=nobody')],
+    ['/user/list', () => get(px, '/user/list')],
+    ['/user/update', () => post(px, '/user/update', { user_id: 'nobody' })],
+    ['/user/delete', () => post(px, '/user/delete', { user_ids: ['nobody'] })],
+    ['/team/info', () => get(px, '/team/info?team_id=steady')],
+    ['/team/list', () => get(px, '/team/list')],
+    ['/team/update', () => post(px, '/team/update', { team_id: 'steady' })],
+    ['/team/delete', () => post(px, '/team/delete', { team_ids: ['steady'] })],
+    ['/team/member_add', () => post(px, '/team/member_add', { team_id: 'steady', member: { user_id: 'u' } })],
+    ['/key/list', () => get(px, '/key/list')],
+    ['/key/delete', () => post(px, '/key/delete', { keys: ['sk-none-such'] })],
+    ['/model/delete', () => post(px, '/model/delete', { id: 'none-such' })],
+    ['/global/spend', () => get(px, '/global/spend')],
+    ['/global/spend/keys', () => get(px, '/global/spend/keys')],
+  ];
+  for (const [route, call] of calls) {
+    const r = await call();
+    assert.equal(r.status, 503, `${route}: ${r.text}`);
+    assertError(r, 503, null, 'The database is unavailable; try again shortly');
+  }
+  await pg.start();
+  await waitFor(async () => (await get(px, '/team/info?team_id=steady')).status === 200, { timeoutMs: 10_000, what: 'the store to reconnect' });
+  assert.equal((await get(px, '/team/list')).json[0].team_id, 'steady');
+  assert.equal((await get(px, '/user/list')).status, 200);
+});

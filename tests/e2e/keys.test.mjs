@@ -130,6 +130,10 @@ for (const backend of backends) {
         [{ key_alias: 12 }, 'key_alias'],
         [{ team_id: 'no-such-team' }, 'team_id'],
       ];
+      assertError(await post(px, '/key/generate', { key: 'pk-not-a-virtual-key' }), 400, 'key',
+        "Invalid value for 'key': a custom key must start with 'sk-' and be at most 255 characters");
+      assertError(await post(px, '/key/generate', { models: [1] }), 400, 'models', "Invalid value for 'models': expected a list of strings");
+      assertError(await post(px, '/key/generate', { metadata: [] }), 400, 'metadata', "Invalid value for 'metadata': expected an object");
       for (const [body, field] of cases) {
         const r = await post(px, '/key/generate', body);
         assertError(r, 400, field);
@@ -244,6 +248,13 @@ for (const backend of backends) {
       assertError(await chat(px, g.json.key), 401);
       assert.equal((await chat(px, p.json.key)).status, 200);
       assertError(await get(px, `/key/${p.json.key}/regenerate`), 405);
+      // A new key of one's choice must look like one.
+      assertError(await post(px, '/key/regenerate', { key: p.json.key, new_key: 'pk-x' }), 400, 'new_key',
+        "Invalid value for 'new_key': a custom key must start with 'sk-' and be at most 255 characters");
+      const c = await post(px, '/key/regenerate', { key: p.json.key, new_key: `sk-chosen-${backend.name}-01` });
+      assert.equal(c.status, 200, c.text);
+      assert.equal(c.json.key, `sk-chosen-${backend.name}-01`);
+      assert.equal((await chat(px, c.json.key)).status, 200);
       assertError(await post(px, '/key/regenerate', { key: 'sk-none-such-000' }), 404);
     });
 

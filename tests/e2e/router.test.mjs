@@ -43,6 +43,12 @@ function dep(name, m, { directives, id, params = {}, upstream = 'gpt-4o-mini', i
   };
 }
 
+// A healthy deployment (id <name>-good, on mock) and one answering `status` (<name>-bad, on bad).
+const goodAndBad = (name, status = 500) => [
+  dep(name, mock, { id: `${name}-good` }),
+  dep(name, bad, { id: `${name}-bad`, directives: { status } }),
+];
+
 async function chat(proxy, model, extra = {}, headers = {}) {
   return request(proxy.baseURL, '/chat/completions', { body: { model, messages: MESSAGES, ...extra }, headers });
 }
@@ -67,10 +73,22 @@ async function spread(proxy, model, n, conc = 4) {
 
 const requests = async (m) => (await m.stats()).requests;
 
+// withProxy(config[, options], fn): fn(proxy) with a gateway started as startLlmux(config, options)
+// and stopped afterwards, whatever fn did.
+async function withProxy(...args) {
+  const fn = args.pop();
+  const proxy = await startLlmux(...args);
+  try {
+    return await fn(proxy);
+  } finally {
+    await proxy.stop();
+  }
+}
+
 // ---------------------------------------------------------------------------
 // The tutorial's two config blocks, word for word (plus api_base at the mock)
 
-test("tutorial Load Balancing block: three gpt-4 deployments share the traffic (each 1/3 ± 0.1)", async () => {
+test("tutorial Load Balancing block: three gpt-4 deployments share the traffic (each 1/3 ± 0.1 of 600 calls, over 5 standard deviations)", async () => {
   const base = mockApiBase(mock);
   const config = `# config.yaml with load balancing
 model_list:
@@ -98,17 +116,16 @@ model_list:
     model_info:
       mode: loadbalance
 `;
-  const proxy = await startLlmux(config, {
+  await withProxy(config, {
     env: { OPENAI_API_KEY_1: 'sk-one-1111111', OPENAI_API_KEY_2: 'sk-two-2222222', OPENAI_API_KEY_3: 'sk-three-333333' },
-  });
-  try {
-    const { counts, statuses } = await spread(proxy, 'gpt-4', 300);
-    assert.deepEqual(statuses, { 200: 300 });
+  }, async (proxy) => {
+    const { counts, statuses } = await spread(proxy, 'gpt-4', 600);
+    assert.deepEqual(statuses, { 200: 600 });
     const ids = Object.keys(counts);
     assert.equal(ids.length, 3, `three deployments answered: ${JSON.stringify(counts)}`);
     for (const id of ids) {
-      const share = counts[id] / 300;
-      assert.ok(Math.abs(share - 1 / 3) < 0.1, `deployment ${id} got ${counts[id]}/300`);
+      const share = counts[id] / 600;
+      assert.ok(Math.abs(share - 1 / 3) < 0.1, `deployment ${id} got ${counts[id]}/600`);
     }
     // Each deployment's own key went upstream.
     await mock.reset();
@@ -118,9 +135,7 @@ model_list:
       seen.add((await mock.last()).headers.authorization);
     }
     assert.deepEqual([...seen].sort(), ['Bearer sk-one-1111111', 'Bearer sk-three-333333', 'Bearer sk-two-2222222']);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('tutorial Model Fallbacks block: gpt-4 failing falls back to the Anthropic-format gpt-4-fallback', async () => {
@@ -150,8 +165,7 @@ fallback_mapping:
 general_settings:
   database_url: "sqlite:///litellm.db"
 `;
-  const proxy = await startLlmux(config, { env: { OPENAI_API_KEY: 'sk-openai-xxxxxxxx', ANTHROPIC_API_KEY: 'sk-ant-yyyyyyyy' } });
-  try {
+  await withProxy(config, { env: { OPENAI_API_KEY: 'sk-openai-xxxxxxxx', ANTHROPIC_API_KEY: 'sk-ant-yyyyyyyy' } }, async (proxy) => {
     await bad.reset();
     await mock.reset();
     const client = new OpenAI({ apiKey: 'unused', baseURL: proxy.baseURL, maxRetries: 0 });
@@ -171,15 +185,13 @@ general_settings:
     assert.ok(s.done);
     assert.equal(s.text, 'Hello! This is llmux-mock.');
     assert.equal(s.headers.get('x-litellm-attempted-fallbacks'), '1');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('model_info.mode: fallback inside one group: the first healthy deployment serves, the next stands by; /v1/messages clients fall back too', async () => {
   await bad.reset();
   await spare.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { fallbacks: [{ 'msg-primary': ['msg-backup'] }] },
     model_list: [
       dep('ordered', spare, { id: 'ord-primary', info: { mode: 'fallback' } }),
@@ -189,8 +201,7 @@ test('model_info.mode: fallback inside one group: the first healthy deployment s
       dep('msg-primary', bad, { directives: { status: 500 } }),
       dep('msg-backup', mock, { id: 'msg-backup-1' }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     assert.deepEqual((await spread(proxy, 'ordered', 20, 2)).counts, { 'ord-primary': 20 });
     const { counts, statuses } = await spread(proxy, 'ordered-broken', 10, 1);
     assert.deepEqual(statuses, { 200: 10 });
@@ -205,87 +216,73 @@ test('model_info.mode: fallback inside one group: the first healthy deployment s
     const e = await chat(proxy, 'msg-primary', { fallbacks: [] });
     assert.equal(e.status, 500, e.text);
     assert.equal(e.headers.get('x-litellm-attempted-fallbacks'), '0');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------
 // Strategies
 
 test('simple-shuffle: weight 3:1 splits 3:1 (0.75 ± 0.08); rpm is the weight when no weight is set', async () => {
-  const proxy = await startLlmux({
+  await withProxy({
     model_list: [
       dep('w', mock, { id: 'w-heavy', params: { weight: 3 } }),
       dep('w', mock, { id: 'w-light', params: { weight: 1 } }),
       dep('r', mock, { id: 'r-big', params: { rpm: 900 } }),
       dep('r', mock, { id: 'r-small', params: { rpm: 100 } }),
     ],
+  }, async (proxy) => {
+    const w = await spread(proxy, 'w', 800);
+    assert.ok(Math.abs(w.counts['w-heavy'] / 800 - 0.75) < 0.08, JSON.stringify(w.counts));
+    const r = await spread(proxy, 'r', 600);
+    assert.ok(Math.abs(r.counts['r-big'] / 600 - 0.9) < 0.07, JSON.stringify(r.counts));
   });
-  try {
-    const w = await spread(proxy, 'w', 400);
-    assert.ok(Math.abs(w.counts['w-heavy'] / 400 - 0.75) < 0.08, JSON.stringify(w.counts));
-    const r = await spread(proxy, 'r', 300);
-    assert.ok(Math.abs(r.counts['r-big'] / 300 - 0.9) < 0.07, JSON.stringify(r.counts));
-  } finally {
-    await proxy.stop();
-  }
 });
 
 test('least-busy: a slow deployment with calls in flight gets fewer (fast share > 0.7)', async () => {
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { routing_strategy: 'least-busy' },
     model_list: [
       dep('lb', mock, { id: 'lb-slow', directives: { latency_ms: 300 } }),
       dep('lb', mock, { id: 'lb-fast', directives: { latency_ms: 10 } }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const { counts } = await spread(proxy, 'lb', 60, 6);
     assert.ok((counts['lb-fast'] || 0) / 60 > 0.7, JSON.stringify(counts));
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('latency-based-routing: once both are measured, the faster deployment takes (nearly) all', async () => {
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { routing_strategy: 'latency-based-routing' },
     model_list: [
       dep('lat', mock, { id: 'lat-slow', directives: { latency_ms: 150 } }),
       dep('lat', mock, { id: 'lat-fast' }),
     ],
-  }, { workers: 1 });
-  try {
+  }, { workers: 1 }, async (proxy) => {
     await spread(proxy, 'lat', 4, 1); // both get measured
     const { counts } = await spread(proxy, 'lat', 30, 1);
     assert.ok((counts['lat-fast'] || 0) >= 28, JSON.stringify(counts));
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('usage-based-routing: a deployment at its rpm limit is skipped for the rest of the minute', async () => {
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { routing_strategy: 'usage-based-routing-v2' },
     model_list: [
       dep('ub', mock, { id: 'ub-capped', params: { rpm: 4 } }),
       dep('ub', mock, { id: 'ub-roomy', params: { rpm: 10000 } }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const { counts, statuses } = await spread(proxy, 'ub', 40, 1);
     assert.deepEqual(statuses, { 200: 40 });
     // 4 per minute; a minute boundary during the test may allow 4 more.
     assert.ok((counts['ub-capped'] || 0) <= 8 && (counts['ub-capped'] || 0) >= 1, JSON.stringify(counts));
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('cost-based-routing: the cheapest deployment serves (own prices, else the price table); when it fails, the next cheapest', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { routing_strategy: 'cost-based-routing' },
     model_list: [
       dep('cost', mock, { id: 'cost-dear', upstream: 'unpriced-a', params: { input_cost_per_token: 0.00003, output_cost_per_token: 0.00006 } }),
@@ -297,8 +294,7 @@ test('cost-based-routing: the cheapest deployment serves (own prices, else the p
       dep('cost3', mock, { id: 'c3-table', upstream: 'gpt-4o-mini' }), // priced by the built-in table
       dep('cost3', mock, { id: 'c3-dear', upstream: 'unpriced-d', params: { input_cost_per_token: 0.001 } }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const { counts } = await spread(proxy, 'cost', 20, 2);
     assert.deepEqual(counts, { 'cost-cheap': 20 });
     assert.deepEqual((await spread(proxy, 'cost3', 10, 2)).counts, { 'c3-table': 10 });
@@ -306,9 +302,7 @@ test('cost-based-routing: the cheapest deployment serves (own prices, else the p
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('x-litellm-model-id'), 'c2-dear');
     assert.equal(r.headers.get('x-litellm-attempted-retries'), '1');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -316,14 +310,10 @@ test('cost-based-routing: the cheapest deployment serves (own prices, else the p
 
 test('a failing deployment is routed around with no client error, then cooled down; it is tried again after cooldown_time', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { cooldown_time: 1 },
-    model_list: [
-      dep('mix', mock, { id: 'mix-good' }),
-      dep('mix', bad, { id: 'mix-bad', directives: { status: 500 } }),
-    ],
-  });
-  try {
+    model_list: goodAndBad('mix'),
+  }, async (proxy) => {
     const { statuses } = await spread(proxy, 'mix', 40, 2);
     assert.deepEqual(statuses, { 200: 40 }, 'no client-visible error');
     const n = await requests(bad);
@@ -332,39 +322,30 @@ test('a failing deployment is routed around with no client error, then cooled do
     await spread(proxy, 'mix', 20, 1);
     assert.ok((await requests(bad)) > n, 'tried again once the cooldown ended');
     assert.match(proxy.logs(), /mix-bad of model group 'mix' is cooling down/);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('allowed_fails: a deployment cools down after more than allowed_fails failures in a minute', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { allowed_fails: 2, cooldown_time: 60 },
-    model_list: [
-      dep('af', mock, { id: 'af-good' }),
-      dep('af', bad, { id: 'af-bad', directives: { status: 500 } }),
-    ],
-  }, { workers: 1 });
-  try {
+    model_list: goodAndBad('af'),
+  }, { workers: 1 }, async (proxy) => {
     const { statuses } = await spread(proxy, 'af', 40, 1);
     assert.deepEqual(statuses, { 200: 40 });
     assert.equal(await requests(bad), 3, 'three failures, then cooling');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('every deployment cooling down: 429 with retry-after and a message that says so', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { cooldown_time: 30 },
     model_list: [
       dep('dead', bad, { id: 'dead-1', directives: { status: 500 } }),
       dep('dead', bad, { id: 'dead-2', directives: { status: 503 } }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const first = await chat(proxy, 'dead');
     assert.ok(first.status === 500 || first.status === 503, first.text);
     assert.equal(first.headers.get('x-litellm-attempted-retries'), '1', 'the other deployment was tried');
@@ -378,18 +359,15 @@ test('every deployment cooling down: 429 with retry-after and a message that say
     assert.equal(await requests(bad), 2, 'no call while cooling');
     const client = new OpenAI({ apiKey: 'x', baseURL: proxy.baseURL, maxRetries: 0 });
     await assert.rejects(client.chat.completions.create({ model: 'dead', messages: MESSAGES }), (e) => e instanceof OpenAI.RateLimitError);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('retry-after honoured: a retry of the same deployment waits what the upstream said', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { num_retries: 1 },
     model_list: [dep('slowdown', bad, { directives: { status: 429, retry_after: 1 } })],
-  });
-  try {
+  }, async (proxy) => {
     const t0 = Date.now();
     const r = await chat(proxy, 'slowdown');
     const ms = Date.now() - t0;
@@ -398,18 +376,15 @@ test('retry-after honoured: a retry of the same deployment waits what the upstre
     assert.equal(r.headers.get('x-litellm-attempted-retries'), '1');
     assert.equal(await requests(bad), 2);
     assert.ok(ms >= 950 && ms < 3000, `answered after ${ms} ms`);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('a client that leaves during a retry backoff: no retry is sent, the gateway stays up', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     litellm_settings: { num_retries: 2 },
     model_list: [dep('waiting', bad, { directives: { status: 429, retry_after: 2 } }), dep('fine', mock)],
-  });
-  try {
+  }, async (proxy) => {
     const ac = new AbortController();
     const p = chat(proxy, 'waiting', {}, {}).catch((e) => e);
     const aborted = request(proxy.baseURL, '/chat/completions', { body: { model: 'waiting', messages: MESSAGES }, signal: ac.signal }).catch((e) => e);
@@ -421,14 +396,12 @@ test('a client that leaves during a retry backoff: no retry is sent, the gateway
     assert.equal(r.headers.get('x-litellm-attempted-retries'), '2');
     assert.equal(await requests(bad), 4, 'three calls for the patient client, one for the one that left');
     assert.equal((await chat(proxy, 'fine')).status, 200);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('retry_policy per error class; 400s are not retried; per-request num_retries and fallbacks', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: {
       num_retries: 3,
       retry_after: 0,
@@ -442,8 +415,7 @@ test('retry_policy per error class; 400s are not retried; per-request num_retrie
       dep('p400', bad, { directives: { status: 400 } }),
       dep('good', mock, { id: 'good-1' }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     assert.equal((await chat(proxy, 'p500')).status, 500);
     assert.equal(await requests(bad), 1, 'InternalServerErrorRetries: 0');
     await bad.reset();
@@ -468,9 +440,7 @@ test('retry_policy per error class; 400s are not retried; per-request num_retrie
     assert.equal(sent.num_retries, undefined);
     // A 400 does not fall back (the request is at fault).
     assert.equal((await chat(proxy, 'p400', { fallbacks: ['good'] })).status, 400);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -479,7 +449,7 @@ test('retry_policy per error class; 400s are not retried; per-request num_retrie
 test("context_window_fallbacks on the provider's context-length error; other fallbacks do not apply to it", async () => {
   await spare.reset();
   const ctxMsg = "This model's maximum context length is 8192 tokens. However, your messages resulted in 9100 tokens.";
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: {
       context_window_fallbacks: [{ small: ['big'] }],
       fallbacks: [{ small2: ['other'] }],
@@ -490,8 +460,7 @@ test("context_window_fallbacks on the provider's context-length error; other fal
       dep('big', mock, { id: 'big-1' }),
       dep('other', spare, { id: 'other-1' }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const r = await chat(proxy, 'small');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.headers.get('x-litellm-model-id'), 'big-1');
@@ -499,14 +468,12 @@ test("context_window_fallbacks on the provider's context-length error; other fal
     assert.equal(r2.status, 400, 'a context-window error uses only context_window_fallbacks');
     assert.match(r2.json.error.message, /maximum context length/);
     assert.equal(await requests(spare), 0);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('enable_pre_call_checks: a prompt larger than a deployment\'s context window never reaches it', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { enable_pre_call_checks: true, context_window_fallbacks: [{ tiny: ['roomy'] }] },
     model_list: [
       dep('mixed', bad, { id: 'mixed-small', info: { max_input_tokens: 10 } }),
@@ -515,9 +482,8 @@ test('enable_pre_call_checks: a prompt larger than a deployment\'s context windo
       dep('tiny-alone', bad, { id: 'tiny-2', info: { max_input_tokens: 10 } }),
       dep('roomy', mock, { id: 'roomy-1' }),
     ],
-  });
-  const long = [{ role: 'user', content: 'word '.repeat(60) }]; // about 75 tokens
-  try {
+  }, async (proxy) => {
+    const long = [{ role: 'user', content: 'word '.repeat(60) }]; // about 75 tokens
     for (let i = 0; i < 10; i++) {
       const r = await chat(proxy, 'mixed', { messages: long });
       assert.equal(r.status, 200, r.text);
@@ -531,13 +497,11 @@ test('enable_pre_call_checks: a prompt larger than a deployment\'s context windo
     assert.match(e.json.error.message, /maximum context length is 10 tokens/);
     assert.equal(await requests(bad), 0, 'no deployment got a prompt it cannot take');
     assert.equal((await chat(proxy, 'tiny-alone')).status, 200, 'a short prompt fits');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('content_policy_fallbacks, default_fallbacks and max_fallbacks', async () => {
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: {
       content_policy_fallbacks: [{ strict: ['lenient'] }],
       default_fallbacks: ['chain-a', 'chain-b', 'ok'],
@@ -551,8 +515,7 @@ test('content_policy_fallbacks, default_fallbacks and max_fallbacks', async () =
       dep('chain-b', bad, { directives: { status: 503 } }),
       dep('ok', mock, { id: 'ok-1' }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const r = await chat(proxy, 'strict');
     assert.equal(r.status, 200, r.text);
     assert.equal(r.headers.get('x-litellm-model-id'), 'lenient-1');
@@ -560,14 +523,12 @@ test('content_policy_fallbacks, default_fallbacks and max_fallbacks', async () =
     const r2 = await chat(proxy, 'lonely');
     assert.equal(r2.status, 503, r2.text);
     assert.equal(r2.headers.get('x-litellm-attempted-fallbacks'), '2');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('a stream falls back before its first byte, never after', async () => {
   await spare.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { fallbacks: [{ 'pre': ['backup'] }, { 'mid': ['backup'] }, { 'silent': ['backup'] }] },
     model_list: [
       dep('pre', bad, { directives: { status: 503 } }),
@@ -575,8 +536,7 @@ test('a stream falls back before its first byte, never after', async () => {
       dep('silent', bad, { directives: { hang: 1 }, params: { stream_timeout: 0.5 } }),
       dep('backup', spare, { id: 'backup-1', upstream: 'backup-model' }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const s = await collectStream(proxy.baseURL, '/chat/completions', { model: 'pre', messages: MESSAGES, stream: true });
     assert.equal(s.status, 200);
     assert.ok(s.done, 'complete stream from the fallback');
@@ -594,24 +554,21 @@ test('a stream falls back before its first byte, never after', async () => {
     assert.ok(m.text.length > 0, 'the first deltas arrived');
     assert.ok(m.chunks.some((j) => j && j.error) || m.error || m.incomplete !== undefined, 'the client sees the cut');
     assert.equal(await requests(spare), 2, 'no fallback after the first byte');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------
 // Timeouts, targeting, headers, reload
 
 test('x-litellm-timeout bounds one request; model: <model_info.id> targets one deployment; headers', async () => {
-  const proxy = await startLlmux({
+  await withProxy({
     router_settings: { model_group_alias: { 'my-alias': 'pair' } },
     model_list: [
       dep('sluggish', mock, { directives: { latency_ms: 2000 } }),
       dep('pair', mock, { id: 'pair-a' }),
       dep('pair', mock, { id: 'pair-b' }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const t0 = Date.now();
     const r = await chat(proxy, 'sluggish', {}, { 'x-litellm-timeout': '0.4' });
     assert.equal(r.status, 504, r.text);
@@ -628,19 +585,16 @@ test('x-litellm-timeout bounds one request; model: <model_info.id> targets one d
     assert.equal(a.headers.get('x-litellm-model-api-base'), `${mock.url}/v1`);
     assert.equal(a.headers.get('x-litellm-attempted-retries'), '0');
     assert.equal(a.headers.get('x-litellm-attempted-fallbacks'), '0');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('a cooldown survives a SIGHUP reload for unchanged deployment ids', async () => {
   await bad.reset();
   const config = {
     router_settings: { cooldown_time: 60 },
-    model_list: [dep('hup', mock, { id: 'hup-good' }), dep('hup', bad, { id: 'hup-bad', directives: { status: 500 } })],
+    model_list: goodAndBad('hup'),
   };
-  const proxy = await startLlmux(config);
-  try {
+  await withProxy(config, async (proxy) => {
     await spread(proxy, 'hup', 10, 1);
     assert.equal(await requests(bad), 1);
     await proxy.writeConfig(config);
@@ -649,26 +603,21 @@ test('a cooldown survives a SIGHUP reload for unchanged deployment ids', async (
     const { statuses } = await spread(proxy, 'hup', 10, 1);
     assert.deepEqual(statuses, { 200: 10 });
     assert.equal(await requests(bad), 1, 'still cooling after the reload');
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('a provider outage during a load test: no client-visible error while another deployment serves', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     model_list: [
       dep('load', mock, { id: 'load-good' }),
       dep('load', bad, { id: 'load-reset', directives: { reset_after: 0 } }),
       dep('load', bad, { id: 'load-503', directives: { status: 503 } }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const { statuses } = await spread(proxy, 'load', 300, 16);
     assert.deepEqual(statuses, { 200: 300 });
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -677,7 +626,7 @@ test('a provider outage during a load test: no client-visible error while anothe
 test('GET /health/models: runs a check round (admins only); /health stays cheap', async () => {
   await bad.reset();
   await spare.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     general_settings: { master_key: MASTER_KEY },
     model_list: [
       dep('hm', spare, { id: 'hm-good' }),
@@ -687,8 +636,7 @@ test('GET /health/models: runs a check round (admins only); /health stays cheap'
       { model_name: 'hm-env', litellm_params: { model: 'openai/x', api_key: 'os.environ/LLMUX_E2E_UNSET_KEY' }, model_info: { id: 'hm-env' } },
       dep('hm-emb', spare, { id: 'hm-emb', upstream: 'text-embedding-3-small', info: { mode: 'embedding' } }),
     ],
-  });
-  try {
+  }, async (proxy) => {
     const h = await request(proxy.baseURL, '/health', { method: 'GET', key: null });
     assert.equal(h.status, 200);
     assert.equal(await requests(spare) + await requests(bad), 0, '/health calls no deployment');
@@ -706,18 +654,15 @@ test('GET /health/models: runs a check round (admins only); /health stays cheap'
     const stats = await spare.stats();
     assert.equal(stats.by_path['/v1/chat/completions'], 1);
     assert.equal(stats.by_path['/v1/embeddings'], 1);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });
 
 test('background_health_checks: probes every health_check_interval; /health/models reports without calling', async () => {
   await bad.reset();
-  const proxy = await startLlmux({
+  await withProxy({
     general_settings: { master_key: MASTER_KEY, background_health_checks: true, health_check_interval: 1 },
-    model_list: [dep('bg', mock, { id: 'bg-good' }), dep('bg', bad, { id: 'bg-bad', directives: { status: 503 } })],
-  });
-  try {
+    model_list: goodAndBad('bg', 503),
+  }, async (proxy) => {
     await waitFor(async () => (await requests(bad)) >= 2, { timeoutMs: 5000, what: 'two background rounds' });
     const before = await requests(bad);
     const r = await request(proxy.baseURL, '/health/models', { method: 'GET' });
@@ -728,7 +673,5 @@ test('background_health_checks: probes every health_check_interval; /health/mode
     assert.match(r.json.unhealthy_endpoints[0].error, /HTTP 503/);
     const probe = JSON.parse((await bad.last()).body);
     assert.equal(probe.max_tokens, 1);
-  } finally {
-    await proxy.stop();
-  }
+  });
 });

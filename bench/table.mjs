@@ -106,7 +106,7 @@ out.push('- "direct" is the upstream hit without a proxy; "added over direct" su
     '`Connection ""` (proxy_buffering off for the streaming row only).');
 out.push('- llmux pipeline in this run: master-key auth, JSON parse + model rewrite, router, ' +
     'OpenAI provider, libcurl upstream; log_level WARNING so per-request access logs are off. ' +
-    'Virtual keys, rate limits and spend logging are not in the bench config yet.');
+    'Virtual keys, rate limits and spend logging are measured separately by bench/paths.sh (bench/results/latest-paths.md).');
 out.push(`- Streaming: time from writing the request to the first SSE \`data:\` event, ` +
     `${v.ttfb_n} sequential streams per round on one keep-alive connection (node raw-socket client); ` +
     'the upstream is llmux-mock for all three (nginx cannot stream).');

@@ -71,34 +71,6 @@ ERRORS_LLMUX=0
 ERRORS_NGX=0
 ERRORS_DIRECT=0
 
-add() { VALS[$1]="${VALS[$1]:-} $2"; }
-
-median() {
-    tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR == 0) { print "nan"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# wrk latency "123.45us" / "1.23ms" / "1.00s" -> microseconds
-to_us() {
-    awk -v s="$1" 'BEGIN {
-        if (s ~ /us$/) { sub(/us$/, "", s); print s + 0 }
-        else if (s ~ /ms$/) { sub(/ms$/, "", s); print s * 1000 }
-        else if (s ~ /s$/) { sub(/s$/, "", s); print s * 1000000 }
-        else print "nan" }'
-}
-
-# wrk_run PORT MODEL CONNS SECONDS -> sets W_RPS W_P50 W_P99 W_REQS W_ERRS
-wrk_run() {
-    local out
-    out=$(BENCH_MODEL="$2" BENCH_BODY="$BENCH_DIR/request.json" \
-        pin "$CORE_LOAD" wrk -t1 -c"$3" -d"$4"s --latency -s "$BENCH_DIR/chat.lua" \
-        "http://127.0.0.1:$1/v1/chat/completions" 2>&1) || die "wrk failed: $out"
-    W_RPS=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
-    W_P50=$(to_us "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
-    W_P99=$(to_us "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-    W_REQS=$(awk '/requests in/ { print $1 }' <<<"$out")
-    W_ERRS=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/[^0-9 ]/, " "); n += $1 + $2 + $3 + $4 } END { print n + 0 }' <<<"$out")
-}
 
 count_errors() {
     case "$1" in

@@ -529,8 +529,8 @@ static void refresh_global(struct lx_budget *b, uint64_t now)
     if (!due) {
         return;
     }
-    struct lx_store_stmt st = {"SELECT COALESCE(SUM(spend_nanos), 0) AS total FROM lx_spend_logs",
-                               NULL, 0};
+    struct lx_store_stmt st = {
+        "SELECT spend_nanos AS total FROM lx_spend_totals WHERE scope = 'global'", NULL, 0};
     struct lx_store_result *r = NULL;
     struct lx_error err = {0};
     if (lx_store_exec_sync(b->store, &st, 1, &r, &err) == 0 && r->n_rows == 1) {

@@ -158,8 +158,8 @@ static void on_global_spend(struct lx_admin_ctx *ctx, const struct lx_store_resu
 
 void lx_spend_global_spend(struct lx_admin_ctx *ctx)
 {
-    struct lx_store_stmt st = {"SELECT COALESCE(SUM(spend_nanos), 0) AS total FROM lx_spend_logs",
-                               NULL, 0};
+    struct lx_store_stmt st = {
+        "SELECT spend_nanos AS total FROM lx_spend_totals WHERE scope = 'global'", NULL, 0};
     lx_admin_run(ctx, &st, 1, on_global_spend);
 }
 

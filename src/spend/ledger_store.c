@@ -38,6 +38,9 @@ static const char apply_members_sql[] =
     " 0) FROM lx_spend_logs s WHERE s.applied = 0 AND s.team_id = lx_team_members.team_id"
     " AND s.user_id = lx_team_members.user_id) WHERE team_id IN (SELECT team_id FROM"
     " lx_spend_logs WHERE applied = 0)";
+static const char apply_global_sql[] =
+    "UPDATE lx_spend_totals SET spend_nanos = spend_nanos + (SELECT COALESCE(SUM(spend_nanos), 0)"
+    " FROM lx_spend_logs WHERE applied = 0) WHERE scope = 'global'";
 static const char mark_sql[] = "UPDATE lx_spend_logs SET applied = 1 WHERE applied = 0";
 
 #define N_COLS 21
@@ -46,7 +49,7 @@ int lx_ledger_store_sink(void *ud, const struct lx_spend_record *recs, size_t n,
                          struct lx_error *err)
 {
     struct lx_store *store = ud;
-    size_t n_stmts = n + 5;
+    size_t n_stmts = n + 6;
     struct lx_store_stmt *stmts = lx_calloc(n_stmts, sizeof(*stmts));
     struct lx_store_param *params = lx_calloc(n * N_COLS, sizeof(*params));
     for (size_t i = 0; i < n; i++) {
@@ -82,7 +85,8 @@ int lx_ledger_store_sink(void *ud, const struct lx_spend_record *recs, size_t n,
     stmts[n + 1] = (struct lx_store_stmt){apply_users_sql, NULL, 0};
     stmts[n + 2] = (struct lx_store_stmt){apply_teams_sql, NULL, 0};
     stmts[n + 3] = (struct lx_store_stmt){apply_members_sql, NULL, 0};
-    stmts[n + 4] = (struct lx_store_stmt){mark_sql, NULL, 0};
+    stmts[n + 4] = (struct lx_store_stmt){apply_global_sql, NULL, 0};
+    stmts[n + 5] = (struct lx_store_stmt){mark_sql, NULL, 0};
     int rc = lx_store_exec_sync(store, stmts, n_stmts, NULL, err);
     lx_free(params);
     lx_free(stmts);

@@ -16,7 +16,8 @@
  * NOTHING). `applied` = 0 marks rows whose spend has not been added to
  * their key, user and team yet: a ledger batch inserts its rows, adds the
  * sums of the unapplied rows to lx_keys / lx_users / lx_teams and marks them
- * applied, in one transaction.
+ * applied, in one transaction (v2: and to the `global` row of lx_spend_totals,
+ * so a global total is one row, not a scan).
  */
 #include "core/compiler.h"
 #include "store/store.h"
@@ -143,8 +144,20 @@ static const char v1_sql[] =
     "CREATE INDEX lx_spend_logs_time ON lx_spend_logs(start_time_ms);"
     "CREATE INDEX lx_spend_logs_unapplied ON lx_spend_logs(applied) WHERE applied = 0;";
 
+/*
+ * Running totals the ledger keeps in the same transaction as the rows, so a
+ * total never needs a scan of lx_spend_logs (scope 'global': every row).
+ */
+static const char v2_sql[] = "CREATE TABLE lx_spend_totals ("
+                             " scope TEXT PRIMARY KEY,"
+                             " spend_nanos BIGINT NOT NULL DEFAULT 0"
+                             ");"
+                             "INSERT INTO lx_spend_totals (scope, spend_nanos)"
+                             " SELECT 'global', COALESCE(SUM(spend_nanos), 0) FROM lx_spend_logs;";
+
 const struct lx_store_migration lx_store_migrations[] = {
     {1, "keys, users, teams, models, audit log, spend logs", v1_sql},
+    {2, "spend totals", v2_sql},
 };
 
 const size_t lx_store_n_migrations = LX_ARRAY_LEN(lx_store_migrations);

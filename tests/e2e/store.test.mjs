@@ -33,13 +33,15 @@ test('sqlite:///llmux.db is created in the working directory and migrated; a res
   const db = path.join(proxy.dir, 'llmux.db');
   try {
     assert.ok(existsSync(db), 'llmux.db exists in the working directory');
-    assert.equal(sql(db, 'SELECT version FROM lx_schema_migrations'), '1');
+    assert.equal(sql(db, 'SELECT group_concat(version) FROM (SELECT version FROM lx_schema_migrations ORDER BY version)'), '1,2');
     assert.equal(sql(db, 'PRAGMA journal_mode'), 'wal');
     for (const t of ['lx_keys', 'lx_users', 'lx_teams', 'lx_team_members', 'lx_models', 'lx_audit_log', 'lx_spend_logs']) {
       assert.equal(sql(db, `SELECT COUNT(*) FROM ${t}`), '0', t);
     }
     assert.match(proxy.logs(), /applied migration 1/);
-    assert.match(proxy.logs(), /store: sqlite:\/\/\/llmux\.db \(sqlite\), schema version 1, opened in [\d.]+ ms/);
+    assert.match(proxy.logs(), /applied migration 2/);
+    assert.equal(sql(db, "SELECT spend_nanos FROM lx_spend_totals WHERE scope = 'global'"), '0');
+    assert.match(proxy.logs(), /store: sqlite:\/\/\/llmux\.db \(sqlite\), schema version 2, opened in [\d.]+ ms/);
     const r = await request(proxy.baseURL, '/chat/completions', { body: chatBody('local') });
     assert.equal(r.status, 200, r.text);
   } finally {
@@ -49,11 +51,11 @@ test('sqlite:///llmux.db is created in the working directory and migrated; a res
   const again = await startLlmux(config(`sqlite:///${db}`), { workers: 1 });
   try {
     assert.doesNotMatch(again.logs(), /applied migration/);
-    assert.match(again.logs(), /schema version 1/);
+    assert.match(again.logs(), /schema version 2/);
   } finally {
     assert.equal(await again.stop(), 0);
   }
-  assert.equal(sql(db, 'SELECT COUNT(*) FROM lx_schema_migrations'), '1');
+  assert.equal(sql(db, 'SELECT COUNT(*) FROM lx_schema_migrations'), '2');
 });
 
 test('--check does not create the database', async () => {
@@ -110,12 +112,14 @@ test('PostgreSQL: migrated at start, password never logged, two gateways startin
   const url = await pg.createDatabase('llmux_two');
   const [a, b] = await Promise.all([startLlmux(config(url), { workers: 1 }), startLlmux(config(url), { workers: 1 })]);
   try {
-    assert.equal(await pg.psql('SELECT COUNT(*) FROM lx_schema_migrations', 'llmux_two'), '1');
-    assert.equal(await pg.psql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'lx\\_%'", 'llmux_two'), '8');
-    const applied = [a, b].filter((p) => /applied migration 1/.test(p.logs())).length;
-    assert.equal(applied, 1, 'exactly one of the two applied v1');
+    assert.equal(await pg.psql('SELECT COUNT(*) FROM lx_schema_migrations', 'llmux_two'), '2');
+    assert.equal(await pg.psql("SELECT COUNT(*) FROM information_schema.tables WHERE table_name LIKE 'lx\\_%'", 'llmux_two'), '9');
+    for (const v of [1, 2]) {
+      const applied = [a, b].filter((p) => new RegExp(`applied migration ${v} `).test(p.logs())).length;
+      assert.equal(applied, 1, `exactly one of the two applied v${v}`);
+    }
     for (const p of [a, b]) {
-      assert.match(p.logs(), /store: postgresql:\/\/llmux:\*\*\*@127\.0\.0\.1:\d+\/llmux_two \(postgresql\), schema version 1/);
+      assert.match(p.logs(), /store: postgresql:\/\/llmux:\*\*\*@127\.0\.0\.1:\d+\/llmux_two \(postgresql\), schema version 2/);
       assert.ok(!p.logs().includes(pg.password), 'the password is not in the logs');
       const r = await request(p.baseURL, '/health/readiness', { method: 'GET' });
       assert.equal(r.json.db, 'connected');

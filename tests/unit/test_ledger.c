@@ -662,6 +662,9 @@ LX_TEST(test_store_sink_exact_sums)
     LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_team_members WHERE team_id = 't1'"), k1);
     LX_CHECK_INT(query_int(s, "SELECT SUM(spend_nanos) FROM lx_spend_logs WHERE api_key = 'k1'"),
                  k1);
+    /* The global total is kept in the same transactions: it equals the rows' sum. */
+    LX_CHECK_INT(query_int(s, "SELECT spend_nanos FROM lx_spend_totals WHERE scope = 'global'"),
+                 query_int(s, "SELECT SUM(spend_nanos) FROM lx_spend_logs"));
 
     /*
      * Budgets over the store: spend stays exact through pending, commit and

@@ -285,8 +285,15 @@ static void drop_all(struct lx_store *s)
 {
     LX_CHECK_INT(exec1(s, "DROP TABLE IF EXISTS lx_test_t", NULL), 0);
     static const char *const tables[] = {
-        "lx_schema_migrations", "lx_team_members", "lx_teams", "lx_users", "lx_keys", "lx_models",
-        "lx_audit_log",         "lx_spend_logs",
+        "lx_schema_migrations",
+        "lx_team_members",
+        "lx_teams",
+        "lx_users",
+        "lx_keys",
+        "lx_models",
+        "lx_audit_log",
+        "lx_spend_logs",
+        "lx_spend_totals",
     };
     for (size_t i = 0; i < LX_ARRAY_LEN(tables); i++) {
         char sql[128];
@@ -326,13 +333,21 @@ LX_TEST(migrations)
         return;
     }
     struct lx_store_result *r = NULL;
-    LX_CHECK_INT(exec1(s, "SELECT version, name FROM lx_schema_migrations", &r), 0);
-    LX_CHECK_INT(r ? r->n_rows : 0, 1);
-    LX_CHECK_INT(lx_store_cell_int(r, 0, "version", 0), 1);
+    LX_CHECK_INT(exec1(s, "SELECT version, name FROM lx_schema_migrations ORDER BY version", &r),
+                 0);
+    LX_CHECK_INT(r ? r->n_rows : 0, lx_store_n_migrations);
+    for (size_t i = 0; r && i < r->n_rows; i++) {
+        LX_CHECK_INT(lx_store_cell_int(r, i, "version", 0), (int64_t)(i + 1));
+    }
     lx_store_result_free(r);
-    /* Every v1 table is there. */
+    /* Every table is there; the global total starts at 0. */
     LX_CHECK_INT(exec1(s, "SELECT COUNT(*) AS n FROM lx_keys", NULL), 0);
     LX_CHECK_INT(exec1(s, "SELECT COUNT(*) AS n FROM lx_spend_logs WHERE applied = 0", NULL), 0);
+    r = NULL;
+    LX_CHECK_INT(exec1(s, "SELECT spend_nanos FROM lx_spend_totals WHERE scope = 'global'", &r), 0);
+    LX_CHECK_INT(r ? (int64_t)r->n_rows : 0, 1);
+    LX_CHECK_INT(lx_store_cell_int(r, 0, "spend_nanos", -1), 0);
+    lx_store_result_free(r);
     lx_store_close(s);
     printf("%s: open with migration %.2f ms, open up to date %.2f ms\n", g_engine,
            (double)(t1 - t0) / 1e6, (double)(t3 - t2) / 1e6);

@@ -1186,68 +1186,24 @@ static void anthropic_stream_free(void *state)
     lx_buf_fini(&s->chunk);
 }
 
-static void chunk_begin(struct ant_stream *s, struct lx_jw *w)
-{
-    lx_buf_reset(&s->chunk);
-    lx_jw_init(w, &s->chunk);
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "id", lx_str_c(s->id));
-    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
-    lx_jw_kint(w, "created", (long long)s->created);
-    lx_jw_kstr(w, "model", lx_str_c(s->model));
-}
-
-static void choice_begin(struct lx_jw *w)
-{
-    lx_jw_key(w, "choices");
-    lx_jw_open(w, '[');
-    lx_jw_open(w, '{');
-    lx_jw_kint(w, "index", 0);
-    lx_jw_key(w, "delta");
-    lx_jw_open(w, '{');
-}
-
-static void choice_end(struct lx_jw *w, const char *finish)
-{
-    lx_jw_close(w, '}');
-    lx_jw_klit(w, "logprobs", "null");
-    lx_jw_key(w, "finish_reason");
-    if (finish) {
-        lx_jw_str(w, lx_str_c(finish));
-    } else {
-        lx_jw_lit(w, "null");
-    }
-    lx_jw_close(w, '}');
-    lx_jw_close(w, ']');
-}
-
-static int chunk_emit(struct ant_stream *s, struct lx_jw *w, struct lx_buf *out)
-{
-    lx_jw_close(w, '}');
-    if (w->rc) {
-        return w->rc;
-    }
-    return lx_sse_append_event(out, LX_STR(""), lx_buf_str(&s->chunk));
-}
-
 /* A chunk whose delta has one string field. */
 static int emit_delta_str(struct ant_stream *s, struct lx_buf *out, const char *key,
                           struct lx_str v)
 {
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
     lx_jw_kstr(&w, key, v);
-    choice_end(&w, NULL);
-    return chunk_emit(s, &w, out);
+    lx_provider__choice_end(&w, NULL);
+    return lx_provider__chunk_emit(&w, out);
 }
 
 static int emit_tool_delta(struct ant_stream *s, struct lx_buf *out, size_t index, struct lx_str id,
                            struct lx_str name, struct lx_str args)
 {
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
     lx_jw_key(&w, "tool_calls");
     lx_jw_open(&w, '[');
     lx_jw_open(&w, '{');
@@ -1265,8 +1221,8 @@ static int emit_tool_delta(struct ant_stream *s, struct lx_buf *out, size_t inde
     lx_jw_close(&w, '}');
     lx_jw_close(&w, '}');
     lx_jw_close(&w, ']');
-    choice_end(&w, NULL);
-    return chunk_emit(s, &w, out);
+    lx_provider__choice_end(&w, NULL);
+    return lx_provider__chunk_emit(&w, out);
 }
 
 static int ev_fail(struct lx_error *err, const char *what)
@@ -1309,12 +1265,12 @@ static int on_message_start(struct ant_stream *s, const cJSON *d, struct lx_buf 
     }
     s->started = true;
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
     lx_jw_kstr(&w, "role", LX_STR("assistant"));
     lx_jw_kstr(&w, "content", LX_STR(""));
-    choice_end(&w, NULL);
-    return chunk_emit(s, &w, out);
+    lx_provider__choice_end(&w, NULL);
+    return lx_provider__chunk_emit(&w, out);
 }
 
 static int on_block_start(struct ant_stream *s, const cJSON *d, struct lx_buf *out,
@@ -1415,16 +1371,16 @@ static int on_message_delta(struct ant_stream *s, const cJSON *d, struct lx_erro
 static int on_message_stop(struct ant_stream *s, struct lx_buf *out)
 {
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
-    choice_end(&w, s->finish ? s->finish : "stop");
-    int rc = chunk_emit(s, &w, out);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
+    lx_provider__choice_end(&w, s->finish ? s->finish : "stop");
+    int rc = lx_provider__chunk_emit(&w, out);
     if (!rc && s->include_usage) {
-        chunk_begin(s, &w);
+        lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
         lx_jw_key(&w, "choices");
         lx_jw_lit(&w, "[]");
         write_usage(&w, &s->usage);
-        rc = chunk_emit(s, &w, out);
+        rc = lx_provider__chunk_emit(&w, out);
     }
     if (!rc) {
         rc = lx_sse_append_event(out, LX_STR(""), LX_STR("[DONE]"));

@@ -1332,66 +1332,22 @@ static void bedrock_stream_free(void *state)
     lx_free(s);
 }
 
-static void chunk_begin(struct br_stream *s, struct lx_jw *w)
-{
-    lx_buf_reset(&s->chunk);
-    lx_jw_init(w, &s->chunk);
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "id", lx_str_c(s->id));
-    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
-    lx_jw_kint(w, "created", (long long)s->created);
-    lx_jw_kstr(w, "model", lx_str_c(s->model));
-}
-
-static void choice_begin(struct lx_jw *w)
-{
-    lx_jw_key(w, "choices");
-    lx_jw_open(w, '[');
-    lx_jw_open(w, '{');
-    lx_jw_kint(w, "index", 0);
-    lx_jw_key(w, "delta");
-    lx_jw_open(w, '{');
-}
-
-static void choice_end(struct lx_jw *w, const char *finish)
-{
-    lx_jw_close(w, '}');
-    lx_jw_klit(w, "logprobs", "null");
-    lx_jw_key(w, "finish_reason");
-    if (finish) {
-        lx_jw_str(w, lx_str_c(finish));
-    } else {
-        lx_jw_lit(w, "null");
-    }
-    lx_jw_close(w, '}');
-    lx_jw_close(w, ']');
-}
-
-static int chunk_emit(struct br_stream *s, struct lx_jw *w)
-{
-    lx_jw_close(w, '}');
-    if (w->rc) {
-        return w->rc;
-    }
-    return lx_sse_append_event(s->out, LX_STR(""), lx_buf_str(&s->chunk));
-}
-
 static int emit_delta_str(struct br_stream *s, const char *key, struct lx_str v)
 {
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
     lx_jw_kstr(&w, key, v);
-    choice_end(&w, NULL);
-    return chunk_emit(s, &w);
+    lx_provider__choice_end(&w, NULL);
+    return lx_provider__chunk_emit(&w, s->out);
 }
 
 static int emit_tool_delta(struct br_stream *s, size_t index, struct lx_str id, struct lx_str name,
                            struct lx_str args)
 {
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
     lx_jw_key(&w, "tool_calls");
     lx_jw_open(&w, '[');
     lx_jw_open(&w, '{');
@@ -1409,8 +1365,8 @@ static int emit_tool_delta(struct br_stream *s, size_t index, struct lx_str id, 
     lx_jw_close(&w, '}');
     lx_jw_close(&w, '}');
     lx_jw_close(&w, ']');
-    choice_end(&w, NULL);
-    return chunk_emit(s, &w);
+    lx_provider__choice_end(&w, NULL);
+    return lx_provider__chunk_emit(&w, s->out);
 }
 
 static int ev_fail(struct br_stream *s, const char *what)
@@ -1436,12 +1392,12 @@ static int on_message_start(struct br_stream *s)
     }
     s->started = true;
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
     lx_jw_kstr(&w, "role", LX_STR("assistant"));
     lx_jw_kstr(&w, "content", LX_STR(""));
-    choice_end(&w, NULL);
-    return chunk_emit(s, &w);
+    lx_provider__choice_end(&w, NULL);
+    return lx_provider__chunk_emit(&w, s->out);
 }
 
 static int on_block_start(struct br_stream *s, const cJSON *d)
@@ -1521,16 +1477,16 @@ static int on_message_stop(struct br_stream *s, const cJSON *d)
 static int finish_stream(struct br_stream *s)
 {
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
-    choice_end(&w, s->finish ? s->finish : "stop");
-    int rc = chunk_emit(s, &w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
+    lx_provider__choice_end(&w, s->finish ? s->finish : "stop");
+    int rc = lx_provider__chunk_emit(&w, s->out);
     if (!rc && s->include_usage) {
-        chunk_begin(s, &w);
+        lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
         lx_jw_key(&w, "choices");
         lx_jw_lit(&w, "[]");
         write_usage(&w, &s->usage);
-        rc = chunk_emit(s, &w);
+        rc = lx_provider__chunk_emit(&w, s->out);
     }
     if (!rc) {
         rc = lx_sse_append_event(s->out, LX_STR(""), LX_STR("[DONE]"));

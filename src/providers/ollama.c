@@ -800,59 +800,15 @@ static void ollama_stream_free(void *state)
     lx_buf_fini(&s->tmp);
 }
 
-static void chunk_begin(struct oll_stream *s, struct lx_jw *w)
-{
-    lx_buf_reset(&s->chunk);
-    lx_jw_init(w, &s->chunk);
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "id", lx_str_c(s->id));
-    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
-    lx_jw_kint(w, "created", (long long)s->created);
-    lx_jw_kstr(w, "model", lx_str_c(s->model));
-}
-
-static void choice_begin(struct lx_jw *w)
-{
-    lx_jw_key(w, "choices");
-    lx_jw_open(w, '[');
-    lx_jw_open(w, '{');
-    lx_jw_kint(w, "index", 0);
-    lx_jw_key(w, "delta");
-    lx_jw_open(w, '{');
-}
-
-static void choice_end(struct lx_jw *w, const char *finish)
-{
-    lx_jw_close(w, '}');
-    lx_jw_klit(w, "logprobs", "null");
-    lx_jw_key(w, "finish_reason");
-    if (finish) {
-        lx_jw_str(w, lx_str_c(finish));
-    } else {
-        lx_jw_lit(w, "null");
-    }
-    lx_jw_close(w, '}');
-    lx_jw_close(w, ']');
-}
-
-static int chunk_emit(struct oll_stream *s, struct lx_jw *w, struct lx_buf *out)
-{
-    lx_jw_close(w, '}');
-    if (w->rc) {
-        return w->rc;
-    }
-    return lx_sse_append_event(out, LX_STR(""), lx_buf_str(&s->chunk));
-}
-
 static int emit_delta_str(struct oll_stream *s, struct lx_buf *out, const char *key,
                           struct lx_str v)
 {
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
     lx_jw_kstr(&w, key, v);
-    choice_end(&w, NULL);
-    return chunk_emit(s, &w, out);
+    lx_provider__choice_end(&w, NULL);
+    return lx_provider__chunk_emit(&w, out);
 }
 
 static int line_fail(struct lx_error *err, const char *what)
@@ -910,12 +866,12 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
             s->model[model.n] = '\0';
         }
         struct lx_jw w;
-        chunk_begin(s, &w);
-        choice_begin(&w);
+        lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+        lx_provider__choice_begin(&w, 0);
         lx_jw_kstr(&w, "role", LX_STR("assistant"));
         lx_jw_kstr(&w, "content", LX_STR(""));
-        choice_end(&w, NULL);
-        rc = chunk_emit(s, &w, out);
+        lx_provider__choice_end(&w, NULL);
+        rc = lx_provider__chunk_emit(&w, out);
         s->started = true;
     }
     if (!rc && lx_json_str_of(thinking).n) {
@@ -936,15 +892,15 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
             char id[32];
             lx_provider__call_id(id);
             struct lx_jw w;
-            chunk_begin(s, &w);
-            choice_begin(&w);
+            lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+            lx_provider__choice_begin(&w, 0);
             lx_jw_key(&w, "tool_calls");
             lx_jw_open(&w, '[');
             put_tool_call(&w, s->n_tools++, id, lx_json_str_of(lx_json_get(fn, "name")),
                           lx_buf_str(&s->tmp));
             lx_jw_close(&w, ']');
-            choice_end(&w, NULL);
-            rc = chunk_emit(s, &w, out);
+            lx_provider__choice_end(&w, NULL);
+            rc = lx_provider__chunk_emit(&w, out);
         }
     }
     if (rc || !cJSON_IsTrue(done)) {
@@ -954,16 +910,16 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
     s->completion = completion;
     s->has_usage = true;
     struct lx_jw w;
-    chunk_begin(s, &w);
-    choice_begin(&w);
-    choice_end(&w, lx_ollama_finish_reason(lx_json_str_of(dr), s->n_tools > 0));
-    rc = chunk_emit(s, &w, out);
+    lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
+    lx_provider__choice_begin(&w, 0);
+    lx_provider__choice_end(&w, lx_ollama_finish_reason(lx_json_str_of(dr), s->n_tools > 0));
+    rc = lx_provider__chunk_emit(&w, out);
     if (!rc && s->include_usage) {
-        chunk_begin(s, &w);
+        lx_provider__chunk_begin(&w, &s->chunk, s->id, s->created, s->model);
         lx_jw_key(&w, "choices");
         lx_jw_lit(&w, "[]");
         write_usage(&w, s->prompt, s->completion);
-        rc = chunk_emit(s, &w, out);
+        rc = lx_provider__chunk_emit(&w, out);
     }
     if (!rc) {
         rc = lx_sse_append_event(out, LX_STR(""), LX_STR("[DONE]"));

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/rand.h"
+#include "http/sse.h"
 #include "json/writer.h"
 
 void lx_provider__call_id(char out[LX_PROVIDER_CALL_ID_SIZE])
@@ -47,4 +48,49 @@ void lx_provider__add_header(struct lx_provider_request *out, const char *name, 
     if (out->n_headers < LX_PROVIDER_MAX_HEADERS) {
         out->headers[out->n_headers++] = (struct lx_upstream_header){name, value};
     }
+}
+
+void lx_provider__chunk_begin(struct lx_jw *w, struct lx_buf *chunk, const char *id,
+                              int64_t created, const char *model)
+{
+    lx_buf_reset(chunk);
+    lx_jw_init(w, chunk);
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", lx_str_c(id));
+    lx_jw_kstr(w, "object", LX_STR("chat.completion.chunk"));
+    lx_jw_kint(w, "created", (long long)created);
+    lx_jw_kstr(w, "model", lx_str_c(model));
+}
+
+void lx_provider__choice_begin(struct lx_jw *w, long long index)
+{
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", index);
+    lx_jw_key(w, "delta");
+    lx_jw_open(w, '{');
+}
+
+void lx_provider__choice_end(struct lx_jw *w, const char *finish)
+{
+    lx_jw_close(w, '}');
+    lx_jw_klit(w, "logprobs", "null");
+    lx_jw_key(w, "finish_reason");
+    if (finish) {
+        lx_jw_str(w, lx_str_c(finish));
+    } else {
+        lx_jw_lit(w, "null");
+    }
+    lx_jw_close(w, '}');
+    lx_jw_close(w, ']');
+}
+
+int lx_provider__chunk_emit(struct lx_jw *w, struct lx_buf *out)
+{
+    lx_jw_close(w, '}');
+    if (w->rc) {
+        return w->rc;
+    }
+    return lx_sse_append_event(out, LX_STR(""), lx_buf_str(w->b));
 }

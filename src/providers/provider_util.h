@@ -5,8 +5,11 @@
 #ifndef LX_PROVIDERS_PROVIDER_UTIL_H
 #define LX_PROVIDERS_PROVIDER_UTIL_H
 
+#include <stdint.h>
+
 #include <cjson/cJSON.h>
 
+#include "json/writer.h"
 #include "providers/provider.h"
 
 /* Size of the buffer lx_provider__call_id fills, NUL included, with room to spare. */
@@ -38,5 +41,20 @@ const cJSON *lx_provider__param(const struct lx_provider_call *call, const char 
  * LX_PROVIDER_MAX_HEADERS. */
 void lx_provider__add_header(struct lx_provider_request *out, const char *name,
                              struct lx_str value);
+
+/*
+ * OpenAI chat.completion.chunk writers for the stream translators. A chunk is
+ * built in `chunk` (reset by _chunk_begin) through w, then closed and appended
+ * to out as one SSE event by _chunk_emit (returns 0 or w's first failure).
+ *
+ *   _chunk_begin   {"id":..,"object":"chat.completion.chunk","created":..,"model":..
+ *   _choice_begin  ,"choices":[{"index":N,"delta":{
+ *   _choice_end    },"logprobs":null,"finish_reason":F|null}]
+ */
+void lx_provider__chunk_begin(struct lx_jw *w, struct lx_buf *chunk, const char *id,
+                              int64_t created, const char *model);
+void lx_provider__choice_begin(struct lx_jw *w, long long index);
+void lx_provider__choice_end(struct lx_jw *w, const char *finish);
+int lx_provider__chunk_emit(struct lx_jw *w, struct lx_buf *out);
 
 #endif

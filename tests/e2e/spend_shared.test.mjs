@@ -18,6 +18,7 @@ import {
   MASTER_KEY, LLMUX_BIN,
 } from './lib/harness.mjs';
 import { startRedis } from './lib/redis.mjs';
+import { costTrackingConfig, tutorialEnv } from './lib/tutorial.mjs';
 
 let startPostgres = null;
 try {
@@ -274,46 +275,16 @@ test('a period budget: the counter is named by budget_reset_at and expires just 
 
 // The tutorial's Cost Tracking block, as written but for the database (PostgreSQL shared by two
 // instances) and the Redis they share.
-const COST_TRACKING = (db, journal) => `model_list:
-  - model_name: gpt-4
-    litellm_params:
-      model: gpt-4
-      api_key: os.environ/OPENAI_API_KEY
-  - model_name: gpt-3.5-turbo
-    litellm_params:
-      model: gpt-3.5-turbo
-      api_key: os.environ/OPENAI_API_KEY
-  - model_name: claude-3
-    litellm_params:
-      model: claude-3-opus-20240229
-      api_key: os.environ/ANTHROPIC_API_KEY
-
-# config.yaml
-general_settings:
-  database_url: "${db}"
-  spend_journal_dir: "${journal}"
-
-user_config:
-  - user_id: "team_a"
-    user_email: "team_a@example.com"
-    user_role: "app_user"
-    max_budget: 200.0  # Monthly budget
-    models: ["gpt-4", "gpt-3.5-turbo", "claude-3"]
-    budget_duration: "30d"  # Reset every 30 days
-
-# Enable cost tracking endpoints
-litellm_settings:
-  cost_tracking: true
-
-rate_limit_config:
-  redis_host: ${redis.host}
-  redis_port: ${redis.port}
-`;
+const COST_TRACKING = (db, journal) => costTrackingConfig({
+  databaseUrl: db,
+  general: `  spend_journal_dir: "${journal}"\n`,
+  tail: `\nrate_limit_config:\n  redis_host: ${redis.host}\n  redis_port: ${redis.port}\n`,
+});
 
 test("the tutorial's Cost Tracking block on two instances sharing Redis and PostgreSQL", { skip: !startPostgres }, async () => {
   const db = await pg.createDatabase('tutorial');
   const dir = mkdtempSync(path.join(work, 'tutorial-'));
-  const env = { OPENAI_API_KEY: 'sk-your-key', ANTHROPIC_API_KEY: 'sk-ant-your-key', OPENAI_API_BASE: `${mock.url}/v1`, ANTHROPIC_API_BASE: mock.url };
+  const env = tutorialEnv(mock);
   const a = await startLlmux(COST_TRACKING(db, path.join(dir, 'ja')), { env });
   const b = await startLlmux(COST_TRACKING(db, path.join(dir, 'jb')), { env });
   try {

@@ -11,17 +11,13 @@ import path from 'node:path';
 import OpenAI from 'openai';
 
 import { startLlmux, startMock, cleanupTempDirs, request, waitFor, LLMUX_BIN } from './lib/harness.mjs';
+import { costTrackingConfig, tutorialEnv } from './lib/tutorial.mjs';
 
 let mock;
 before(async () => { mock = await startMock(); });
 after(async () => { await mock?.stop(); await cleanupTempDirs(); });
 
-const env = () => ({
-  OPENAI_API_KEY: 'sk-your-key',
-  ANTHROPIC_API_KEY: 'sk-ant-your-key',
-  OPENAI_API_BASE: `${mock.url}/v1`,
-  ANTHROPIC_API_BASE: mock.url,
-});
+const env = () => tutorialEnv(mock);
 
 function runCli(args, cwd) {
   return new Promise((resolve) => {
@@ -93,40 +89,10 @@ test('Configuration File + Using the Proxy: OpenAI and Anthropic models behind o
   }
 });
 
-// ## Cost Tracking (with the models of the Configuration File section)
-const COST_TRACKING = `model_list:
-  - model_name: gpt-4
-    litellm_params:
-      model: gpt-4
-      api_key: os.environ/OPENAI_API_KEY
-  - model_name: gpt-3.5-turbo
-    litellm_params:
-      model: gpt-3.5-turbo
-      api_key: os.environ/OPENAI_API_KEY
-  - model_name: claude-3
-    litellm_params:
-      model: claude-3-opus-20240229
-      api_key: os.environ/ANTHROPIC_API_KEY
-
-# config.yaml
-general_settings:
-  database_url: "sqlite:///costs.db"
-
-user_config:
-  - user_id: "team_a"
-    user_email: "team_a@example.com"
-    user_role: "app_user"
-    max_budget: 200.0  # Monthly budget
-    models: ["gpt-4", "gpt-3.5-turbo", "claude-3"]
-    budget_duration: "30d"  # Reset every 30 days
-
-# Enable cost tracking endpoints
-litellm_settings:
-  cost_tracking: true
-`;
+// ## Cost Tracking: costTrackingConfig() in lib/tutorial.mjs.
 
 test('Cost Tracking + API Endpoints: /user/spend equals the billed costs; /global/spend; /user/reset_budget', async () => {
-  const px = await startLlmux(COST_TRACKING, { env: env() });
+  const px = await startLlmux(costTrackingConfig(), { env: env() });
   try {
     const gen = await runCli(['--config', 'config.yaml', '--generate_key', '--user_id', 'team_a'], px.dir);
     assert.equal(gen.code, 0, gen.stderr);

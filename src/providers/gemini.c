@@ -1151,21 +1151,6 @@ static int args_json(const cJSON *fc, struct lx_buf *tmp)
     return rc;
 }
 
-static void put_tool_call(struct lx_jw *w, size_t index, const char *id, struct lx_str name,
-                          struct lx_str args)
-{
-    lx_jw_open(w, '{');
-    lx_jw_kint(w, "index", (long long)index);
-    lx_jw_kstr(w, "id", lx_str_c(id));
-    lx_jw_kstr(w, "type", LX_STR("function"));
-    lx_jw_key(w, "function");
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "name", name);
-    lx_jw_kstr(w, "arguments", args);
-    lx_jw_close(w, '}');
-    lx_jw_close(w, '}');
-}
-
 static int write_choice(struct lx_jw *w, const struct cand *c, struct lx_buf *tmp,
                         struct lx_error *err)
 {
@@ -1210,7 +1195,8 @@ static int write_choice(struct lx_jw *w, const struct cand *c, struct lx_buf *tm
             }
             char id[32];
             lx_provider__call_id(id);
-            put_tool_call(w, k++, id, lx_json_str_of(lx_json_get(fc, "name")), lx_buf_str(tmp));
+            lx_provider__tool_call(w, k++, id, lx_json_str_of(lx_json_get(fc, "name")),
+                                   lx_buf_str(tmp));
         }
         lx_jw_close(w, ']');
     }
@@ -1498,8 +1484,9 @@ static int on_candidate(struct gem_stream *s, const struct cand *c, struct lx_bu
                 lx_provider__choice_begin(&w, c->index);
                 lx_jw_key(&w, "tool_calls");
                 lx_jw_open(&w, '[');
-                put_tool_call(&w, s->n_tools++, id, lx_json_str_of(lx_json_get(fc, "name")),
-                              lx_buf_str(&s->tmp));
+                lx_provider__tool_call(&w, s->n_tools++, id,
+                                       lx_json_str_of(lx_json_get(fc, "name")),
+                                       lx_buf_str(&s->tmp));
                 lx_jw_close(&w, ']');
                 lx_provider__choice_end(&w, NULL);
                 rc = lx_provider__chunk_emit(&w, out);

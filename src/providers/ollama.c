@@ -129,21 +129,6 @@ static int check_tool_calls(const cJSON *calls)
     return 0;
 }
 
-static void put_tool_call(struct lx_jw *w, size_t index, const char *id, struct lx_str name,
-                          struct lx_str args)
-{
-    lx_jw_open(w, '{');
-    lx_jw_kint(w, "index", (long long)index);
-    lx_jw_kstr(w, "id", lx_str_c(id));
-    lx_jw_kstr(w, "type", LX_STR("function"));
-    lx_jw_key(w, "function");
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "name", name);
-    lx_jw_kstr(w, "arguments", args);
-    lx_jw_close(w, '}');
-    lx_jw_close(w, '}');
-}
-
 /* ---- request ---- */
 
 struct req {
@@ -683,7 +668,8 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
             }
             char cid[32];
             lx_provider__call_id(cid);
-            put_tool_call(w, k++, cid, lx_json_str_of(lx_json_get(fn, "name")), lx_buf_str(tmp));
+            lx_provider__tool_call(w, k++, cid, lx_json_str_of(lx_json_get(fn, "name")),
+                                   lx_buf_str(tmp));
         }
         lx_jw_close(w, ']');
     }
@@ -896,8 +882,8 @@ static int on_object(struct oll_stream *s, const cJSON *j, struct lx_buf *out, s
             lx_provider__choice_begin(&w, 0);
             lx_jw_key(&w, "tool_calls");
             lx_jw_open(&w, '[');
-            put_tool_call(&w, s->n_tools++, id, lx_json_str_of(lx_json_get(fn, "name")),
-                          lx_buf_str(&s->tmp));
+            lx_provider__tool_call(&w, s->n_tools++, id, lx_json_str_of(lx_json_get(fn, "name")),
+                                   lx_buf_str(&s->tmp));
             lx_jw_close(&w, ']');
             lx_provider__choice_end(&w, NULL);
             rc = lx_provider__chunk_emit(&w, out);

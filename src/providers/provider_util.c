@@ -94,3 +94,18 @@ int lx_provider__chunk_emit(struct lx_jw *w, struct lx_buf *out)
     }
     return lx_sse_append_event(out, LX_STR(""), lx_buf_str(w->b));
 }
+
+void lx_provider__tool_call(struct lx_jw *w, size_t index, const char *id, struct lx_str name,
+                            struct lx_str args)
+{
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", (long long)index);
+    lx_jw_kstr(w, "id", lx_str_c(id));
+    lx_jw_kstr(w, "type", LX_STR("function"));
+    lx_jw_key(w, "function");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "name", name);
+    lx_jw_kstr(w, "arguments", args);
+    lx_jw_close(w, '}');
+    lx_jw_close(w, '}');
+}

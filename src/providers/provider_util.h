@@ -57,4 +57,8 @@ void lx_provider__choice_begin(struct lx_jw *w, long long index);
 void lx_provider__choice_end(struct lx_jw *w, const char *finish);
 int lx_provider__chunk_emit(struct lx_jw *w, struct lx_buf *out);
 
+/* One OpenAI tool call: {"index":N,"id":..,"type":"function","function":{"name","arguments"}} */
+void lx_provider__tool_call(struct lx_jw *w, size_t index, const char *id, struct lx_str name,
+                            struct lx_str args);
+
 #endif

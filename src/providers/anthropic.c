@@ -991,18 +991,7 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
         model = lx_str_c(call->upstream_model ? call->upstream_model : "");
     }
 
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "id", id);
-    lx_jw_kstr(w, "object", LX_STR("chat.completion"));
-    lx_jw_kint(w, "created", (long long)lx_wall_s());
-    lx_jw_kstr(w, "model", model);
-    lx_jw_key(w, "choices");
-    lx_jw_open(w, '[');
-    lx_jw_open(w, '{');
-    lx_jw_kint(w, "index", 0);
-    lx_jw_key(w, "message");
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "role", LX_STR("assistant"));
+    lx_provider__message_begin(w, id, model);
     bool any = false;
     lx_buf_reset(tmp);
     int rc = concat_blocks(content, "text", "text", tmp, &any);

@@ -1106,18 +1106,7 @@ static int write_response(const struct lx_provider_call *call, const cJSON *j, s
     char id[48];
     snprintf(id, sizeof(id), "chatcmpl-%s", uuid);
 
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "id", lx_str_c(id));
-    lx_jw_kstr(w, "object", LX_STR("chat.completion"));
-    lx_jw_kint(w, "created", (long long)lx_wall_s());
-    lx_jw_kstr(w, "model", model_id(call));
-    lx_jw_key(w, "choices");
-    lx_jw_open(w, '[');
-    lx_jw_open(w, '{');
-    lx_jw_kint(w, "index", 0);
-    lx_jw_key(w, "message");
-    lx_jw_open(w, '{');
-    lx_jw_kstr(w, "role", LX_STR("assistant"));
+    lx_provider__message_begin(w, lx_str_c(id), model_id(call));
     lx_jw_key(w, "content");
     if (any_text) {
         lx_buf_reset(tmp);

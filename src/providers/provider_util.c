@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/rand.h"
+#include "core/time.h"
 #include "http/sse.h"
 #include "json/writer.h"
 
@@ -108,4 +109,20 @@ void lx_provider__tool_call(struct lx_jw *w, size_t index, const char *id, struc
     lx_jw_kstr(w, "arguments", args);
     lx_jw_close(w, '}');
     lx_jw_close(w, '}');
+}
+
+void lx_provider__message_begin(struct lx_jw *w, struct lx_str id, struct lx_str model)
+{
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "id", id);
+    lx_jw_kstr(w, "object", LX_STR("chat.completion"));
+    lx_jw_kint(w, "created", (long long)lx_wall_s());
+    lx_jw_kstr(w, "model", model);
+    lx_jw_key(w, "choices");
+    lx_jw_open(w, '[');
+    lx_jw_open(w, '{');
+    lx_jw_kint(w, "index", 0);
+    lx_jw_key(w, "message");
+    lx_jw_open(w, '{');
+    lx_jw_kstr(w, "role", LX_STR("assistant"));
 }

@@ -57,6 +57,13 @@ void lx_provider__choice_begin(struct lx_jw *w, long long index);
 void lx_provider__choice_end(struct lx_jw *w, const char *finish);
 int lx_provider__chunk_emit(struct lx_jw *w, struct lx_buf *out);
 
+/*
+ * The head of a non-streamed OpenAI chat answer, up to the open message:
+ * {"id":..,"object":"chat.completion","created":now,"model":..,"choices":[{"index":0,
+ * "message":{"role":"assistant"
+ */
+void lx_provider__message_begin(struct lx_jw *w, struct lx_str id, struct lx_str model);
+
 /* One OpenAI tool call: {"index":N,"id":..,"type":"function","function":{"name","arguments"}} */
 void lx_provider__tool_call(struct lx_jw *w, size_t index, const char *id, struct lx_str name,
                             struct lx_str args);

@@ -973,19 +973,7 @@ static void on_admit_reply(void *ud, int result, const redisReply *reply)
         }
     }
     /* Redis unreachable or confused: decide on local counts, no client error. */
-    struct lockset ls;
-    lock_all(r, &ls);
-    bind_entries(r);
-    bool ok = decide_local(r);
-    unlock_all(&ls);
-    if (!ok) {
-        release_parallel(r);
-        r->st = RQ_REFUSED;
-        finish_pending(r, LX_ERATELIMIT);
-        return;
-    }
-    r->st = RQ_ADMITTED;
-    finish_pending(r, 0);
+    finish_pending(r, admit_local(r, false));
 }
 
 int lx_limits_admit(struct lx_limits_req *r, lx_limits_cb cb, void *ud)
@@ -1014,17 +1002,7 @@ int lx_limits_admit(struct lx_limits_req *r, lx_limits_cb cb, void *ud)
         return LX_ERATELIMIT;
     }
     if (send_admit(r, false) != 0) {
-        lock_all(r, &ls);
-        bind_entries(r);
-        ok = decide_local(r);
-        unlock_all(&ls);
-        if (!ok) {
-            release_parallel(r);
-            r->st = RQ_REFUSED;
-            return LX_ERATELIMIT;
-        }
-        r->st = RQ_ADMITTED;
-        return 0;
+        return admit_local(r, false); /* Redis unusable now: decide here; the slots are taken */
     }
     r->cb = cb;
     r->ud = ud;
